@@ -1,0 +1,115 @@
+"""Field names, row types, the program -> instrument table and the known durations.
+
+The instrument grouping and the duration table follow the original Multitrack Music
+Transformer (Dong et al., ICASSP 2023); `drums` is added as an instrument of its own
+(the original dropped drum tracks).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+FIELDS: tuple[str, ...] = ("type", "beat", "position", "pitch", "duration", "instrument")
+
+
+class Field(IntEnum):
+    """Column index of each field in a code array (L x 6)."""
+
+    TYPE = 0
+    BEAT = 1
+    POSITION = 2
+    PITCH = 3
+    DURATION = 4
+    INSTRUMENT = 5
+
+
+NOTE_COLUMNS: tuple[str, ...] = ("beat", "position", "pitch", "duration", "program")
+
+
+class NoteCol(IntEnum):
+    """Column index of each field in a notes array (N x 5) as data prep stores it."""
+
+    BEAT = 0
+    POSITION = 1
+    PITCH = 2
+    DURATION = 3
+    PROGRAM = 4
+
+
+class RowType(IntEnum):
+    """Type codes; 0 is reserved for "undefined" (padding), as in every field."""
+
+    UNDEFINED = 0
+    START_OF_SONG = 1
+    INSTRUMENT = 2
+    START_OF_NOTES = 3
+    NOTE = 4
+    END_OF_SONG = 5
+
+
+TYPE_NAMES: tuple[str, ...] = (
+    "undefined",
+    "start-of-song",
+    "instrument",
+    "start-of-notes",
+    "note",
+    "end-of-song",
+)
+
+# A notes array marks drum notes with this pseudo-program (GM programs are 0..127).
+DRUM_PROGRAM = 128
+DRUMS = "drums"
+
+KNOWN_DURATIONS: tuple[int, ...] = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    15, 16, 18, 20, 21, 24, 30, 36, 40, 42, 48, 60, 72, 84, 96, 120, 144, 168, 192, 384,
+)
+
+_GROUPS: tuple[tuple[str | None, int], ...] = (
+    # (instrument name or None for "not modelled", number of consecutive programs)
+    ("piano", 4), ("electric-piano", 2), ("harpsichord", 1), ("clavinet", 1),
+    ("celesta", 1), ("glockenspiel", 1), ("music-box", 1), ("vibraphone", 1),
+    ("marimba", 1), ("xylophone", 1), ("tubular-bells", 1), ("dulcimer", 1),
+    ("organ", 3), ("church-organ", 1), ("organ", 1), ("accordion", 1),
+    ("harmonica", 1), ("bandoneon", 1),
+    ("nylon-string-guitar", 1), ("steel-string-guitar", 1), ("electric-guitar", 6),
+    ("bass", 1), ("electric-bass", 3), ("slap-bass", 2), ("synth-bass", 2),
+    ("violin", 1), ("viola", 1), ("cello", 1), ("contrabass", 1), ("strings", 2),
+    ("harp", 1), ("timpani", 1),
+    ("strings", 2), ("synth-strings", 2), ("voices", 3), ("orchestra-hit", 1),
+    ("trumpet", 1), ("trombone", 1), ("tuba", 1), ("trumpet", 1), ("horn", 1),
+    ("brasses", 1), ("synth-brasses", 2),
+    ("soprano-saxophone", 1), ("alto-saxophone", 1), ("tenor-saxophone", 1),
+    ("baritone-saxophone", 1), ("oboe", 1), ("english-horn", 1), ("bassoon", 1),
+    ("clarinet", 1),
+    ("piccolo", 1), ("flute", 1), ("recorder", 1), ("pan-flute", 1), (None, 3),
+    ("ocarina", 1),
+    ("lead", 8), ("pad", 8), (None, 8),
+    ("sitar", 1), ("banjo", 1), ("shamisen", 1), ("koto", 1), ("kalimba", 1),
+    ("bag-pipe", 1), (None, 1), ("shehnai", 1),
+    (None, 5), ("melodic-tom", 1), ("synth-drums", 2), (None, 8),
+)
+
+PROGRAM_INSTRUMENT: tuple[str | None, ...] = tuple(
+    name for name, count in _GROUPS for _ in range(count)
+)
+"""GM program (0..127) -> instrument name; None for programs the model does not use."""
+
+# The program a decoded instrument plays: its first program, except where a later one
+# is the usual sound of the group (string ensemble rather than tremolo strings).
+INSTRUMENT_PROGRAM: dict[str, int] = {}
+for _program, _name in enumerate(PROGRAM_INSTRUMENT):
+    if _name is not None:
+        INSTRUMENT_PROGRAM.setdefault(_name, _program)
+INSTRUMENT_PROGRAM["strings"] = 48
+INSTRUMENT_PROGRAM[DRUMS] = 0
+
+INSTRUMENTS: tuple[str, ...] = tuple(INSTRUMENT_PROGRAM)
+"""The 64 instrument names of the original MMT, then `drums`."""
+
+PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name of a MIDI pitch, e.g. 60 -> "C4"."""
+    return f"{PITCH_NAMES[pitch % 12]}{pitch // 12 - 1}"

@@ -1,0 +1,257 @@
+"""Reading and writing music: `read_music` and the `write_*` functions."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import muspy
+import numpy as np
+
+from mmt.constants import FIELDS
+from mmt.encoding import Encoding, decode, describe_rows
+from mmt.files import write_atomic, write_text_atomic
+
+MIDI_SUFFIXES = (".mid", ".midi")
+MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
+MUSIC21_SUFFIXES = (".krn", ".abc")
+SUFFIXES = MIDI_SUFFIXES + MUSICXML_SUFFIXES + MUSIC21_SUFFIXES
+
+
+class MusicReadError(ValueError):
+    """A music file could not be read; the message names the file and the reason."""
+
+
+def read_music(path: str | os.PathLike) -> muspy.Music:
+    """Read a MIDI, MusicXML/mxl, kern or abc file into a `muspy.Music`.
+
+    MIDI is read by muspy; MusicXML, kern and abc through music21 (the first piece of a
+    multi-piece abc file), because muspy's MusicXML reader keeps MusicXML's 1-based
+    programs. Raises FileNotFoundError or `MusicReadError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise MusicReadError(f"{path}: unsupported file type {suffix!r} (supported: {', '.join(SUFFIXES)})")
+    if path.stat().st_size == 0:
+        raise MusicReadError(f"{path}: empty file")
+    try:
+        if suffix in MIDI_SUFFIXES:
+            music = muspy.read_midi(path)
+        else:
+            music = _read_with_music21(path)
+    except MusicReadError:
+        raise
+    except Exception as error:  # parsers raise anything from KeyError to EOFError
+        raise MusicReadError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
+    return music
+
+
+def _read_with_music21(path: Path) -> muspy.Music:
+    import music21
+
+    parsed = music21.converter.parse(str(path))
+    if isinstance(parsed, music21.stream.Opus):
+        scores = list(parsed.scores)
+        if not scores:
+            raise MusicReadError(f"{path}: contains no score")
+        parsed = scores[0]
+    return music_from_music21(parsed)
+
+
+def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
+    """Convert a music21 stream to a `muspy.Music` (muspy's own converter fails on music21 10).
+
+    One track per part, named by the part (or its instrument); the program is the
+    instrument's 0-based MIDI program where music21 knows it, else one inferred from the
+    part's name (`program_from_name`), else 0 (piano). Ties are merged; unpitched notes
+    are skipped.
+    """
+    import music21
+
+    stream = stream.stripTies()
+    parts = list(stream.parts) or [stream]
+    tracks = []
+    for part in parts:
+        instrument = part.getInstrument(returnDefault=False)
+        program = getattr(instrument, "midiProgram", None)
+        name = part.partName or getattr(instrument, "instrumentName", None) or getattr(instrument, "partName", None)
+        if program is None:
+            program = program_from_name(name)
+        notes = []
+        for element in part.flatten().notes:
+            if element.duration.isGrace:
+                continue
+            onset = int(round(float(element.offset) * resolution))
+            duration = int(round(float(element.duration.quarterLength) * resolution))
+            for pitch in getattr(element, "pitches", ()):
+                notes.append(muspy.Note(time=onset, pitch=int(pitch.midi), duration=duration, velocity=64))
+        if notes:
+            notes.sort(key=lambda n: (n.time, n.pitch))
+            tracks.append(muspy.Track(program=program if program is not None else 0, name=name, notes=notes))
+    time_signatures = []
+    for ts in stream.recurse().getElementsByClass(music21.meter.TimeSignature):
+        offset = int(round(float(ts.getOffsetInHierarchy(stream)) * resolution))
+        time_signatures.append(muspy.TimeSignature(time=offset, numerator=ts.numerator, denominator=ts.denominator))
+        break
+    tempos = []
+    for mark in stream.recurse().getElementsByClass(music21.tempo.MetronomeMark):
+        bpm = mark.getQuarterBPM()
+        if bpm:
+            tempos.append(muspy.Tempo(time=0, qpm=float(bpm)))
+            break
+    return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=time_signatures, tracks=tracks)
+
+
+def program_from_name(name: str | None) -> int | None:
+    """GM program of an instrument named in a score ("Violin I" -> 40, "Soprano" -> 53), or None.
+
+    Uses music21's instrument names (English and common Italian/German ones).
+    """
+    if not name:
+        return None
+    import music21
+
+    try:
+        program = music21.instrument.fromString(name).midiProgram
+    except music21.exceptions21.Music21Exception:
+        return None
+    return int(program) if program is not None else None
+
+
+def write_midi(path: str | os.PathLike, music: muspy.Music) -> Path:
+    """Write a `muspy.Music` as a MIDI file (atomically)."""
+    return write_atomic(path, lambda tmp: muspy.write_midi(tmp, music))
+
+
+def write_musicxml(path: str | os.PathLike, music: muspy.Music) -> Path:
+    """Write a `muspy.Music` as an uncompressed MusicXML file (atomically)."""
+    return write_atomic(path, lambda tmp: muspy.write_musicxml(tmp, music, compressed=False))
+
+
+def write_csv(path: str | os.PathLike, codes: np.ndarray, encoding: Encoding) -> Path:
+    """Write codes as a table: each field's code, then its readable value (like the original MMT's CSV)."""
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1, 6)
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([f"{name}_code" for name in FIELDS] + list(FIELDS))
+    for row, values in zip(codes, describe_rows(codes, encoding)):
+        writer.writerow([int(c) for c in row] + [values[name] for name in FIELDS])
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def write_pianoroll_png(
+    path: str | os.PathLike, music: muspy.Music, title: str | None = None, dpi: int = 120
+) -> Path:
+    """Draw a piano roll: one colour per track, time in beats, MIDI pitch upwards."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    resolution = music.resolution or 1
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=dpi)
+    colours = plt.get_cmap("tab10")
+    handles, end, low, high = [], 4.0, 127, 0
+    for i, track in enumerate(music.tracks):
+        colour = colours(i % 10)
+        for note in track.notes:
+            start = note.time / resolution
+            ax.add_patch(Rectangle((start, note.pitch - 0.4), note.duration / resolution, 0.8, color=colour, lw=0))
+            end = max(end, start + note.duration / resolution)
+            low, high = min(low, note.pitch), max(high, note.pitch)
+        handles.append(Patch(color=colour, label=track.name or f"program {track.program}"))
+    if high < low:
+        low, high = 48, 72
+    ax.set_xlim(0, end)
+    ax.set_ylim(low - 2, high + 2)
+    ax.set_xlabel("beat")
+    ax.set_ylabel("MIDI pitch")
+    if title:
+        ax.set_title(title)
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize="small", ncol=min(len(handles), 4))
+    fig.tight_layout()
+
+    def save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png")
+
+    try:
+        return write_atomic(path, save)
+    finally:
+        plt.close(fig)
+
+
+SOUNDFONT_PATHS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+
+
+class AudioUnavailable(RuntimeError):
+    """fluidsynth or a GM soundfont is missing."""
+
+
+def find_soundfont() -> Path | None:
+    """The first GM soundfont found (MMT_SOUNDFONT overrides the search), else None."""
+    candidates = [os.environ.get("MMT_SOUNDFONT", "")] + list(SOUNDFONT_PATHS)
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def audio_available() -> bool:
+    """True when fluidsynth and a GM soundfont are installed."""
+    return shutil.which("fluidsynth") is not None and find_soundfont() is not None
+
+
+def write_wav(path: str | os.PathLike, music: muspy.Music, sample_rate: int = 44100) -> Path:
+    """Render music to WAV with fluidsynth and a GM soundfont.
+
+    Raises `AudioUnavailable` with install instructions when either is missing.
+    """
+    soundfont = find_soundfont()
+    if shutil.which("fluidsynth") is None or soundfont is None:
+        raise AudioUnavailable(
+            "audio needs fluidsynth and a GM soundfont: `apt-get install fluidsynth fluid-soundfont-gm` "
+            "(or set MMT_SOUNDFONT to an .sf2 file)"
+        )
+    path = Path(path)
+    with_midi = path.with_suffix(".render.mid")
+    write_midi(with_midi, music)
+    try:
+        def render(tmp: Path) -> None:
+            subprocess.run(
+                ["fluidsynth", "-ni", "-g", "0.8", "-r", str(sample_rate), "-F", str(tmp), "-T", "wav",
+                 str(soundfont), str(with_midi)],
+                check=True, capture_output=True,
+            )
+        return write_atomic(path, render)
+    finally:
+        with_midi.unlink(missing_ok=True)
+
+
+def write_codes(
+    out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False
+) -> dict[str, Path]:
+    """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths."""
+    out_dir = Path(out_dir)
+    music = decode(codes, encoding)
+    paths = {
+        "midi": write_midi(out_dir / f"{stem}.mid", music),
+        "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
+        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem),
+    }
+    if audio:
+        paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)
+    return paths

@@ -1,0 +1,123 @@
+"""Reading and writing: MIDI round trip, MusicXML/kern/abc, CSV, piano roll, errors."""
+
+from __future__ import annotations
+
+import csv
+
+import muspy
+import numpy as np
+import pytest
+
+from conftest import write_pretty_midi
+from mmt import MusicReadError, decode, encode, read_music, write_csv, write_midi, write_musicxml, write_pianoroll_png
+
+GRID_TRACKS = [
+    (0, False, [(0, 60, 1), (1, 64, 0.5), (1.5, 67, 2), (4, 72, 4)]),        # piano
+    (40, False, [(0, 76, 0.25), (0.25, 77, 0.75), (2 + 1 / 3, 79, 1 / 3)]),   # violin, incl. a triplet
+    (42, False, [(0, 48, 8)]),                                               # cello, 96 ticks
+    (0, True, [(0, 36, 0.25), (1, 38, 0.25), (2, 42, 1 / 12)]),              # drums
+]
+
+
+def note_set(music: muspy.Music):
+    return sorted((n.time, n.pitch, n.duration, t.program, t.is_drum) for t in music.tracks for n in t.notes)
+
+
+def test_midi_round_trip_is_exact(tmp_path, encoding):
+    path = tmp_path / "song.mid"
+    write_pretty_midi(path, GRID_TRACKS)
+    music = read_music(path)
+    decoded = decode(encode(music, encoding), encoding)
+    expected = sorted(
+        (round(beat * 12), pitch, round(length * 12), program if not is_drum else 0, is_drum)
+        for program, is_drum, notes in GRID_TRACKS for beat, pitch, length in notes
+    )
+    assert note_set(decoded) == expected
+    assert [t.name for t in decoded.tracks] == ["piano", "violin", "cello", "drums"]
+
+
+def test_off_grid_onsets_and_durations_snap(tmp_path, encoding):
+    path = tmp_path / "offgrid.mid"
+    # onset 13/48 beat = 3.25 ticks -> 3; onset 1 + 7/48 beat = 13.75 ticks -> 14;
+    # length 13/12 beat = 13 ticks -> 12; length 17/12 beat = 17 ticks -> 16 (tie -> shorter)
+    write_pretty_midi(path, [(0, False, [(13 / 48, 60, 13 / 12), (1 + 7 / 48, 62, 17 / 12)])])
+    codes = encode(read_music(path), encoding)
+    assert codes[3:5].tolist() == [[4, 1, 4, 61, 12, 1], [4, 2, 3, 63, 14, 1]]  # duration code 14 = 16 ticks
+    assert note_set(decode(codes, encoding)) == [(3, 60, 12, 0, False), (14, 62, 16, 0, False)]
+
+
+def test_write_midi_then_read_back(tmp_path, encoding):
+    codes = encode(muspy.Music(resolution=12, tracks=[muspy.Track(program=73, notes=[muspy.Note(6, 70, 18)])]), encoding)
+    path = write_midi(tmp_path / "out.mid", decode(codes, encoding))
+    assert note_set(decode(encode(read_music(path), encoding), encoding)) == [(6, 70, 18, 73, False)]
+
+
+def test_musicxml_round_trip(tmp_path, encoding):
+    music = muspy.Music(resolution=12, tracks=[muspy.Track(program=40, name="Violin", notes=[
+        muspy.Note(0, 67, 12), muspy.Note(12, 69, 6), muspy.Note(18, 71, 6), muspy.Note(24, 72, 24)])])
+    path = write_musicxml(tmp_path / "violin.musicxml", music)
+    back = read_music(path)
+    assert [(n.time * 12 // back.resolution, n.pitch, n.duration * 12 // back.resolution)
+            for n in back.tracks[0].notes] == [(0, 67, 12), (12, 69, 6), (18, 71, 6), (24, 72, 24)]
+    assert back.tracks[0].program == 40
+
+
+def test_read_kern_and_abc(tmp_path):
+    kern = tmp_path / "tune.krn"
+    kern.write_text("**kern\n*M3/4\n4c\n4e\n4g\n=\n2.cc\n*-\n")
+    music = read_music(kern)
+    assert [(n.time, n.pitch, n.duration) for n in music.tracks[0].notes] == [
+        (0, 60, 24), (24, 64, 24), (48, 67, 24), (72, 72, 72)]
+    assert (music.time_signatures[0].numerator, music.time_signatures[0].denominator) == (3, 4)
+    abc = tmp_path / "tune.abc"
+    abc.write_text("X:1\nT:Test\nM:4/4\nL:1/4\nK:C\nC D E F|G4|]\n")
+    assert [n.pitch for n in read_music(abc).tracks[0].notes] == [60, 62, 64, 65, 67]
+
+
+def test_read_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.mid: no such file"):
+        read_music(tmp_path / "missing.mid")
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(MusicReadError, match="empty.mid: empty file"):
+        read_music(empty)
+    corrupt = tmp_path / "corrupt.mid"
+    corrupt.write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    with pytest.raises(MusicReadError, match="corrupt.mid: cannot read"):
+        read_music(corrupt)
+    bad_xml = tmp_path / "bad.xml"
+    bad_xml.write_text("<score-partwise><part")
+    with pytest.raises(MusicReadError, match="bad.xml: cannot read"):
+        read_music(bad_xml)
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    with pytest.raises(MusicReadError, match="notes.txt: unsupported file type '.txt'"):
+        read_music(other)
+
+
+def test_write_csv_has_codes_and_values(tmp_path, encoding):
+    codes = np.array([[1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 25], [3, 0, 0, 0, 0, 0], [4, 2, 7, 61, 12, 25],
+                      [5, 0, 0, 0, 0, 0]])
+    path = write_csv(tmp_path / "codes.csv", codes, encoding)
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 5
+    assert rows[1]["instrument"] == "violin"
+    assert {k: rows[3][k] for k in ("type", "beat", "position", "pitch", "duration", "instrument", "pitch_code")} == {
+        "type": "note", "beat": "1", "position": "6", "pitch": "60", "duration": "12", "instrument": "violin",
+        "pitch_code": "61"}
+
+
+def test_write_pianoroll_png(tmp_path, encoding):
+    music = decode(encode(muspy.Music(resolution=12, tracks=[muspy.Track(notes=[muspy.Note(0, 60, 12)])]), encoding),
+                   encoding)
+    path = write_pianoroll_png(tmp_path / "roll.png", music, title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("name, program", [("Violin I", 40), ("Soprano", 53), ("Violoncello", 42),
+                                           ("Flauto traverso", 73), ("Continuo", None), (None, None)])
+def test_program_from_name(name, program):
+    from mmt.io import program_from_name
+
+    assert program_from_name(name) == program
