@@ -1,4 +1,8 @@
-"""The `mmt` command line: argparse -> library calls. The only place argparse lives."""
+"""The `mmt` command line: argparse -> library calls. The only place argparse lives.
+
+Each subcommand has its own section: `_add_<name>(sub)` builds its parser and
+`_cmd_<name>(args)` runs it, importing what it needs so `mmt --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,18 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
+
+class CommandError(Exception):
+    """A user-facing failure: printed as `mmt <command>: error: <message>`, exit status 2."""
+
+
+# ============================================================================ encode
+def _add_encode(sub) -> None:
+    p = sub.add_parser("encode", help="encode a MIDI/MusicXML/kern/abc file and write its rows as CSV")
+    p.add_argument("file")
+    p.add_argument("--out", help="CSV path (default: beside the input)")
+    p.add_argument("--encoding", help="encoding.json (default: the default encoding)")
+    p.set_defaults(func=_cmd_encode)
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -21,15 +36,17 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmt", description=__doc__.splitlines()[0] if __doc__ else None)
-    sub = parser.add_subparsers(dest="command", required=True)
+# ============================================================================ parser
+SECTIONS = [_add_encode]
 
-    p = sub.add_parser("encode", help="encode a MIDI/MusicXML/kern/abc file and write its rows as CSV")
-    p.add_argument("file")
-    p.add_argument("--out", help="CSV path (default: beside the input)")
-    p.add_argument("--encoding", help="encoding.json (default: the default encoding)")
-    p.set_defaults(func=_cmd_encode)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmt", description="Multitrack symbolic music generation and analysis with token tuples."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SECTIONS:
+        add(sub)
     return parser
 
 
@@ -38,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as error:
+    except (CommandError, FileNotFoundError, ValueError) as error:
         print(f"mmt {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mmt {args.command}: interrupted", file=sys.stderr)
+        return 130
