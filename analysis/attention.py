@@ -1,0 +1,271 @@
+"""Mean relative attention: where, in musical terms, a model's attention heads look.
+
+After Dong et al., "Multitrack Music Transformer", ICASSP 2023, section 4.4. For a field
+d (beat, position, pitch) and an offset k, over every sequence and every pair of a query
+row s and a key row t *before* it (t < s) where both rows are notes:
+
+    gamma_k    = sum a[s, t] * 1[x_t - x_s = k]  /  sum a[s, t]
+    baseline_k = (number of pairs with x_t - x_s = k)  /  (number of pairs)
+    gain_k     = gamma_k - baseline_k
+
+a[s, t] is the post-softmax attention of query s on key t (one layer, one head); x is the
+field's value (beat index, tick within the beat, MIDI pitch). The baseline is the same
+fraction with every a[s, t] = 1, i.e. what attention spread evenly over the earlier notes
+would give; a positive gain means the head looks at notes k away more than chance.
+
+Sign convention: k = x_t - x_s = (key's value) - (query's value). Keys come before the
+query and notes are sorted by time, so beat offsets are k <= 0: k = -4 means "the key
+note starts 4 beats before the query note". For pitch, k = -12 means "the key note is an
+octave below the query note". For instruments the offsets are two classes, "same" and
+"different" instrument.
+
+Only pairs t < s count (not the query itself, not later keys), and the sums run over
+note rows only (the header, padding and end-of-song are left out of both numerator and
+denominator). The original implementation's baseline also counted future keys and the
+query itself; this one follows the formula above.
+
+"Averaged" results are the plain mean of the per-head gammas (every head weighs the
+same); the baseline is common to all heads, so the mean gain is the mean of the gains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmt.constants import Field, RowType
+from mmt.encoding import Encoding
+
+RELATIVE_FIELDS: tuple[str, ...] = ("beat", "position", "pitch", "instrument")
+INSTRUMENT_LABELS: tuple[str, ...] = ("same", "different")
+
+
+def offset_range(field: str, encoding: Encoding) -> np.ndarray:
+    """All offsets k a field can take: -(n - 1)..(n - 1) for n values; [0, 1] for instrument."""
+    if field == "instrument":
+        return np.arange(2)
+    if field not in RELATIVE_FIELDS:
+        raise ValueError(f"field must be one of {', '.join(RELATIVE_FIELDS)}, got {field!r}")
+    n_values = encoding.n_tokens[field] - 1  # code 0 is "undefined"
+    return np.arange(-(n_values - 1), n_values)
+
+
+@dataclass(frozen=True)
+class RelativeAttention:
+    """Mean relative attention of one field, per layer and head.
+
+    Attributes:
+        field: "beat", "position", "pitch" or "instrument".
+        offsets: (K,) the offsets k (for instrument: 0 = same, 1 = different).
+        labels: (K,) a printable label per offset.
+        gamma: (layers, heads, K) attention fraction per offset; NaN for a head whose
+            attention on the counted pairs summed to zero.
+        baseline: (K,) fraction of the counted pairs at each offset (uniform attention).
+        n_pairs: number of counted (query, key) pairs.
+        n_sequences: number of sequences summed over.
+    """
+
+    field: str
+    offsets: np.ndarray
+    labels: tuple[str, ...]
+    gamma: np.ndarray
+    baseline: np.ndarray
+    n_pairs: int
+    n_sequences: int
+
+    @property
+    def gain(self) -> np.ndarray:
+        """(layers, heads, K) gamma - baseline."""
+        return self.gamma - self.baseline
+
+    @property
+    def gain_per_layer(self) -> np.ndarray:
+        """(layers, K) gain averaged over each layer's heads."""
+        return np.nanmean(self.gain, axis=1)
+
+    @property
+    def mean_gain(self) -> np.ndarray:
+        """(K,) gain averaged over every layer and head."""
+        return np.nanmean(self.gain.reshape(-1, len(self.offsets)), axis=0)
+
+    def window(self, low: int, high: int) -> "RelativeAttention":
+        """The same result restricted to offsets low..high (inclusive)."""
+        keep = (self.offsets >= low) & (self.offsets <= high)
+        return RelativeAttention(
+            self.field, self.offsets[keep], tuple(np.asarray(self.labels)[keep]), self.gamma[..., keep],
+            self.baseline[keep], self.n_pairs, self.n_sequences,
+        )
+
+
+@dataclass
+class RelativeAttentionSums:
+    """The running sums behind `RelativeAttention`; add the sums of several batches with `+`.
+
+    Attributes:
+        weighted: (layers, heads, K) sum of a[s, t] over counted pairs at each offset.
+        counts: (K,) number of counted pairs at each offset.
+    """
+
+    field: str
+    offsets: np.ndarray
+    weighted: np.ndarray
+    counts: np.ndarray
+    n_sequences: int
+
+    def __add__(self, other: "RelativeAttentionSums") -> "RelativeAttentionSums":
+        if self.field != other.field or self.weighted.shape != other.weighted.shape:
+            raise ValueError(
+                f"cannot add sums of {self.field} {self.weighted.shape} and {other.field} {other.weighted.shape}"
+            )
+        return RelativeAttentionSums(
+            self.field, self.offsets, self.weighted + other.weighted, self.counts + other.counts,
+            self.n_sequences + other.n_sequences,
+        )
+
+    def result(self) -> RelativeAttention:
+        """gamma, baseline (and so gain) from the sums."""
+        total_attention = self.weighted.sum(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gamma = np.where(total_attention > 0, self.weighted / total_attention, np.nan)
+        n_pairs = int(self.counts.sum())
+        baseline = self.counts / n_pairs if n_pairs else np.full(len(self.offsets), np.nan)
+        if self.field == "instrument":
+            labels = INSTRUMENT_LABELS
+        else:
+            labels = tuple(f"{k:+d}" if k else "0" for k in self.offsets)
+        return RelativeAttention(self.field, self.offsets, labels, gamma, baseline, n_pairs, self.n_sequences)
+
+
+def _pair_offsets(codes: Tensor, field: str, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Counted pairs and their offsets: (valid (B, L, L) bool [b, s, t], offset (B, L, L) long)."""
+    column = codes[..., Field[field.upper()]]
+    is_note = (codes[..., Field.TYPE] == RowType.NOTE) & (column >= 1)
+    if mask is not None:
+        is_note &= mask.bool()
+    length = codes.shape[1]
+    before = torch.ones(length, length, dtype=torch.bool, device=codes.device).tril(-1)  # t < s
+    valid = is_note[:, :, None] & is_note[:, None, :] & before
+    if field == "instrument":
+        offset = (column[:, None, :] != column[:, :, None]).long()  # 0 same, 1 different
+    else:
+        offset = column[:, None, :] - column[:, :, None]  # [b, s, t] = x_t - x_s
+    return valid, offset
+
+
+def relative_attention_sums(
+    attention: Tensor,
+    codes: Tensor | np.ndarray,
+    field: str,
+    encoding: Encoding,
+    mask: Tensor | None = None,
+) -> RelativeAttentionSums:
+    """Sums of attention and of pair counts per offset for one batch (vectorized, no pair loop).
+
+    Args:
+        attention: (layers, B, heads, L, L) post-softmax attention, [.., s, t] = query s on key t.
+        codes: (B, L, 6) codes of the same batch (or (L, 6) for B = 1).
+        field: "beat", "position", "pitch" or "instrument".
+        encoding: sizes the range of offsets so sums of different batches line up.
+        mask: (B, L) True for real rows; padding is never counted.
+    """
+    codes = torch.as_tensor(codes, device=attention.device)
+    if codes.dim() == 2:
+        codes = codes[None]
+    if attention.dim() != 5 or attention.shape[1] != codes.shape[0] or attention.shape[-1] != codes.shape[1]:
+        raise ValueError(
+            f"attention must be (layers, B, heads, L, L) matching codes (B, L, 6) = {tuple(codes.shape)}, "
+            f"got {tuple(attention.shape)}"
+        )
+    offsets = offset_range(field, encoding)
+    valid, offset = _pair_offsets(codes, field, mask)
+    b, s, t = valid.nonzero(as_tuple=True)
+    bins = offset[b, s, t] - int(offsets[0])
+    if len(bins) and (bins.min() < 0 or bins.max() >= len(offsets)):
+        raise ValueError(f"{field} codes out of range for this encoding")
+    layers, _, heads = attention.shape[:3]
+    weights = attention.transpose(1, 2)[:, :, b, s, t].double()  # (layers, heads, P)
+    weighted = torch.zeros(layers, heads, len(offsets), dtype=torch.float64, device=attention.device)
+    weighted.index_add_(2, bins, weights)
+    counts = torch.bincount(bins, minlength=len(offsets))
+    return RelativeAttentionSums(
+        field, offsets, weighted.cpu().numpy(), counts.cpu().numpy().astype(np.int64), int(codes.shape[0])
+    )
+
+
+def mean_relative_attention(
+    attention: Tensor,
+    codes: Tensor | np.ndarray,
+    field: str,
+    encoding: Encoding,
+    mask: Tensor | None = None,
+) -> RelativeAttention:
+    """Mean relative attention of one batch of attention maps (see the module docstring)."""
+    return relative_attention_sums(attention, codes, field, encoding, mask).result()
+
+
+# --------------------------------------------------------------------------- models
+def model_relative_attention(
+    model,
+    sequences: Iterable[np.ndarray],
+    fields: Sequence[str] = RELATIVE_FIELDS,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    total: int | None = None,
+) -> dict[str, RelativeAttention]:
+    """Run `model` over code arrays and compute the mean relative attention of each field.
+
+    Args:
+        model: a `MusicTransformer` (put in eval mode here).
+        sequences: code arrays (L, 6); each is cropped to the model's `max_seq_len`.
+        fields: which fields to analyse.
+        batch_size: sequences per forward pass (memory grows as layers x heads x L^2).
+        device: where to run the model.
+        progress: show a tqdm bar.
+        total: number of sequences, for the progress bar.
+    """
+    from tqdm import tqdm
+
+    from mmt.data import collate
+
+    model = model.to(device).eval()
+    sums: dict[str, RelativeAttentionSums] = {}
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        packed = collate(batch)
+        codes, mask = packed["codes"].to(device), packed["mask"].to(device)
+        with torch.no_grad():
+            attention = model.attention_maps(codes, mask)
+        for field in fields:
+            part = relative_attention_sums(attention, codes, field, model.encoding, mask)
+            sums[field] = sums[field] + part if field in sums else part
+        batch.clear()
+
+    for codes in tqdm(sequences, total=total, desc="attention", unit="seq", disable=not progress):
+        batch.append(np.asarray(codes, dtype=np.int64)[: model.config.max_seq_len])
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    if not sums:
+        raise ValueError("no sequences to analyse")
+    return {field: sums[field].result() for field in fields}
+
+
+def split_sequences(
+    data_dir, split: str, encoding: Encoding, max_seq_len: int, n: int | None = None, seed: int = 0
+) -> tuple[int, Iterable[np.ndarray]]:
+    """(count, lazy iterator) over up to `n` items of a prepared split, chosen at random with `seed`."""
+    from mmt.data import MusicDataset
+
+    dataset = MusicDataset(data_dir, split, encoding, max_seq_len, augment=False, seed=seed)
+    if len(dataset) == 0:
+        raise ValueError(f"{data_dir}: split {split!r} is empty")
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    chosen = sorted(order[: n if n is not None else len(dataset)].tolist())
+    return len(chosen), (dataset[i] for i in chosen)
