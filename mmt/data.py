@@ -1,0 +1,271 @@
+"""The training Dataset: prepared notes -> (augmented, windowed, cropped) code arrays.
+
+A prepared directory (written by `mmt prepare`) holds `notes/<id>.npy` (N x 5 int:
+beat, position, pitch, duration, program; program 128 marks drums), one id list per
+split (`train.txt`, `valid.txt`, `test.txt`) and `encoding.json`.
+
+Each item is built from the stored notes on demand:
+
+1. augmentation (when `augment`): every pitched note moves by one shift drawn from
+   `pitch_shift` (default -5..+6 semitones), narrowed so that no pitch leaves 0..127;
+   drums are never shifted;
+2. beat window: a piece spanning more than `max_beat` beats keeps only `max_beat`
+   beats, starting at a random beat that holds a note onset (at beat 0 without
+   augmentation); beats are shifted so the window starts at beat 0;
+3. encoding with `mmt.encode_notes`;
+4. cropping to `max_seq_len` rows: the most notes that fit with start-of-song, the
+   header of the instruments those notes use, and start-of-notes; end-of-song is kept
+   only when the piece really ends there (no note was cut by the window or the crop).
+
+The randomness of item i is a pure function of (seed, epoch, i), so workers, resumed
+runs and several processes all see the same items.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mmt.constants import DRUM_PROGRAM, Field, NoteCol, RowType
+from mmt.encoding import Encoding, encode_notes
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_PITCH_SHIFT = (-5, 6)
+
+
+# ---------------------------------------------------------------------- pure steps
+def pitch_shift_bounds(notes: np.ndarray, low: int, high: int) -> tuple[int, int]:
+    """The shifts in `low..high` (inclusive) that keep every pitched note in 0..127.
+
+    Drums (program 128) do not count: they are never shifted. With no pitched note
+    every shift in the range is allowed. Since stored pitches lie in 0..127, the
+    result always contains 0 when `low <= 0 <= high`.
+    """
+    pitched = notes[notes[:, NoteCol.PROGRAM] != DRUM_PROGRAM, NoteCol.PITCH]
+    if len(pitched) == 0:
+        return low, high
+    return max(low, -int(pitched.min())), min(high, 127 - int(pitched.max()))
+
+
+def shift_pitches(notes: np.ndarray, shift: int) -> np.ndarray:
+    """A copy of `notes` with every non-drum pitch moved by `shift` semitones."""
+    shifted = notes.copy()
+    pitched = shifted[:, NoteCol.PROGRAM] != DRUM_PROGRAM
+    shifted[pitched, NoteCol.PITCH] += shift
+    return shifted
+
+
+def beat_window(notes: np.ndarray, start: int, n_beats: int) -> tuple[np.ndarray, bool]:
+    """Notes with onset beat in `start .. start + n_beats - 1`, moved to start at beat 0.
+
+    Returns:
+        (window notes, whether the piece ends inside the window, i.e. no note lies after it)
+    """
+    beat = notes[:, NoteCol.BEAT]
+    inside = (beat >= start) & (beat < start + n_beats)
+    window = notes[inside].copy()
+    window[:, NoteCol.BEAT] -= start
+    ends = not np.any(beat >= start + n_beats)
+    return window, ends
+
+
+def window_starts(notes: np.ndarray, n_beats: int) -> np.ndarray:
+    """Start beats a window of `n_beats` may take: beats holding an onset, up to the last full window.
+
+    A piece that fits in `n_beats` beats has the single start 0.
+    """
+    beat = notes[:, NoteCol.BEAT]
+    if len(beat) == 0 or beat.max() < n_beats:
+        return np.zeros(1, dtype=np.int64)
+    last_start = int(beat.max()) - n_beats + 1
+    starts = np.unique(beat[beat <= last_start])
+    return starts if len(starts) else np.zeros(1, dtype=np.int64)
+
+
+def crop_codes(codes: np.ndarray, max_seq_len: int, ends: bool = True) -> np.ndarray:
+    """Crop a song (as `encode_notes` returns it) to at most `max_seq_len` rows.
+
+    Keeps the first k notes, with k the largest count such that start-of-song, the header
+    of the instruments among those k notes, start-of-notes and the k notes fit. End-of-song
+    is kept only when every note fits with it and `ends` says the piece ends there.
+
+    Args:
+        codes: a complete song: SOS, instrument rows, SON, note rows, EOS.
+        max_seq_len: the most rows to return (at least 3: SOS, one instrument, SON).
+        ends: False when notes after these were already cut (e.g. by a beat window).
+    """
+    if max_seq_len < 3:
+        raise ValueError(f"max_seq_len must be >= 3, got {max_seq_len}")
+    row_type = codes[:, Field.TYPE]
+    son = int(np.flatnonzero(row_type == RowType.START_OF_NOTES)[0])
+    header = codes[1:son]
+    notes = codes[son + 1:][codes[son + 1:, Field.TYPE] == RowType.NOTE]
+    if ends and len(codes) <= max_seq_len:
+        return codes
+    if not ends and len(codes) - 1 <= max_seq_len:
+        return codes[:-1]
+    # h(k) = distinct instruments among the first k notes; 2 + h(k) + k grows with k.
+    instrument = notes[:, Field.INSTRUMENT]
+    _, first = np.unique(instrument, return_index=True)
+    is_first = np.zeros(len(notes), dtype=np.int64)
+    is_first[first] = 1
+    k = np.arange(len(notes) + 1)
+    length = 2 + np.concatenate([[0], np.cumsum(is_first)]) + k
+    n_keep = int(k[length <= max_seq_len].max())
+    kept = notes[:n_keep]
+    used = np.unique(kept[:, Field.INSTRUMENT])
+    header = header[np.isin(header[:, Field.INSTRUMENT], used)]
+    return np.concatenate([codes[:1], header, codes[son:son + 1], kept])
+
+
+def make_item(
+    notes: np.ndarray,
+    encoding: Encoding,
+    max_seq_len: int,
+    max_beat: int | None = None,
+    rng: np.random.Generator | None = None,
+    pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
+) -> np.ndarray:
+    """One training item from a notes array: augment (when `rng` is given), window, encode, crop.
+
+    Without `rng` the window starts at beat 0 and pitches stay as they are.
+    """
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
+    max_beat = encoding.max_beat if max_beat is None else max_beat
+    start = 0
+    if rng is not None:
+        low, high = pitch_shift_bounds(notes, *pitch_shift)
+        notes = shift_pitches(notes, int(rng.integers(low, high + 1)))
+        starts = window_starts(notes, max_beat)
+        start = int(starts[rng.integers(len(starts))])
+    notes, ends = beat_window(notes, start, max_beat)
+    return crop_codes(encode_notes(notes, encoding), max_seq_len, ends=ends)
+
+
+# ---------------------------------------------------------------------- dataset
+class MusicDataset:
+    """Code arrays of one split of a prepared directory, for training.
+
+    Args:
+        prepared_dir: a directory written by `mmt prepare`.
+        split: "train", "valid" or "test" (reads `<split>.txt`).
+        encoding: the encoding to build codes with; its resolution must match the
+            prepared directory's `encoding.json` (None: use that file).
+        max_seq_len: the most rows an item has.
+        max_beat: the most beats an item spans (default and upper bound: `encoding.max_beat`).
+        augment: random pitch shift and random start beat.
+        seed: the seed; item i of epoch e uses `np.random.default_rng([seed, e, i])`.
+        pitch_shift: inclusive range of semitone shifts used when augmenting.
+
+    `ds[i]` is an int64 array (L <= max_seq_len, 6). Works with `torch.utils.data.DataLoader`
+    (map-style) and `collate`.
+    """
+
+    def __init__(
+        self,
+        prepared_dir: str | os.PathLike,
+        split: str,
+        encoding: Encoding | None,
+        max_seq_len: int,
+        max_beat: int | None = None,
+        augment: bool = False,
+        seed: int = 0,
+        pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
+    ) -> None:
+        self.root = Path(prepared_dir)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.root}: no such prepared data directory (run `mmt prepare`)")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        list_path = self.root / f"{split}.txt"
+        if not list_path.is_file():
+            raise FileNotFoundError(f"{list_path}: no such split file (run `mmt prepare`)")
+        stored_path = self.root / "encoding.json"
+        stored = Encoding.load(stored_path) if stored_path.is_file() else None
+        if encoding is None:
+            if stored is None:
+                raise FileNotFoundError(f"{stored_path}: no such file, and no encoding was given")
+            encoding = stored
+        if stored is not None and stored.resolution != encoding.resolution:
+            raise ValueError(
+                f"{stored_path}: notes were prepared at resolution {stored.resolution}, "
+                f"but the encoding has resolution {encoding.resolution}"
+            )
+        if max_seq_len < 3:
+            raise ValueError(f"max_seq_len must be >= 3, got {max_seq_len}")
+        max_beat = encoding.max_beat if max_beat is None else int(max_beat)
+        if not 1 <= max_beat <= encoding.max_beat:
+            raise ValueError(f"max_beat must be in 1..{encoding.max_beat} (the encoding's max_beat), got {max_beat}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        low, high = (int(v) for v in pitch_shift)
+        if low > 0 or high < 0:
+            raise ValueError(f"pitch_shift must contain 0, got ({low}, {high})")
+        self.split = split
+        self.encoding = encoding
+        self.max_seq_len = int(max_seq_len)
+        self.max_beat = max_beat
+        self.augment = bool(augment)
+        self.seed = int(seed)
+        self.pitch_shift = (low, high)
+        self.epoch = 0
+        text = list_path.read_text(encoding="utf-8")
+        self.ids = [line.strip() for line in text.splitlines() if line.strip()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random augmentations the items use."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of item `index` in the current epoch."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def load_notes(self, index: int) -> np.ndarray:
+        """The stored notes of item `index` (N x 5 int64); a malformed file raises naming it."""
+        path = self.root / "notes" / f"{self.ids[index]}.npy"
+        try:
+            notes = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such notes file (listed in {self.split}.txt)") from None
+        except ValueError as error:
+            raise ValueError(f"{path}: not a notes array ({error})") from error
+        if notes.ndim != 2 or notes.shape[1] != 5 or not np.issubdtype(notes.dtype, np.integer):
+            raise ValueError(f"{path}: expected an (N, 5) integer array, got {notes.dtype} {notes.shape}")
+        return notes.astype(np.int64, copy=False)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
+        index = index % len(self)
+        rng = self.rng(index) if self.augment else None
+        return make_item(
+            self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift
+        )
+
+
+def collate(batch: list[np.ndarray]) -> dict:
+    """Stack code arrays into a right-padded batch.
+
+    Returns:
+        {"codes": LongTensor (B, L, 6), zeros after each item's end;
+         "mask": BoolTensor (B, L), True on real rows}, L = the longest item.
+    """
+    import torch
+
+    if not batch:
+        raise ValueError("collate needs at least one item")
+    length = max(len(codes) for codes in batch)
+    codes = torch.zeros((len(batch), length, 6), dtype=torch.long)
+    mask = torch.zeros((len(batch), length), dtype=torch.bool)
+    for row, item in enumerate(batch):
+        item = np.asarray(item)
+        if item.ndim != 2 or item.shape[1] != 6:
+            raise ValueError(f"collate: item {row} must have shape (L, 6), got {item.shape}")
+        codes[row, : len(item)] = torch.from_numpy(item.astype(np.int64, copy=False))
+        mask[row, : len(item)] = True
+    return {"codes": codes, "mask": mask}

@@ -1,0 +1,294 @@
+"""MusicDataset and collate: items, augmentation bounds, windowing, cropping, batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mmt import Encoding, Field, RowType, encode_notes
+from mmt.data import (
+    MusicDataset,
+    beat_window,
+    collate,
+    crop_codes,
+    make_item,
+    pitch_shift_bounds,
+    window_starts,
+)
+from mmt.encoding import grammar_violations
+
+SOS, INST, SON, NOTE, EOS = 1, 2, 3, 4, 5
+
+# beat, position, pitch, duration (ticks), program; piano 0, violin 40, drums 128
+NOTES = np.array(
+    [
+        [0, 0, 60, 12, 0],
+        [1, 0, 64, 12, 40],
+        [0, 0, 36, 1, 128],
+    ]
+)
+# Worked out by hand: piano = instrument code 1, violin = 25, drums = 65 (last of 65);
+# duration 12 ticks is the 12th known duration, 1 tick the 1st; notes sort by (beat, position, pitch).
+NOTES_CODES = np.array(
+    [
+        [SOS, 0, 0, 0, 0, 0],
+        [INST, 0, 0, 0, 0, 1],
+        [INST, 0, 0, 0, 0, 25],
+        [INST, 0, 0, 0, 0, 65],
+        [SON, 0, 0, 0, 0, 0],
+        [NOTE, 1, 1, 37, 1, 65],
+        [NOTE, 1, 1, 61, 12, 1],
+        [NOTE, 2, 1, 65, 12, 25],
+        [EOS, 0, 0, 0, 0, 0],
+    ]
+)
+
+
+def make_prepared(root, pieces: dict[str, np.ndarray], encoding: Encoding, split: str = "train"):
+    (root / "notes").mkdir(parents=True)
+    for name, notes in pieces.items():
+        np.save(root / "notes" / f"{name}.npy", np.asarray(notes, dtype=np.int64))
+    (root / f"{split}.txt").write_text("".join(f"{name}\n" for name in pieces))
+    encoding.save(root / "encoding.json")
+    return root
+
+
+def long_piece(n_beats: int) -> np.ndarray:
+    """One piano note (pitch 60 + beat % 12) on every beat, plus a violin note on every 4th beat."""
+    rows = [[b, 0, 60 + b % 12, 12, 0] for b in range(n_beats)]
+    rows += [[b, 6, 70, 6, 40] for b in range(0, n_beats, 4)]
+    return np.array(rows)
+
+
+# ---------------------------------------------------------------------- items
+def test_plain_item_is_the_encoded_notes(tmp_path, encoding):
+    ds = MusicDataset(make_prepared(tmp_path, {"a": NOTES}, encoding), "train", encoding, max_seq_len=64)
+    assert len(ds) == 1
+    item = ds[0]
+    assert item.dtype == np.int64
+    np.testing.assert_array_equal(item, NOTES_CODES)
+    np.testing.assert_array_equal(item, encode_notes(NOTES, encoding))
+
+
+def test_crop_keeps_header_consistent_and_drops_end_of_song(encoding):
+    # 2 + h(k) + k <= 7: k = 2 notes (drums, piano) with 2 header rows = 6 rows.
+    cropped = crop_codes(NOTES_CODES, 7)
+    np.testing.assert_array_equal(
+        cropped,
+        [
+            [SOS, 0, 0, 0, 0, 0],
+            [INST, 0, 0, 0, 0, 1],
+            [INST, 0, 0, 0, 0, 65],
+            [SON, 0, 0, 0, 0, 0],
+            [NOTE, 1, 1, 37, 1, 65],
+            [NOTE, 1, 1, 61, 12, 1],
+        ],
+    )
+    assert grammar_violations(cropped, encoding, complete=False) == []
+    # 8 rows: every note fits but end-of-song does not.
+    np.testing.assert_array_equal(crop_codes(NOTES_CODES, 8), NOTES_CODES[:-1])
+    # 9 rows: the whole song, end-of-song included.
+    np.testing.assert_array_equal(crop_codes(NOTES_CODES, 9), NOTES_CODES)
+    # Cut earlier (ends=False): never an end-of-song, even with room for it.
+    np.testing.assert_array_equal(crop_codes(NOTES_CODES, 100, ends=False), NOTES_CODES[:-1])
+    # 3 rows: start-of-song, one instrument would need a note; nothing fits but SOS + SON.
+    np.testing.assert_array_equal(crop_codes(NOTES_CODES, 3), NOTES_CODES[[0, 4]])
+    with pytest.raises(ValueError, match="max_seq_len"):
+        crop_codes(NOTES_CODES, 2)
+
+
+def test_dataset_crops_to_max_seq_len(tmp_path, encoding):
+    ds = MusicDataset(make_prepared(tmp_path, {"a": NOTES}, encoding), "train", encoding, max_seq_len=7)
+    np.testing.assert_array_equal(ds[0], crop_codes(NOTES_CODES, 7))
+
+
+def test_beat_window_shifts_and_reports_the_end():
+    notes = np.array([[0, 0, 60, 12, 0], [3, 5, 62, 12, 0], [5, 0, 64, 12, 0], [7, 0, 65, 12, 0]])
+    window, ends = beat_window(notes, 3, 4)
+    np.testing.assert_array_equal(window, [[0, 5, 62, 12, 0], [2, 0, 64, 12, 0]])
+    assert not ends
+    window, ends = beat_window(notes, 5, 4)
+    np.testing.assert_array_equal(window, [[0, 0, 64, 12, 0], [2, 0, 65, 12, 0]])
+    assert ends
+    np.testing.assert_array_equal(window_starts(notes, 4), [0, 3])  # onset beats <= 7 - 4 + 1
+    np.testing.assert_array_equal(window_starts(notes, 8), [0])  # the piece fits
+
+
+def test_long_piece_without_augmentation_starts_at_beat_zero(tmp_path, encoding):
+    notes = long_piece(40)
+    ds = MusicDataset(make_prepared(tmp_path, {"a": notes}, encoding), "train", encoding,
+                      max_seq_len=1000, max_beat=16)
+    item = ds[0]
+    note_rows = item[item[:, Field.TYPE] == RowType.NOTE]
+    assert note_rows[:, Field.BEAT].min() == 1 and note_rows[:, Field.BEAT].max() == 16
+    assert len(note_rows) == 16 + 4
+    assert item[-1, Field.TYPE] == RowType.NOTE  # cut by the window: no end-of-song
+    assert grammar_violations(item, encoding, complete=False) == []
+
+
+def test_random_start_beat_shifts_window_to_zero(tmp_path, encoding):
+    notes = long_piece(40)
+    ds = MusicDataset(make_prepared(tmp_path, {"a": notes}, encoding), "train", encoding,
+                      max_seq_len=1000, max_beat=16, augment=True, seed=3)
+    seen_ends, starts = set(), set()
+    for epoch in range(60):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        assert grammar_violations(item, encoding, complete=False) == []
+        note_rows = item[item[:, Field.TYPE] == RowType.NOTE]
+        assert note_rows[:, Field.BEAT].min() == 1  # every beat holds a note, so the window starts at 0
+        assert note_rows[:, Field.BEAT].max() == 16
+        assert len(note_rows) == 16 + 4  # 16 piano notes and one violin note per 4 beats
+        has_eos = item[-1, Field.TYPE] == RowType.END_OF_SONG
+        seen_ends.add(bool(has_eos))
+        # The piano pitch at window beat 0 tells the start (up to the shift); the violin
+        # onset positions tell the start modulo 4.
+        violin_beats = note_rows[note_rows[:, Field.INSTRUMENT] == 25, Field.BEAT] - 1
+        starts.add(int((-violin_beats[0]) % 4))
+        if has_eos:
+            # only the last window (start 24, beats 24..39) reaches the end
+            assert violin_beats[0] == 0
+    assert seen_ends == {True, False}
+    assert starts == {0, 1, 2, 3}
+
+
+def test_pitch_shift_bounds():
+    notes = np.array([[0, 0, 2, 1, 0], [0, 0, 125, 1, 0], [0, 0, 127, 1, 128], [0, 0, 0, 1, 128]])
+    assert pitch_shift_bounds(notes, -5, 6) == (-2, 2)  # drums do not count
+    assert pitch_shift_bounds(notes[2:], -5, 6) == (-5, 6)  # drums only: any shift
+    assert pitch_shift_bounds(np.array([[0, 0, 60, 1, 0]]), -5, 6) == (-5, 6)
+
+
+def test_augmentation_stays_in_range_and_leaves_drums(tmp_path, encoding):
+    notes = np.array([[0, 0, 2, 12, 0], [1, 0, 125, 12, 0], [0, 0, 36, 1, 128], [2, 0, 42, 1, 128]])
+    ds = MusicDataset(make_prepared(tmp_path, {"a": notes}, encoding), "train", encoding,
+                      max_seq_len=64, augment=True, seed=1)
+    shifts = set()
+    for epoch in range(80):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        rows = item[item[:, Field.TYPE] == RowType.NOTE]
+        pitches = rows[:, Field.PITCH] - 1
+        assert pitches.min() >= 0 and pitches.max() <= 127
+        drums = rows[rows[:, Field.INSTRUMENT] == 65]
+        np.testing.assert_array_equal(drums[:, Field.PITCH] - 1, [36, 42])
+        piano = rows[rows[:, Field.INSTRUMENT] == 1]
+        shifts.add(int(piano[0, Field.PITCH] - 1 - 2))
+        assert piano[1, Field.PITCH] - 1 - 125 == piano[0, Field.PITCH] - 1 - 2  # one shift per piece
+    assert shifts == {-2, -1, 0, 1, 2}
+
+
+def test_default_shift_range_is_minus5_to_plus6(tmp_path, encoding):
+    notes = np.array([[0, 0, 60, 12, 0]])
+    ds = MusicDataset(make_prepared(tmp_path, {"a": notes}, encoding), "train", encoding,
+                      max_seq_len=64, augment=True)
+    shifts = set()
+    for epoch in range(200):
+        ds.set_epoch(epoch)
+        shifts.add(int(ds[0][-2, Field.PITCH] - 1 - 60))
+    assert shifts == set(range(-5, 7))
+
+
+def test_randomness_is_a_function_of_seed_epoch_and_index(tmp_path, encoding):
+    pieces = {f"p{i}": long_piece(30 + i) for i in range(4)}
+    root = make_prepared(tmp_path, pieces, encoding)
+
+    def items(seed, epoch):
+        ds = MusicDataset(root, "train", encoding, max_seq_len=200, max_beat=8, augment=True, seed=seed)
+        ds.set_epoch(epoch)
+        return [ds[i] for i in reversed(range(len(ds)))][::-1]  # access order must not matter
+
+    first, again = items(0, 2), items(0, 2)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    ds = MusicDataset(root, "train", encoding, max_seq_len=200, max_beat=8, augment=True, seed=0)
+    ds.set_epoch(2)
+    np.testing.assert_array_equal(ds[1], make_item(pieces["p1"], encoding, 200, 8, np.random.default_rng([0, 2, 1])))
+    other_epoch = items(0, 3)
+    other_seed = items(1, 2)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other_epoch))
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other_seed))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    notes=st.lists(
+        st.tuples(
+            st.integers(0, 40), st.integers(0, 11), st.integers(0, 127), st.integers(1, 100),
+            st.sampled_from([0, 24, 40, 73, 128, 121]),  # 121 is not modelled
+        ),
+        max_size=60,
+    ),
+    max_seq_len=st.integers(3, 80),
+    max_beat=st.integers(1, 50),
+    seed=st.integers(0, 2**31),
+)
+def test_items_are_well_formed_prefixes(notes, max_seq_len, max_beat, seed):
+    encoding = Encoding()
+    notes = np.array(notes, dtype=np.int64).reshape(-1, 5)
+    item = make_item(notes, encoding, max_seq_len, max_beat, np.random.default_rng(seed))
+    assert len(item) <= max_seq_len
+    assert grammar_violations(item, encoding, complete=False) == []
+    header = item[item[:, Field.TYPE] == RowType.INSTRUMENT, Field.INSTRUMENT]
+    rows = item[item[:, Field.TYPE] == RowType.NOTE]
+    np.testing.assert_array_equal(header, np.unique(rows[:, Field.INSTRUMENT]))
+    assert rows[:, Field.BEAT].max(initial=1) <= max_beat
+    # Without augmentation the item's notes are a prefix of the whole song's notes.
+    plain = make_item(notes, encoding, max_seq_len, max_beat)
+    full = encode_notes(notes, encoding)
+    full_notes = full[full[:, Field.TYPE] == RowType.NOTE]
+    plain_notes = plain[plain[:, Field.TYPE] == RowType.NOTE]
+    np.testing.assert_array_equal(plain_notes, full_notes[: len(plain_notes)])
+    has_eos = plain[-1, Field.TYPE] == RowType.END_OF_SONG
+    assert has_eos == (len(full) <= max_seq_len and notes[:, 0].max(initial=0) < max_beat)
+    if has_eos:
+        np.testing.assert_array_equal(plain, full)
+
+
+# ---------------------------------------------------------------------- errors
+def test_dataset_errors_name_the_problem(tmp_path, encoding):
+    root = make_prepared(tmp_path / "d", {"a": NOTES}, encoding)
+    with pytest.raises(FileNotFoundError, match="valid.txt"):
+        MusicDataset(root, "valid", encoding, 64)
+    with pytest.raises(ValueError, match="split"):
+        MusicDataset(root, "dev", encoding, 64)
+    with pytest.raises(FileNotFoundError, match="prepared data directory"):
+        MusicDataset(tmp_path / "missing", "train", encoding, 64)
+    with pytest.raises(ValueError, match="resolution"):
+        MusicDataset(root, "train", Encoding(resolution=24), 64)
+    with pytest.raises(ValueError, match="max_beat"):
+        MusicDataset(root, "train", encoding, 64, max_beat=encoding.max_beat + 1)
+    assert MusicDataset(root, "train", None, 64).encoding == encoding  # read from encoding.json
+    np.save(root / "notes" / "a.npy", np.zeros((3, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"a\.npy.*\(N, 5\)"):
+        MusicDataset(root, "train", encoding, 64)[0]
+    (root / "train.txt").write_text("a\nb\n")
+    with pytest.raises(FileNotFoundError, match=r"b\.npy"):
+        MusicDataset(root, "train", encoding, 64)[1]
+
+
+# ---------------------------------------------------------------------- collate
+def test_collate_pads_right_and_masks():
+    a = np.arange(18).reshape(3, 6) + 1
+    b = np.arange(6).reshape(1, 6) + 100
+    batch = collate([a, b])
+    assert batch["codes"].dtype == torch.long and batch["codes"].shape == (2, 3, 6)
+    assert batch["mask"].dtype == torch.bool
+    np.testing.assert_array_equal(batch["mask"].numpy(), [[True, True, True], [True, False, False]])
+    np.testing.assert_array_equal(batch["codes"][0].numpy(), a)
+    np.testing.assert_array_equal(batch["codes"][1, 0].numpy(), [100, 101, 102, 103, 104, 105])
+    assert batch["codes"][1, 1:].abs().sum() == 0
+    with pytest.raises(ValueError, match="item 1"):
+        collate([a, np.zeros((2, 5))])
+
+
+def test_dataloader_batches(tmp_path, encoding):
+    pieces = {"a": NOTES, "b": long_piece(10)}
+    ds = MusicDataset(make_prepared(tmp_path, pieces, encoding), "train", encoding, max_seq_len=12)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, collate_fn=collate)
+    batch = next(iter(loader))
+    assert batch["codes"].shape == (2, 12, 6)
+    assert batch["mask"].sum(dim=1).tolist() == [9, 12]
