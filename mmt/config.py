@@ -1,0 +1,368 @@
+"""Experiment configuration: frozen dataclasses loaded from YAML.
+
+A config file has up to five top-level keys: `name`, `model`, `training`, `data` and
+`sampling`; each section maps onto one dataclass below. A key that no dataclass knows
+is an error naming the key and the file, and so is a value of the wrong type (so a
+typo never silently falls back to a default).
+
+Example::
+
+    name: music21-small
+    model: {dim: 256, depth: 4, heads: 8, max_seq_len: 512, pos_emb: rotary}
+    training: {batch_size: 8, max_steps: 3000, lr: 5.0e-4}
+    data: {path: data/music21, augment: true}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from mmt.constants import FIELDS
+
+# The model's config lives with the model (it is all the model needs to be rebuilt).
+# `mmt.model` imports torch, so it is re-exported lazily to keep `import mmt.config` light.
+__all__ = [
+    "ConfigError", "ModelConfig", "TrainingConfig", "DataConfig", "SamplingConfig",
+    "ExperimentConfig", "load_config", "config_from_dict",
+]
+
+LR_SCHEDULES = ("linear", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A config file or dict is invalid; the message names the file and the key."""
+
+
+def __getattr__(name: str):
+    if name == "ModelConfig":
+        from mmt.model import ModelConfig
+
+        return ModelConfig
+    raise AttributeError(f"module 'mmt.config' has no attribute {name!r}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The optimisation loop.
+
+    The learning rate rises linearly from 0 to `lr` over `warmup_steps`, then follows
+    `lr_schedule` down to `lr * min_lr_ratio` at `decay_steps` (default: `max_steps`)
+    and stays there. "linear" is the original MMT's schedule (0.1 at 100k steps).
+
+    Attributes:
+        seed: seeds the weights, the data order, augmentation and dropout.
+        batch_size: sequences per step (per process under DDP).
+        max_steps: optimiser steps in total.
+        lr, weight_decay, betas: AdamW's settings (no weight decay on biases, norms
+            and embeddings).
+        warmup_steps, lr_schedule, decay_steps, min_lr_ratio: the schedule above.
+        grad_clip: clip the global gradient norm to this (None: no clipping).
+        valid_every: validate (and checkpoint) every this many steps.
+        valid_batches: batches per validation (None: the whole validation split).
+        patience: stop after this many validations without improvement (None: never).
+        log_every: refresh the progress bar's loss every this many steps.
+        bf16: bfloat16 autocast on CUDA (ignored on CPU, where training stays float32).
+        num_workers: DataLoader worker processes.
+        device: "auto" (CUDA if available), "cpu" or "cuda".
+        tensorboard: also write TensorBoard events if `tensorboard` is installed.
+    """
+
+    seed: int = 0
+    batch_size: int = 8
+    max_steps: int = 200_000
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 5000
+    lr_schedule: str = "linear"
+    decay_steps: int | None = 100_000
+    min_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0
+    valid_every: int = 1000
+    valid_batches: int | None = None
+    patience: int | None = 20
+    log_every: int = 10
+    bf16: bool = True
+    num_workers: int = 0
+    device: str = "auto"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("batch_size", "max_steps", "valid_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("decay_steps", "valid_batches", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which prepared directory to train on and how items are cut.
+
+    Attributes:
+        path: a directory written by `mmt prepare` (None: must be given with `--data`).
+        max_seq_len: rows per training item (None: the model's `max_seq_len`).
+        max_beat: drop notes from this beat on (None: keep all the encoding allows);
+            the original MMT trained on the first 256 beats.
+        augment: random pitch shift and start beat per item (a pure function of
+            seed, epoch and index).
+        train_split, valid_split: split names (files `<split>.txt`).
+    """
+
+    path: str | None = None
+    max_seq_len: int | None = None
+    max_beat: int | None = None
+    augment: bool = True
+    train_split: str = "train"
+    valid_split: str = "valid"
+
+    def __post_init__(self) -> None:
+        for name in ("max_seq_len", "max_beat"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+
+
+FieldValue = Union[float, int, None, dict]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Default sampling settings for `mmt generate`.
+
+    Each of `temperature`, `top_k` and `top_p` is either one value for every field or a
+    mapping field name -> value (fields not named use the default: temperature 1.0,
+    no top-k, no top-p). `value_for(name, field)` resolves one.
+    """
+
+    temperature: float | dict = 1.0
+    top_k: int | None | dict = None
+    top_p: float | None | dict = None
+    seed: int = 0
+
+    _DEFAULTS = {"temperature": 1.0, "top_k": None, "top_p": None}
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "top_k", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                unknown = sorted(set(value) - set(FIELDS))
+                if unknown:
+                    raise ValueError(f"{name}: unknown field(s) {', '.join(map(str, unknown))}; "
+                                     f"fields are {', '.join(FIELDS)}")
+                # A mapping is frozen as a sorted tuple-of-pairs view would hurt readability;
+                # copy it so the caller's dict cannot change the config afterwards.
+                object.__setattr__(self, name, types.MappingProxyType(dict(value)))
+                for key, item in value.items():
+                    _check_sampling_value(f"{name}.{key}", name, item)
+            else:
+                _check_sampling_value(name, name, value)
+
+    def value_for(self, name: str, field_name: str):
+        """The setting `name` ("temperature", "top_k", "top_p") for one field."""
+        value = getattr(self, name)
+        if isinstance(value, typing.Mapping):
+            return value.get(field_name, self._DEFAULTS[name])
+        return value
+
+    def per_field(self, name: str) -> dict:
+        """The setting `name` as a dict over every field."""
+        return {f: self.value_for(name, f) for f in FIELDS}
+
+
+def _check_sampling_value(label: str, kind: str, value) -> None:
+    if kind == "temperature":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{label} must be a number > 0, got {value!r}")
+    elif kind == "top_k":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{label} must be an integer >= 1 or null, got {value!r}")
+    elif kind == "top_p":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not 0 < value <= 1):
+            raise ValueError(f"{label} must be a number in (0, 1] or null, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one `mmt train` run needs: model, training, data and sampling sections."""
+
+    name: str = "experiment"
+    model: Any = None  # ModelConfig; typed loosely so this module imports without torch
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            from mmt.model import ModelConfig
+
+            object.__setattr__(self, "model", ModelConfig())
+
+    @property
+    def data_max_seq_len(self) -> int:
+        """Rows per training item: `data.max_seq_len`, or the model's context."""
+        return self.data.max_seq_len or self.model.max_seq_len
+
+    def to_dict(self) -> dict:
+        """A JSON/YAML-ready dict that `config_from_dict` turns back into this config."""
+        out = {"name": self.name}
+        for section in ("model", "training", "data", "sampling"):
+            values = {}
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                if isinstance(value, tuple):
+                    value = list(value)
+                elif isinstance(value, typing.Mapping):
+                    value = dict(value)
+                values[f.name] = value
+            out[section] = values
+        return out
+
+
+# ---------------------------------------------------------------------- loading
+SECTIONS = ("model", "training", "data", "sampling")
+
+
+def _section_classes() -> dict[str, type]:
+    from mmt.model import ModelConfig
+
+    return {"model": ModelConfig, "training": TrainingConfig, "data": DataConfig, "sampling": SamplingConfig}
+
+
+def _type_ok(value, annotation) -> tuple[bool, Any]:
+    """Whether `value` fits `annotation` (a string annotation already resolved); returns the coerced value."""
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            ok, coerced = _type_ok(value, option)
+            if ok:
+                return True, coerced
+        return False, value
+    if annotation is type(None):
+        return value is None, value
+    if annotation is Any:
+        return True, value
+    if annotation is bool:
+        return isinstance(value, bool), value
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if annotation is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, (int, float)):
+            return True, float(value)
+        # YAML 1.1 reads "5e-4" (no dot) as a string; accept it as the number it means.
+        if isinstance(value, str):
+            try:
+                return True, float(value)
+            except ValueError:
+                return False, value
+        return False, value
+    if annotation is str:
+        return isinstance(value, str), value
+    if annotation is dict:
+        return isinstance(value, dict), value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = typing.get_args(annotation)
+        if len(args) != len(value):
+            return False, value
+        coerced = []
+        for item, arg in zip(value, args):
+            ok, item = _type_ok(item, arg)
+            if not ok:
+                return False, value
+            coerced.append(item)
+        return True, tuple(coerced)
+    return isinstance(value, annotation), value
+
+
+def _build_section(cls: type, data, source: str, section: str):
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: section '{section}' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key '{section}.{unknown[0]}'"
+            + (f" (and {', '.join(map(str, unknown[1:]))})" if len(unknown) > 1 else "")
+            + f"; '{section}' takes: {', '.join(names)}"
+        )
+    values = {}
+    for key, value in data.items():
+        ok, coerced = _type_ok(value, hints[key])
+        if not ok:
+            raise ConfigError(f"{source}: '{section}.{key}' has the wrong type: {value!r}")
+        values[key] = coerced
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{source}: section '{section}': {error}") from error
+
+
+def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
+    """Build an `ExperimentConfig` from a nested dict; `source` names it in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    allowed = ("name", *SECTIONS)
+    unknown = [key for key in data if key not in allowed]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}'; top-level keys are: {', '.join(allowed)}")
+    name = data.get("name", Path(source).stem if source != "<dict>" else "experiment")
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: 'name' must be a string, got {name!r}")
+    classes = _section_classes()
+    sections = {s: _build_section(classes[s], data.get(s), source, s) for s in SECTIONS}
+    return ExperimentConfig(name=name, **sections)
+
+
+def load_config(path: str | os.PathLike) -> ExperimentConfig:
+    """Read a YAML experiment config; every problem is a `ConfigError` naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read config ({error})") from error
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    return config_from_dict(data, source=str(path))

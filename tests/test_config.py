@@ -1,0 +1,115 @@
+"""Experiment configs: YAML -> frozen dataclasses, unknown keys are errors naming key and file."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from mmt.config import (
+    ConfigError, DataConfig, ExperimentConfig, ModelConfig, SamplingConfig, TrainingConfig,
+    config_from_dict, load_config,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(tmp_path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_sections_load_into_frozen_dataclasses(tmp_path):
+    path = write(tmp_path, """
+name: tiny
+model: {dim: 64, depth: 2, heads: 4, max_seq_len: 128, pos_emb: rotary, dropout: 0}
+training: {batch_size: 4, max_steps: 10, lr: 5e-4, betas: [0.9, 0.95], patience: null}
+data: {path: data/x, augment: false, max_beat: 256}
+sampling: {temperature: {pitch: 0.9}, top_k: 8}
+""")
+    config = load_config(path)
+    assert config.name == "tiny"
+    assert config.model == ModelConfig(dim=64, depth=2, heads=4, max_seq_len=128, pos_emb="rotary", dropout=0.0)
+    assert config.training.lr == 0.0005 and isinstance(config.training.lr, float)
+    assert config.training.betas == (0.9, 0.95)
+    assert config.training.patience is None
+    assert config.training.warmup_steps == TrainingConfig().warmup_steps
+    assert config.data == DataConfig(path="data/x", augment=False, max_beat=256)
+    assert config.data_max_seq_len == 128
+    assert config.sampling.value_for("temperature", "pitch") == 0.9
+    assert config.sampling.value_for("temperature", "beat") == 1.0
+    assert config.sampling.per_field("top_k") == {f: 8 for f in
+                                                  ("type", "beat", "position", "pitch", "duration", "instrument")}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.training.lr = 1.0
+
+
+def test_round_trip_through_dict():
+    config = config_from_dict({"name": "x", "training": {"max_steps": 5}, "sampling": {"top_p": {"beat": 0.5}}})
+    assert config_from_dict(config.to_dict()) == config
+
+
+def test_missing_sections_take_defaults(tmp_path):
+    config = load_config(write(tmp_path, "model: {dim: 32, heads: 4}\n"))
+    assert config.name == "exp"  # the file's stem
+    assert config.training == TrainingConfig()
+    assert config.sampling == SamplingConfig()
+    assert isinstance(config, ExperimentConfig)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "training: {batch_size: 4, learning_rate: 0.1}\n")
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'training\.learning_rate'"):
+        load_config(path)
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'optimizer'"):
+        load_config(write(tmp_path, "optimizer: {}\n"))
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp\.yaml: 'model\.depth' has the wrong type: 'six'"):
+        load_config(write(tmp_path, "model: {depth: six}\n"))
+
+
+def test_bad_value_names_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp\.yaml: section 'model': pos_emb must be one of"):
+        load_config(write(tmp_path, "model: {pos_emb: learned}\n"))
+
+
+def test_sampling_field_names_are_checked():
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) tempo"):
+        config_from_dict({"sampling": {"temperature": {"tempo": 1.0}}})
+    with pytest.raises(ConfigError, match=r"top_p.pitch must be a number in \(0, 1\]"):
+        config_from_dict({"sampling": {"top_p": {"pitch": 1.5}}})
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml: no such config file"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="exp.yaml: not valid YAML"):
+        load_config(write(tmp_path, "model: {dim: [\n"))
+    with pytest.raises(ConfigError, match="exp.yaml: expected a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+SHIPPED = sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_the_expected_configs_are_shipped():
+    names = {p.stem for p in SHIPPED}
+    expected = {"paper", "music21-small"} | {f"{d}-{v}" for d in ("sod", "lmd", "pop1k7") for v in ("ape", "rpe", "npe")}
+    assert expected <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_config_loads(path):
+    config = load_config(path)
+    assert config.name == path.stem
+    variant = path.stem.rsplit("-", 1)[-1]
+    if variant in ("ape", "rpe", "npe"):
+        assert config.model.pos_emb == {"ape": "absolute", "rpe": "rotary", "npe": "none"}[variant]
+        assert (config.model.dim, config.model.depth, config.model.heads) == (512, 6, 8)
