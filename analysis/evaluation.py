@@ -1,0 +1,452 @@
+"""The evaluate job: metrics of ground truth and generated samples, per mode, with 95% CIs.
+
+For the first `n` pieces of a prepared split (in the split file's order) it computes the
+metrics of `analysis.metrics` on
+
+- `ground-truth`: the piece itself (`notes/<id>.npy` -> `mmt.encode_notes` -> `mmt.decode`);
+- `unconditioned`: a sample from start-of-song alone;
+- `instrument`: a sample whose header is the piece's instruments;
+- `continuation-<B>`: a sample continuing the piece's first B beats (prompt included);
+
+every one trimmed to the same length (`n_beats`, 64 by default as in the MMT paper): notes
+starting at or after the cut are dropped, the others end at the cut at the latest.
+
+It writes to its output folder `metrics.csv` (one row per sample: id, mode, every metric),
+`metrics.md` (mean and 95% confidence interval per mode and metric), `settings.json`
+(generation settings, seed, model, data, n) and `samples/<mode>/<id>.npy` (the generated
+codes). A rerun with the same settings reuses the saved samples, so an interrupted job
+resumes where it stopped; pieces or samples that fail are listed in `failures.csv` and the
+job goes on.
+
+Confidence interval: mean +- 1.96 * s / sqrt(n), with `s` the sample standard deviation
+(ddof=1) and `n` the number of samples where the metric is defined (NaN values are left
+out); the normal approximation of a 95% interval for the mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import muspy
+import numpy as np
+
+from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
+from mmt.constants import Field, RowType
+from mmt.encoding import Encoding, decode, encode_notes
+from mmt.files import write_atomic, write_text_atomic
+
+GROUND_TRUTH = "ground-truth"
+UNCONDITIONED = "unconditioned"
+INSTRUMENT = "instrument"
+CONTINUATION = "continuation"
+DEFAULT_MODES: tuple[str, ...] = (UNCONDITIONED, INSTRUMENT, f"{CONTINUATION}-4", f"{CONTINUATION}-16")
+Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
+CI_DESCRIPTION = "mean +- 1.96 * s / sqrt(n); s = sample std (ddof=1), n = samples where the metric is defined"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to generate and how, for `evaluate`.
+
+    Attributes:
+        n_beats: every sample (ground truth included) is trimmed to this many beats; it is
+            also the generation limit (`max_beats`).
+        modes: generation modes: "unconditioned", "instrument", "continuation-<beats>".
+            Empty for a ground-truth-only evaluation.
+        seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
+        temperature, top_k, top_p: sampling filters passed to `mmt.generate`.
+        max_new_rows: the most rows generated per sample.
+    """
+
+    n_beats: int = 64
+    modes: tuple[str, ...] = DEFAULT_MODES
+    seed: int = 0
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    max_new_rows: int = 1024
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes", tuple(self.modes))
+        if self.n_beats < 1:
+            raise ValueError(f"n_beats must be >= 1, got {self.n_beats}")
+        if self.max_new_rows < 1:
+            raise ValueError(f"max_new_rows must be >= 1, got {self.max_new_rows}")
+        if len(set(self.modes)) != len(self.modes):
+            raise ValueError(f"modes repeat: {', '.join(self.modes)}")
+        for mode in self.modes:
+            parse_mode(mode)
+
+    def generation_settings(self) -> dict:
+        """The settings that decide the generated samples (recorded and checked on resume)."""
+        settings = asdict(self)
+        settings.pop("modes")
+        return settings
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What `evaluate` measured: one row per sample, the summary, and the failures."""
+
+    rows: list[dict]
+    summary: dict[str, dict[str, tuple[float, float, int]]]
+    failures: list[dict] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- pieces and modes
+def parse_mode(mode: str) -> tuple[str, int | None]:
+    """("unconditioned", None), ("instrument", None) or ("continuation", beats) for a mode name."""
+    if mode in (UNCONDITIONED, INSTRUMENT):
+        return mode, None
+    prefix = f"{CONTINUATION}-"
+    if mode.startswith(prefix) and mode[len(prefix):].isdigit() and int(mode[len(prefix):]) > 0:
+        return CONTINUATION, int(mode[len(prefix):])
+    raise ValueError(
+        f"unknown mode {mode!r}; modes are {UNCONDITIONED}, {INSTRUMENT} and {CONTINUATION}-<beats> "
+        f"(e.g. {CONTINUATION}-4)"
+    )
+
+
+def read_split(data_dir: str | os.PathLike, split: str) -> list[str]:
+    """Piece ids of `split` (`<data_dir>/<split>.txt`, one per line), in file order."""
+    path = Path(data_dir) / f"{split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such split file (is {data_dir} a prepared data directory?)")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_data_encoding(data_dir: str | os.PathLike) -> Encoding:
+    """The encoding a prepared directory was written with (`encoding.json`)."""
+    path = Path(data_dir) / "encoding.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (is {data_dir} a prepared data directory?)")
+    return Encoding.load(path)
+
+
+def load_piece(data_dir: str | os.PathLike, piece_id: str, encoding: Encoding) -> np.ndarray:
+    """Codes of a prepared piece: `notes/<id>.npy` through `encode_notes`.
+
+    Raises ValueError naming the file when it is missing, unreadable or not an (N x 5) array.
+    """
+    path = Path(data_dir) / "notes" / f"{piece_id}.npy"
+    try:
+        notes = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such notes file") from None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: cannot read ({error})") from error
+    if notes.ndim != 2 or notes.shape[1] != 5 or not np.issubdtype(notes.dtype, np.integer):
+        raise ValueError(f"{path}: expected an integer (N x 5) notes array, got {notes.dtype} {notes.shape}")
+    return encode_notes(notes, encoding)
+
+
+def header_instruments(codes: np.ndarray, encoding: Encoding) -> list[str]:
+    """Instrument names declared in the header rows of `codes`."""
+    header = codes[codes[:, Field.TYPE] == RowType.INSTRUMENT, Field.INSTRUMENT]
+    return [encoding.instruments[int(code) - 1] for code in header]
+
+
+def trim_music(music: muspy.Music, n_beats: int) -> muspy.Music:
+    """A copy of `music` cut to its first `n_beats` beats.
+
+    Notes starting at or after the cut are dropped; the others are shortened to end at
+    the cut at the latest. Tracks, time signatures and tempos are kept.
+    """
+    cut = n_beats * music.resolution
+    trimmed = copy.deepcopy(music)
+    for track in trimmed.tracks:
+        track.notes = [
+            muspy.Note(time=n.time, pitch=n.pitch, duration=min(n.duration, cut - n.time), velocity=n.velocity)
+            for n in track.notes
+            if n.time < cut
+        ]
+    return trimmed
+
+
+def sample_seed(seed: int, piece_index: int, mode: str) -> int:
+    """The seed of the sample of `mode` for the `piece_index`-th piece (independent of the others)."""
+    sequence = np.random.SeedSequence([seed, piece_index, zlib.crc32(mode.encode("utf-8"))])
+    return int(sequence.generate_state(1, dtype=np.uint32)[0])
+
+
+def generate_sample(model, truth: muspy.Music, truth_codes: np.ndarray, data_encoding: Encoding,
+                    mode: str, config: EvaluationConfig, seed: int, device=None) -> np.ndarray:
+    """One sample of `mode` for a piece, by `mmt.generate` (codes from start-of-song)."""
+    import mmt
+    from mmt.sampling import prompt_from_music
+
+    kind, prompt_beats = parse_mode(mode)
+    prompt = None
+    instruments = None
+    if kind == INSTRUMENT:
+        instruments = header_instruments(truth_codes, data_encoding)
+    elif kind == CONTINUATION:
+        prompt = prompt_from_music(truth, model.encoding, n_beats=prompt_beats)
+    samples = mmt.generate(
+        model,
+        prompt,
+        n_samples=1,
+        instruments=instruments,
+        max_new_rows=config.max_new_rows,
+        max_beats=config.n_beats,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        seed=seed,
+        device=device,
+        progress=False,
+    )
+    return np.asarray(samples[0], dtype=np.int64)
+
+
+# ---------------------------------------------------------------------- statistics and tables
+def mean_ci(values: Iterable[float]) -> tuple[float, float, int]:
+    """(mean, 95% half-width, n) of the defined (non-NaN) values.
+
+    Half-width = 1.96 * s / sqrt(n), `s` the sample standard deviation (ddof=1);
+    NaN with fewer than two values (mean NaN with none).
+    """
+    data = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    n = len(data)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = float(data.mean())
+    if n < 2:
+        return mean, math.nan, 1
+    return mean, float(Z_95 * data.std(ddof=1) / math.sqrt(n)), n
+
+
+def summarize(rows: Sequence[dict], modes: Sequence[str]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """mode -> metric -> (mean, 95% half-width, n) over the rows of that mode."""
+    return {
+        mode: {name: mean_ci(row[name] for row in rows if row["mode"] == mode) for name in METRICS}
+        for mode in modes
+    }
+
+
+def _format_cell(mean: float, half: float, n: int, n_samples: int) -> str:
+    if n == 0:
+        return "n/a"
+    text = f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
+    return text if n == n_samples else f"{text} (n={n})"
+
+
+def markdown_table(rows: Sequence[dict], modes: Sequence[str]) -> str:
+    """Mean ± 95% CI half-width per metric (rows) and mode (columns), as Markdown."""
+    summary = summarize(rows, modes)
+    counts = {mode: sum(1 for row in rows if row["mode"] == mode) for mode in modes}
+    lines = [
+        "| metric | " + " | ".join(modes) + " |",
+        "|---|" + "---|" * len(modes),
+        "| samples | " + " | ".join(str(counts[mode]) for mode in modes) + " |",
+    ]
+    for name in METRICS:
+        cells = [_format_cell(*summary[mode][name], counts[mode]) for mode in modes]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        f"Mean ± 95% CI half-width ({CI_DESCRIPTION}); "
+        "(n=k) where the metric is undefined (NaN) for some samples, which are left out.",
+        "",
+        *[f"- `{name}`: {METRIC_DESCRIPTIONS[name]}" for name in METRICS],
+    ]
+    return "\n".join(lines + notes) + "\n"
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """CSV text of `rows` with a header of `columns` (floats at full precision, NaN as `nan`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_format_value(row[c]) for c in columns])
+    return buffer.getvalue()
+
+
+def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a `metrics.csv` written by `evaluate` (metrics as floats)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            {key: (float(value) if key in METRICS else value) for key, value in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+# ---------------------------------------------------------------------- the job
+def _sample_path(out_dir: Path, mode: str, piece_id: str) -> Path:
+    return out_dir / "samples" / mode / f"{piece_id}.npy"
+
+
+def _check_resume(settings_path: Path, settings: dict, overwrite: bool) -> None:
+    """Refuse to mix samples made with other settings into this output folder."""
+    if overwrite or not settings_path.exists():
+        return
+    try:
+        old = json.loads(settings_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return  # a damaged settings file is rewritten; its samples are regenerated below
+    keys = ("model", "data", "split", "generation")
+    changed = [key for key in keys if old.get(key) != settings[key]]
+    if changed:
+        raise ValueError(
+            f"{settings_path}: an earlier evaluation in this folder used other settings "
+            f"({', '.join(changed)}); choose another --out or pass --overwrite"
+        )
+
+
+def evaluate(
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    model=None,
+    *,
+    split: str = "test",
+    n: int | None = None,
+    config: EvaluationConfig = EvaluationConfig(),
+    device=None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate ground truth and (with a model) generated samples; write the result files.
+
+    Args:
+        data_dir: a prepared data directory (`notes/`, `<split>.txt`, `encoding.json`).
+        out_dir: where `metrics.csv`, `metrics.md`, `settings.json`, `samples/` go.
+        model: a checkpoint path, a `MusicTransformer`, or None for ground truth only
+            (then `config.modes` is ignored).
+        split: which split file to read.
+        n: evaluate the first `n` pieces of the split (all when None).
+        config: trimming length, modes, seed and sampling settings.
+        device: where to run the model (`mmt.load_model`/`mmt.generate`).
+        overwrite: regenerate samples even when `out_dir` holds some from earlier.
+        progress: show a progress bar.
+
+    Returns:
+        an `EvaluationResult` (the rows of `metrics.csv`, the summary, the failures).
+    """
+    from tqdm.auto import tqdm
+
+    from mmt import __version__
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if n is not None and n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    data_encoding = load_data_encoding(data_dir)
+    ids = read_split(data_dir, split)
+    if not ids:
+        raise ValueError(f"{data_dir / (split + '.txt')}: the split is empty")
+    ids = ids[:n] if n is not None else ids
+
+    model_name = None
+    if model is not None:
+        if isinstance(model, (str, os.PathLike)):
+            import mmt
+
+            model_name = str(model)
+            model = mmt.load_model(model, device=device or "cpu")
+        else:
+            model_name = f"<{type(model).__name__} in memory>"
+        if model.encoding.resolution != data_encoding.resolution:
+            raise ValueError(
+                f"the model's encoding has {model.encoding.resolution} ticks per beat but "
+                f"{data_dir / 'encoding.json'} has {data_encoding.resolution}; they must match"
+            )
+    modes = (GROUND_TRUTH, *config.modes) if model is not None else (GROUND_TRUTH,)
+
+    settings = {
+        "model": model_name,
+        "data": str(data_dir),
+        "split": split,
+        "n": len(ids),
+        "modes": list(modes),
+        "n_beats": config.n_beats,
+        "seed": config.seed,
+        "generation": config.generation_settings() if model is not None else None,
+        "confidence_interval": CI_DESCRIPTION,
+        "sample_seeds": "numpy SeedSequence([seed, piece index, crc32(mode)])",
+        "metrics": dict(METRIC_DESCRIPTIONS),
+        "mmt_version": __version__,
+        "ids": ids,
+    }
+    settings_path = out_dir / "settings.json"
+    _check_resume(settings_path, settings, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(settings_path, json.dumps(settings, indent=1) + "\n")
+
+    rows: list[dict] = []
+    failures: list[dict] = []
+    bar = tqdm(total=len(ids) * len(modes), desc="evaluate", unit="sample", disable=not progress)
+    for index, piece_id in enumerate(ids):
+        try:
+            truth_codes = load_piece(data_dir, piece_id, data_encoding)
+            truth = decode(truth_codes, data_encoding)
+        except ValueError as error:
+            failures.append({"id": piece_id, "mode": "*", "error": str(error)})
+            bar.update(len(modes))
+            continue
+        for mode in modes:
+            try:
+                if mode == GROUND_TRUTH:
+                    music = truth
+                else:
+                    path = _sample_path(out_dir, mode, piece_id)
+                    codes = None
+                    if path.exists() and not overwrite:
+                        try:
+                            codes = np.load(path, allow_pickle=False)
+                        except (OSError, ValueError):
+                            codes = None  # a damaged sample is made again
+                    if codes is None:
+                        codes = generate_sample(
+                            model, truth, truth_codes, data_encoding, mode, config,
+                            sample_seed(config.seed, index, mode), device=device,
+                        )
+                        write_atomic(path, lambda tmp, c=codes: _save_npy(tmp, c))
+                    music = decode(codes, model.encoding)
+                rows.append({"id": piece_id, "mode": mode, **compute_metrics(trim_music(music, config.n_beats))})
+            except Exception as error:  # one failed sample must not end the job; it is recorded
+                failures.append({"id": piece_id, "mode": mode, "error": f"{type(error).__name__}: {error}"})
+            bar.update(1)
+    bar.close()
+
+    columns = ["id", "mode", *METRICS]
+    write_text_atomic(out_dir / "metrics.csv", csv_text(rows, columns))
+    write_text_atomic(out_dir / "metrics.md", _markdown_document(rows, modes, settings))
+    failures_path = out_dir / "failures.csv"
+    if failures:
+        write_text_atomic(failures_path, csv_text(failures, ["id", "mode", "error"]))
+    elif failures_path.exists():
+        failures_path.unlink()
+    return EvaluationResult(rows=rows, summary=summarize(rows, modes), failures=failures, ids=ids)
+
+
+def _save_npy(tmp: Path, codes: np.ndarray) -> None:
+    # np.save appends ".npy" to a name without it; write through a handle to keep the temp name.
+    with open(tmp, "wb") as handle:
+        np.save(handle, codes, allow_pickle=False)
+
+
+def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dict) -> str:
+    model = settings["model"] or "none (ground truth only)"
+    head = (
+        f"# Evaluation: {settings['data']} ({settings['split']} split)\n\n"
+        f"Model: {model}. Pieces: {settings['n']}. Every sample trimmed to {settings['n_beats']} beats. "
+        f"Seed: {settings['seed']}.\n\n"
+    )
+    return head + markdown_table(rows, modes)
+

@@ -1,0 +1,186 @@
+"""The evaluate job: trimming, statistics, files written, ground-truth and model paths."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import muspy
+import numpy as np
+import pytest
+
+from analysis.evaluation import (
+    EvaluationConfig,
+    mean_ci,
+    parse_mode,
+    read_metrics_csv,
+    sample_seed,
+    trim_music,
+)
+from analysis.metrics import METRICS, compute_metrics
+from mmt import Encoding, decode, encode_notes
+from mmt.cli import main
+from mmt.constants import DRUM_PROGRAM, NoteCol
+
+RES = 12
+
+
+def notes_array(rows) -> np.ndarray:
+    """rows: (beat, position, pitch, duration ticks, program)."""
+    notes = np.zeros((len(rows), 5), dtype=np.int64)
+    for i, (beat, position, pitch, duration, program) in enumerate(rows):
+        notes[i, NoteCol.BEAT] = beat
+        notes[i, NoteCol.POSITION] = position
+        notes[i, NoteCol.PITCH] = pitch
+        notes[i, NoteCol.DURATION] = duration
+        notes[i, NoteCol.PROGRAM] = program
+    return notes
+
+
+# piece "triads": a C major triad on each of beats 0-63, a gap, triads again on beats 72-79.
+# Trimmed to 64 beats: 16 full bars (H1 = log2 3, GS = 1, 12 notes a bar, no empty bar);
+# untrimmed it would have 20 bars, two of them empty.
+TRIADS = notes_array(
+    [(beat, 0, pitch, RES, 0) for beat in [*range(64), *range(72, 80)] for pitch in (60, 64, 67)]
+)
+# piece "drums": 8 bars, one piano C on each downbeat and a drum hit on every beat.
+# H1 = 0, GS = 1, 5 notes a bar, 2 instruments.
+DRUMS = notes_array(
+    [(4 * bar, 0, 60, 2 * RES, 0) for bar in range(8)] + [(beat, 0, 36, 1, DRUM_PROGRAM) for beat in range(32)]
+)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """A prepared directory: two good test pieces, one missing, one train piece."""
+    root = tmp_path / "prepared"
+    (root / "notes").mkdir(parents=True)
+    Encoding().save(root / "encoding.json")
+    np.save(root / "notes" / "triads.npy", TRIADS)
+    np.save(root / "notes" / "drums.npy", DRUMS)
+    np.save(root / "notes" / "train-piece.npy", DRUMS[:3])
+    (root / "test.txt").write_text("triads\ndrums\nmissing\n")
+    (root / "train.txt").write_text("train-piece\n")
+    (root / "valid.txt").write_text("")
+    return root
+
+
+# ---------------------------------------------------------------------- pieces
+def test_trim_drops_late_notes_and_shortens_held_ones():
+    music = muspy.Music(
+        resolution=RES,
+        tracks=[muspy.Track(notes=[
+            muspy.Note(time=0, pitch=60, duration=12, velocity=64),
+            muspy.Note(time=40, pitch=62, duration=20, velocity=64),  # ends at 60 -> cut at 48
+            muspy.Note(time=48, pitch=64, duration=12, velocity=64),  # starts at the cut -> dropped
+        ])],
+    )
+    trimmed = trim_music(music, 4)
+    assert [(n.time, n.pitch, n.duration) for n in trimmed.tracks[0].notes] == [(0, 60, 12), (40, 62, 8)]
+    assert len(music.tracks[0].notes) == 3  # the original is untouched
+
+
+def test_modes_parse_and_bad_modes_are_named():
+    assert parse_mode("unconditioned") == ("unconditioned", None)
+    assert parse_mode("instrument") == ("instrument", None)
+    assert parse_mode("continuation-16") == ("continuation", 16)
+    for bad in ("continuation", "continuation-0", "continuation-x", "uncond"):
+        with pytest.raises(ValueError, match="unknown mode"):
+            parse_mode(bad)
+    with pytest.raises(ValueError, match="repeat"):
+        EvaluationConfig(modes=("instrument", "instrument"))
+
+
+def test_sample_seeds_differ_by_piece_and_mode_and_repeat():
+    seeds = {sample_seed(0, i, mode) for i in range(3) for mode in ("unconditioned", "instrument")}
+    assert len(seeds) == 6
+    assert sample_seed(5, 2, "instrument") == sample_seed(5, 2, "instrument")
+
+
+# ---------------------------------------------------------------------- statistics
+def test_mean_and_95_percent_interval():
+    # [1, 2, 3, 4]: mean 2.5, s = sqrt(5/3), half-width = 1.96 * s / 2
+    mean, half, n = mean_ci([1.0, 2.0, 3.0, 4.0, math.nan])
+    assert (mean, n) == (2.5, 4)
+    assert half == pytest.approx(1.959964 * math.sqrt(5 / 3) / 2, rel=1e-6)
+    assert half == pytest.approx(1.26515, abs=1e-5)
+    single = mean_ci([3.0, math.nan])
+    assert single[0] == 3.0 and math.isnan(single[1]) and single[2] == 1
+    empty = mean_ci([math.nan])
+    assert math.isnan(empty[0]) and empty[2] == 0
+
+
+# ---------------------------------------------------------------------- ground truth, end to end
+def test_ground_truth_evaluation_writes_csv_table_and_settings(prepared, tmp_path, capsys):
+    out = tmp_path / "eval"
+    status = main(["evaluate", "--ground-truth-only", "--data", str(prepared), "--out", str(out), "--quiet"])
+    assert status == 0
+
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert [(row["id"], row["mode"]) for row in rows] == [("triads", "ground-truth"), ("drums", "ground-truth")]
+    assert list(rows[0]) == ["id", "mode", *METRICS]
+    triads, drums = rows
+    assert triads["h1"] == pytest.approx(math.log2(3))
+    assert triads["gs"] == 1.0
+    assert triads["notes_per_bar"] == 12.0
+    assert triads["empty_bar_rate"] == 0.0  # the gap after beat 64 is trimmed away
+    assert drums["h1"] == 0.0
+    assert drums["gs"] == 1.0
+    assert drums["notes_per_bar"] == 5.0
+    assert drums["n_instruments"] == 2.0
+    # the CSV holds exactly what compute_metrics gives on the trimmed, decoded piece
+    encoding = Encoding()
+    expected = compute_metrics(trim_music(decode(encode_notes(TRIADS, encoding), encoding), 64))
+    for name in METRICS:
+        assert triads[name] == pytest.approx(expected[name], nan_ok=True), name
+
+    table = (out / "metrics.md").read_text()
+    assert "| metric | ground-truth |" in table
+    assert "| samples | 2 |" in table
+    # H1 over (log2 3, 0): mean 0.792, half-width 1.96 * (log2 3 / sqrt 2) / sqrt 2 = 0.98 log2 3
+    assert "| h1 | 0.792 ± 1.553 |" in table
+    assert "| n_instruments | 1.500 ± 0.980 |" in table
+    assert "| gs | 1.000 ± 0.000 |" in table
+    assert table in capsys.readouterr().out
+
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["model"] is None
+    assert settings["n"] == 3 and settings["ids"] == ["triads", "drums", "missing"]
+    assert settings["n_beats"] == 64 and settings["seed"] == 0 and settings["split"] == "test"
+    assert settings["modes"] == ["ground-truth"]
+
+    # the missing piece is recorded, and the job went on
+    failures = (out / "failures.csv").read_text()
+    assert failures.startswith("id,mode,error\nmissing,*,")
+    assert "missing.npy: no such notes file" in failures
+
+
+def test_n_and_beats_choose_pieces_and_length(prepared, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "-", "--data", str(prepared), "--out", str(out), "-n", "1", "--beats", "16", "--quiet"]) == 0
+    rows = read_metrics_csv(out / "metrics.csv")
+    assert [row["id"] for row in rows] == ["triads"]
+    # 16 beats = 4 bars: one 4-bar window (H4 = log2 3); muspy's groove consistency counts
+    # end // 48 + 1 = 5 measures, the last one empty: 1 - 4 / (48 * 4)
+    assert rows[0]["h4"] == pytest.approx(math.log2(3))
+    assert rows[0]["groove_consistency"] == pytest.approx(1 - 4 / 192)
+    assert rows[0]["notes_per_bar"] == 12.0
+    assert not (out / "failures.csv").exists()
+    assert json.loads((out / "settings.json").read_text())["n_beats"] == 16
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--data", "{data}", "--out", "{out}"], "MODEL is required"),
+        (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--split", "nosuch"], "nosuch.txt: no such split file"),
+        (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--modes", "instrument"], "--modes needs a MODEL"),
+        (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "-n", "0"], "n must be >= 1"),
+        (["--ground-truth-only", "--data", "{out}", "--out", "{out}"], "encoding.json: no such file"),
+    ],
+    ids=["no-model", "no-split", "modes-without-model", "n-zero", "not-prepared"],
+)
+def test_bad_arguments_get_clear_errors(prepared, tmp_path, capsys, argv, message):
+    argv = [a.format(data=prepared, out=tmp_path / "eval") for a in argv]
+    assert main(["evaluate", *argv]) == 2
+    assert message in capsys.readouterr().err
