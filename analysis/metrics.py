@@ -4,7 +4,7 @@ Every metric is a pure function `f(music, ...) -> float` that returns NaN where 
 undefined (no notes, too few bars) instead of raising.
 
 Bars. A piece spans ticks `[0, end)`, where `end` is the offset of its last note (every
-track, drums included). Bars follow the piece's time signatures (4/4 when it has none):
+track, drums included; a note lasts at least one tick). Bars follow the piece's time signatures (4/4 when it has none):
 the first time signature applies from tick 0, each later one starts a new bar at its own
 time, and a bar lasts `numerator * 4 / denominator` beats of `music.resolution` ticks.
 So a 3/4 piece is cut into bars of 3 beats. A note belongs to the bar of its onset.
@@ -75,9 +75,9 @@ class _Notes:
 
 
 def _notes(music: muspy.Music) -> _Notes:
-    # Notes before tick 0 belong to no bar; they are left out.
+    # Notes before tick 0 belong to no bar; they are left out. A note lasts at least a tick.
     rows = [
-        (note.time, note.time + max(note.duration, 0), note.pitch, track.is_drum)
+        (note.time, note.time + max(note.duration, 1), note.pitch, track.is_drum)
         for track in music.tracks
         for note in track.notes
         if note.time >= 0

@@ -155,6 +155,13 @@ def test_notes_per_bar_empty_bar_rate_and_instruments():
 
 
 # ---------------------------------------------------------------------- undefined input
+def test_a_zero_length_note_on_a_bar_line_opens_that_bar():
+    music = make_music(piano([(0, C, RES), (BAR, E, 0)]))
+    assert bars(music)[0].tolist() == [0, BAR]
+    assert grooving_similarity(music) == 1.0  # both bars have one onset, on the downbeat
+    assert notes_per_bar(music) == 1.0
+
+
 @pytest.mark.parametrize(
     "music",
     [muspy.Music(resolution=RES), make_music(piano([])), make_music(piano([]), drums([]))],
