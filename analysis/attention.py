@@ -31,6 +31,7 @@ same); the baseline is common to all heads, so the mean gain is the mean of the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -269,3 +270,87 @@ def split_sequences(
     order = np.random.default_rng(seed).permutation(len(dataset))
     chosen = sorted(order[: n if n is not None else len(dataset)].tolist())
     return len(chosen), (dataset[i] for i in chosen)
+
+
+# --------------------------------------------------------------------------- plots
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from mmt.files import write_atomic
+
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+
+
+def _highlight(field: str, offsets: np.ndarray) -> list[str]:
+    """Bar colours: whole bars (beat), octaves and fifths (pitch) stand out."""
+    colours = []
+    for k in offsets:
+        if field == "beat" and k != 0 and k % 4 == 0:
+            colours.append("tab:red")
+        elif field == "pitch" and k != 0 and k % 12 == 0:
+            colours.append("tab:red")
+        elif field == "pitch" and abs(k) % 12 in (5, 7):
+            colours.append("tab:orange")
+        else:
+            colours.append("tab:blue")
+    return colours
+
+
+def plot_mean_gain(result: RelativeAttention, path, title: str, xlabel: str) -> Path:
+    """Bars: gain averaged over every head; dots: each layer's average."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(result.offsets))
+    width = max(6.0, min(12.0, 0.22 * len(x) + 3))
+    fig, ax = plt.subplots(figsize=(width, 3.4), dpi=110)
+    ax.bar(x, result.mean_gain, color=_highlight(result.field, result.offsets), label="all heads")
+    per_layer = result.gain_per_layer
+    markers = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(per_layer)))
+    for layer, values in enumerate(per_layer):
+        ax.plot(x, values, ls="", marker="o", ms=3, color=markers[layer], label=f"layer {layer + 1}")
+    ax.axhline(0, color="0.3", lw=0.8)
+    step = 1 if len(x) <= 25 else 2
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels(np.asarray(result.labels)[::step], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("attention gain")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=min(len(per_layer) + 1, 7), loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_head_gain(result: RelativeAttention, path, title: str, xlabel: str) -> Path:
+    """Heat map of the gain of every head (rows: layer.head) at every offset (columns)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers, heads, n = result.gain.shape
+    gain = result.gain.reshape(layers * heads, n)
+    limit = float(np.nanmax(np.abs(gain))) if np.isfinite(gain).any() else 1.0
+    limit = limit if limit > 0 else 1.0
+    width = max(5.0, min(12.0, 0.22 * n + 3))
+    height = max(2.4, min(12.0, 0.2 * layers * heads + 1.4))
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    image = ax.imshow(gain, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    for layer in range(1, layers):
+        ax.axhline(layer * heads - 0.5, color="0.2", lw=0.8)
+    ax.set_yticks(np.arange(layers * heads))
+    ax.set_yticklabels([f"L{l + 1} H{h + 1}" for l in range(layers) for h in range(heads)],
+                       fontsize=7 if layers * heads <= 48 else 5)
+    step = 1 if n <= 25 else 2
+    ax.set_xticks(np.arange(n)[::step])
+    ax.set_xticklabels(np.asarray(result.labels)[::step], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention gain")
+    fig.tight_layout()
+    return _save(fig, path)

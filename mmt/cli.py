@@ -107,8 +107,139 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ train
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a model from a YAML config (torchrun --nproc_per_node N -m mmt train ... for DDP)"
+    )
+    p.add_argument("config", help="experiment config (YAML), e.g. configs/music21-small.yaml")
+    p.add_argument("--data", help="prepared data directory (default: the config's data.path)")
+    p.add_argument("--out", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's training.device")
+    p.add_argument("--max-steps", type=int, help="override training.max_steps (e.g. to extend a resumed run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    from mmt.config import load_config
+    from mmt.training import train
+
+    config = load_config(args.config)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise CommandError(f"--max-steps must be >= 1, got {args.max_steps}")
+        config = dataclasses.replace(
+            config, training=dataclasses.replace(config.training, max_steps=args.max_steps))
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    result = train(config, out, data_dir=args.data, resume=args.resume, device=args.device,
+                   progress=not args.no_progress)
+    if os.environ.get("RANK", "0") == "0":
+        best = (f"best valid loss {result.best_valid_loss:.4f} at step {result.best_step}"
+                if result.best_valid_loss is not None else "no validation")
+        print(f"{config.name}: {result.step} steps, {best}, {result.tokens_per_s:.0f} tokens/s -> {out}")
+    return 130 if result.interrupted else 0
+
+
+# ============================================================================ analyze
+def _add_analyze(sub) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="HTML report of what a trained model learned (attention, embeddings, training curve, samples)",
+        description="Write a self-contained report (index.html with PNG plots beside it) to --out: the "
+        "model's config and training curve, mean relative attention by beat, position, pitch and "
+        "instrument over N pieces of a prepared split, the learned pitch/beat/position/duration "
+        "embeddings with the octave score, the metrics of an `mmt evaluate` run (--eval) and "
+        "generated samples as piano rolls with audio players (--samples).",
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run's folder: its best/)")
+    p.add_argument("--data", required=True, help="prepared data directory (notes/, <split>.txt, encoding.json)")
+    p.add_argument("--out", required=True, help="report directory (index.html and its images)")
+    p.add_argument("-n", type=int, default=64, help="pieces of the split for the attention analysis (default: 64)")
+    p.add_argument("--split", default="valid", help="split to analyse (default: valid)")
+    p.add_argument("--eval", dest="eval_dir", help="an `mmt evaluate` output folder: show its metrics.md")
+    p.add_argument("--samples", help="a folder of generated samples (PNG piano rolls, WAVs beside them, or .npy codes)")
+    p.add_argument("--max-samples", type=int, default=6, help="most samples shown (default: 6)")
+    p.add_argument("--batch-size", type=int, default=1, help="pieces per forward pass (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="picks the pieces (default: 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_analyze)
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from analysis.report import ReportConfig, write_report
+
+    config = ReportConfig(n_sequences=args.n, split=args.split, seed=args.seed, batch_size=args.batch_size,
+                          device=args.device, max_samples=args.max_samples)
+    index = write_report(args.model, args.data, args.out, config, eval_dir=args.eval_dir,
+                         samples_dir=args.samples, progress=not args.quiet)
+    print(f"report -> {index}")
+    return 0
+
+
+# ============================================================================ prepare
+def _add_prepare(sub) -> None:
+    from data_prep import DATASETS, Filters  # light: no numpy or music imports
+
+    defaults = Filters()
+    p = sub.add_parser(
+        "prepare",
+        help="turn a dataset into training data (notes/<id>.npy, split lists, manifest)",
+        description="Read every file of a dataset, clean and filter it, and write notes/<id>.npy, "
+        "train.txt/valid.txt/test.txt, encoding.json and manifest.jsonl (one line per source file: "
+        "ok / skipped / failed and why). Rerunning resumes an interrupted run and does nothing on a "
+        "finished one.",
+    )
+    p.add_argument("dataset", choices=DATASETS)
+    p.add_argument("src", help="the dataset's folder (music21: '-' for the corpus bundled with music21)")
+    p.add_argument("out", help="the prepared directory to write (or resume)")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--shard", metavar="I/N", help="prepare only shard I of N (1-based); merge shards by "
+                   "copying their OUT folders into one and running once more without --shard")
+    p.add_argument("--encoding", help="encoding.json whose resolution the notes take (default: the default encoding)")
+    p.add_argument("--min-notes", type=int, default=defaults.min_notes,
+                   help=f"skip pieces with fewer notes (default {defaults.min_notes})")
+    p.add_argument("--min-beats", type=int, default=defaults.min_beats,
+                   help=f"skip pieces shorter than this many beats (default {defaults.min_beats})")
+    p.add_argument("--max-beats", type=int, default=defaults.max_beats,
+                   help=f"skip pieces longer than this many beats (default {defaults.max_beats})")
+    p.add_argument("--max-file-mb", type=float, default=defaults.max_file_mb,
+                   help=f"skip files larger than this (default {defaults.max_file_mb:g} MiB)")
+    p.add_argument("--timeout", type=float, default=defaults.timeout_s,
+                   help=f"fail a file that takes longer to read (default {defaults.timeout_s:g} s; 0: no limit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from data_prep import Filters, parse_shard, prepare_dataset
+    from mmt.encoding import Encoding
+
+    filters = Filters(min_notes=args.min_notes, min_beats=args.min_beats, max_beats=args.max_beats,
+                      max_file_mb=args.max_file_mb, timeout_s=args.timeout)
+    summary = prepare_dataset(
+        args.dataset, args.src, args.out,
+        encoding=Encoding.load(args.encoding) if args.encoding else Encoding(),
+        filters=filters, jobs=args.jobs, shard=parse_shard(args.shard), progress=not args.no_progress,
+    )
+    counts = summary.counts
+    rate = f", {summary.files_per_second:.2f} files/s" if summary.processed else ""
+    print(f"{summary.out}: {summary.total} files: {counts['ok']} ok, {counts['skipped']} skipped, "
+          f"{counts['failed']} failed; {summary.notes} notes; {summary.processed} prepared now"
+          f" in {summary.seconds:.1f} s{rate}")
+    if not summary.complete:
+        print(f"{summary.out}: other shards are missing; when all are copied here, run once more without --shard")
+    print(f"see {summary.out / 'manifest.jsonl'} for each file's status and reason")
+    return 0
+
+
 # ============================================================================ parser
-SECTIONS = [_add_encode, _add_evaluate]
+SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:

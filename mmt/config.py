@@ -70,6 +70,8 @@ class TrainingConfig:
         log_every: refresh the progress bar's loss every this many steps.
         bf16: bfloat16 autocast on CUDA (ignored on CPU, where training stays float32).
         num_workers: DataLoader worker processes.
+        threads: torch CPU threads during training (None: torch's default). On a busy
+            machine 1 thread per process can be much faster than oversubscribed cores.
         device: "auto" (CUDA if available), "cpu" or "cuda".
         tensorboard: also write TensorBoard events if `tensorboard` is installed.
     """
@@ -91,6 +93,7 @@ class TrainingConfig:
     log_every: int = 10
     bf16: bool = True
     num_workers: int = 0
+    threads: int | None = None
     device: str = "auto"
     tensorboard: bool = True
 
@@ -108,7 +111,7 @@ class TrainingConfig:
         for name in ("warmup_steps", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("decay_steps", "valid_batches", "patience"):
+        for name in ("decay_steps", "valid_batches", "patience", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or null, got {value}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmt import Encoding
-from mmt.model import ModelConfig, MusicTransformer
+from mmt.model import ModelConfig, MusicTransformer, compute_loss
 
 
 @pytest.mark.parametrize("pos_emb", ["absolute", "rotary", "none"])
@@ -31,3 +31,84 @@ def test_absolute_model_refuses_rows_past_its_context():
     model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=4, max_seq_len=8, pos_emb="absolute"), Encoding())
     with pytest.raises(ValueError, match="cannot see past 8 rows"):
         model(torch.ones(1, 9, 6, dtype=torch.long))
+
+
+def tiny(pos_emb: str = "rotary", dropout: float = 0.0, seed: int = 0) -> MusicTransformer:
+    torch.manual_seed(seed)
+    config = ModelConfig(dim=32, depth=2, heads=4, max_seq_len=64, pos_emb=pos_emb, dropout=dropout)
+    return MusicTransformer(config, Encoding(max_beat=64))
+
+
+def random_codes(encoding: Encoding, batch: int, length: int, seed: int = 0) -> torch.Tensor:
+    """Codes drawn uniformly from each field's real codes (1..n_tokens-1)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(1, n, (batch, length), generator=g) for n in encoding.n_tokens.values()], -1)
+
+
+@pytest.mark.parametrize("pos_emb", ["absolute", "rotary", "none"])
+def test_logit_shapes_follow_the_encoding(pos_emb):
+    model = tiny(pos_emb).eval()
+    logits = model(random_codes(model.encoding, 3, 17))
+    assert [tuple(lg.shape) for lg in logits] == [
+        (3, 17, 6), (3, 17, 65), (3, 17, 13), (3, 17, 129), (3, 17, len(model.encoding.known_durations) + 1),
+        (3, 17, 66),
+    ]
+
+
+@pytest.mark.parametrize("pos_emb", ["absolute", "rotary", "none"])
+def test_changing_a_later_row_never_changes_earlier_logits(pos_emb):
+    model = tiny(pos_emb).eval()
+    codes = random_codes(model.encoding, 2, 20)
+    changed = codes.clone()
+    changed[:, 12:] = random_codes(model.encoding, 2, 8, seed=1)
+    with torch.no_grad():
+        before, after = model(codes), model(changed)
+    for a, b in zip(before, after):
+        assert torch.equal(a[:, :12], b[:, :12])
+        assert not torch.allclose(a[:, 12:], b[:, 12:])  # the change is visible where it may be
+
+
+def test_loss_ignores_padding_rows():
+    model = tiny().eval()
+    codes = random_codes(model.encoding, 1, 10)
+    padded = torch.cat([codes, random_codes(model.encoding, 1, 6, seed=2)], dim=1)  # garbage after row 10
+    mask = torch.zeros(1, 16, dtype=torch.bool)
+    mask[:, :10] = True
+    with torch.no_grad():
+        total, fields = compute_loss(model, codes, torch.ones(1, 10, dtype=torch.bool))
+        total_padded, fields_padded = compute_loss(model, padded, mask)
+    torch.testing.assert_close(total_padded, total)
+    for name in fields:
+        torch.testing.assert_close(fields_padded[name], fields[name])
+    torch.testing.assert_close(total, sum(fields.values()))
+
+
+def test_a_tiny_model_overfits_a_tiny_batch():
+    model = tiny()
+    codes = random_codes(model.encoding, 2, 16)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    first = None
+    for _ in range(200):
+        loss, _ = compute_loss(model, codes, mask)
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    # ~22 at the start (sum of six log-vocabulary sizes, roughly); memorised after 200 steps
+    assert first > 15.0
+    assert loss.item() < 0.25
+
+
+def test_paper_size_has_about_20m_parameters():
+    model = MusicTransformer(ModelConfig(dim=512, depth=6, heads=8, max_seq_len=1024, pos_emb="absolute"), Encoding())
+    assert model.n_parameters() == 20_724_472
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; two threads on a busy machine spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

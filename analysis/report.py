@@ -1,0 +1,631 @@
+"""The `mmt analyze` report: one self-contained `index.html` with PNG plots beside it.
+
+Sections: the model (config, size, checkpoint metadata), its training curve (from the
+run's `log.csv`), mean relative attention (beat, position, pitch, instrument; see
+`analysis.attention`), the learned embeddings (see `analysis.embedding`), the metrics
+table of an `mmt evaluate` run and generated samples as piano rolls with audio players.
+Every file is written atomically; the HTML needs no server, script or stylesheet from
+outside (open it straight from disk).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import math
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from analysis.attention import (
+    RELATIVE_FIELDS,
+    RelativeAttention,
+    model_relative_attention,
+    plot_head_gain,
+    plot_mean_gain,
+    split_sequences,
+)
+from analysis.embedding import (
+    PIANO_HIGH,
+    PIANO_LOW,
+    cosine_similarity,
+    duration_labels,
+    embedding_weights,
+    interval_similarity,
+    octave_score,
+    plot_interval_similarity,
+    plot_pitch_pca,
+    plot_pitch_similarity,
+    plot_similarity,
+)
+from mmt.constants import FIELDS, pitch_name
+from mmt.files import write_atomic, write_text_atomic
+
+SAMPLE_DIR = "samples"
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of `write_report`.
+
+    Attributes:
+        n_sequences: how many pieces of the split feed the attention analysis (None: all).
+        split: the prepared split to read ("valid" by default).
+        seed: picks the pieces (and nothing else is random).
+        batch_size: pieces per forward pass.
+        device: torch device for the model.
+        beat_window: show beat offsets -beat_window..0.
+        pitch_window: show pitch offsets -pitch_window..+pitch_window.
+        beat_similarity_beats: how many beats the beat-embedding similarity matrix shows.
+        pitch_low, pitch_high: the pitch range of the octave score and the PCA plot.
+        max_samples: the most generated samples shown.
+    """
+
+    n_sequences: int | None = 64
+    split: str = "valid"
+    seed: int = 0
+    batch_size: int = 1
+    device: str = "cpu"
+    beat_window: int = 16
+    pitch_window: int = 24
+    beat_similarity_beats: int = 64
+    pitch_low: int = PIANO_LOW
+    pitch_high: int = PIANO_HIGH
+    max_samples: int = 6
+
+    def __post_init__(self) -> None:
+        if self.n_sequences is not None and self.n_sequences < 1:
+            raise ValueError(f"n_sequences must be >= 1, got {self.n_sequences}")
+        for name in ("batch_size", "beat_window", "pitch_window", "beat_similarity_beats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_samples < 0:
+            raise ValueError(f"max_samples must be >= 0, got {self.max_samples}")
+
+
+# --------------------------------------------------------------------------- inputs
+def find_training_log(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The run's `log.csv`: in the checkpoint directory or its parent (a run's `best/`, `last/`)."""
+    checkpoint_dir = Path(checkpoint_dir)
+    for folder in (checkpoint_dir, checkpoint_dir.parent):
+        if (folder / "log.csv").is_file():
+            return folder / "log.csv"
+    return None
+
+
+def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Numeric columns of a CSV log; blank or non-numeric cells become NaN, text columns are dropped."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    columns: dict[str, np.ndarray] = {}
+    for name in rows[0].keys() if rows else []:
+        values = []
+        for row in rows:
+            try:
+                values.append(float(row.get(name) or "nan"))
+            except ValueError:
+                values.append(math.nan)
+        values = np.array(values)
+        if np.isfinite(values).any():
+            columns[name] = values
+    return columns
+
+
+def markdown_to_html(text: str) -> str:
+    """The Markdown subset `mmt evaluate` writes: headings, pipe tables, bullet lists, paragraphs,
+    `code` and **bold** inline. Everything is HTML-escaped first."""
+
+    def inline(value: str) -> str:
+        value = html.escape(value.strip())
+        value = re.sub(r"`([^`]+)`", r"<code>\1</code>", value)
+        return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", value)
+
+    def cells(line: str) -> list[str]:
+        return [c.strip() for c in line.strip().strip("|").split("|")]
+
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif line.lstrip().startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 3) + 2  # h3..h5 inside the report
+            out.append(f"<h{level}>{inline(line.lstrip('#'))}</h{level}>")
+            i += 1
+        elif line.lstrip().startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].lstrip().startswith("|"):
+                block.append(lines[i])
+                i += 1
+            rows = [cells(row) for row in block if not re.fullmatch(r"[\s|:\-]+", row)]
+            head, body = rows[0], rows[1:]
+            table = ["<table class='metrics'><thead><tr>"]
+            table += [f"<th>{inline(c)}</th>" for c in head]
+            table.append("</tr></thead><tbody>")
+            for row in body:
+                table.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>")
+            table.append("</tbody></table>")
+            out.append("".join(table))
+        elif re.match(r"\s*[-*] ", line):
+            items = []
+            while i < len(lines) and re.match(r"\s*[-*] ", lines[i]):
+                items.append("<li>" + inline(re.sub(r"^\s*[-*] ", "", lines[i])) + "</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        else:
+            paragraph = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"\s*([#|]|[-*] )", lines[i]):
+                paragraph.append(lines[i])
+                i += 1
+            out.append(f"<p>{inline(' '.join(paragraph))}</p>")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- plots
+def plot_training_curve(log: dict[str, np.ndarray], path: str | os.PathLike, train_log=None) -> Path | None:
+    """Losses against steps: overall (train, validation) on the left, validation per field on the right.
+
+    Returns None when the log has no step column or no loss column.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "step" not in log:
+        return None
+    step = log["step"]
+    overall = [c for c in ("train_loss", "valid_loss", "loss", "total") if c in log]
+    per_field = [c for c in (f"valid_{f}" for f in FIELDS) if c in log]
+    per_field = per_field or [c for c in FIELDS if c in log]
+    if not overall and not per_field:
+        return None
+    fig, axes = plt.subplots(1, 2 if per_field else 1, figsize=(11 if per_field else 6.5, 3.6), dpi=110,
+                             squeeze=False)
+    ax = axes[0, 0]
+    if train_log is not None and "step" in train_log and "loss" in train_log:
+        ax.plot(train_log["step"], train_log["loss"], color="0.8", lw=0.7, label="training loss (every step)")
+    for column in overall:
+        ax.plot(step, log[column], marker="o", ms=3, label=column.replace("_", " "))
+    ax.set_xlabel("training step")
+    ax.set_ylabel("cross-entropy (sum over fields)")
+    ax.set_title("Loss")
+    ax.legend(fontsize=8)
+    if per_field:
+        ax = axes[0, 1]
+        for column in per_field:
+            ax.plot(step, log[column], marker="o", ms=3, label=column.removeprefix("valid_"))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("cross-entropy")
+        ax.set_yscale("log")
+        ax.set_title("Validation loss of each field")
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------- samples
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: str  # relative to the report
+    audio: str | None
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    return write_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
+
+
+def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, limit: int) -> list[Sample]:
+    """Copy up to `limit` piano rolls (and WAVs beside them) into the report's `samples/`.
+
+    Piano rolls are the `*.png` files under `samples_dir` (what `mmt generate` writes); a
+    code array `*.npy` (L x 6) with no PNG beside it is decoded and drawn here.
+    """
+    from mmt.encoding import decode
+    from mmt.io import write_pianoroll_png
+
+    samples_dir = Path(samples_dir)
+    if not samples_dir.is_dir():
+        raise FileNotFoundError(f"{samples_dir}: no such samples directory (--samples)")
+    found: list[tuple[Path, Path | None]] = [(p, None) for p in sorted(samples_dir.rglob("*.png"))]
+    if len(found) < limit:
+        for codes_path in sorted(samples_dir.rglob("*.npy")):
+            if not codes_path.with_suffix(".png").exists():
+                found.append((codes_path.with_suffix(".png"), codes_path))
+    samples = []
+    for image_path, codes_path in found[:limit]:
+        relative = image_path.relative_to(samples_dir).with_suffix("")
+        name = relative.as_posix()
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
+        target = out_dir / SAMPLE_DIR / f"{stem}.png"
+        if codes_path is None:
+            _copy(image_path, target)
+        else:
+            try:
+                codes = np.load(codes_path, allow_pickle=False)
+                write_pianoroll_png(target, decode(codes, encoding), title=name)
+            except (OSError, ValueError) as error:
+                print(f"mmt analyze: skipping {codes_path}: {error}")
+                continue
+        audio = None
+        wav = image_path.with_suffix(".wav")
+        if wav.is_file():
+            _copy(wav, out_dir / SAMPLE_DIR / f"{stem}.wav")
+            audio = f"{SAMPLE_DIR}/{stem}.wav"
+        samples.append(Sample(name, f"{SAMPLE_DIR}/{stem}.png", audio))
+    return samples
+
+
+# --------------------------------------------------------------------------- text
+EXPLAIN = {
+    "training": (
+        "How the model's error fell while it learned. The loss is the cross-entropy of the next "
+        "row of the score: lower means the model found the real next note more likely. The "
+        "validation loss is measured on pieces the model never trained on; when it stops falling "
+        "while the training loss keeps falling, the model has started to memorise."
+    ),
+    "attention": (
+        "A transformer reads the notes of a piece one after another. To predict what comes next, "
+        "each of its <em>attention heads</em> looks back at the earlier notes and decides how much "
+        "each one matters. Here we ask which earlier notes it prefers, in musical terms. For every "
+        "note and every earlier note we measure their distance (in beats, in ticks within the beat, "
+        "in semitones, or same/different instrument). The <em>gain</em> at a distance is the share "
+        "of attention the model gives to notes at that distance minus the share it would give if it "
+        "looked at all earlier notes equally. Above zero: the model looks there more than chance; "
+        "below zero: it looks away. Distances are always <em>earlier note minus current note</em>, "
+        "so -4 beats means \"the note four beats ago\"."
+    ),
+    "beat": (
+        "Distance in beats to the earlier note (0 = same beat, -4 = four beats ago). A model that "
+        "has learned musical form tends to look back whole bars: in 4/4, peaks at -4, -8, -12, -16 "
+        "(red bars)."
+    ),
+    "position": (
+        "Distance in ticks inside the beat between the onsets (a beat has {resolution} ticks; 0 = "
+        "the same place in the beat, e.g. both on the beat). A peak at 0 means the model compares a "
+        "note with earlier notes at the same rhythmic position."
+    ),
+    "pitch": (
+        "Interval in semitones from the current note down (negative) or up (positive) to the earlier "
+        "note. Red bars are octaves (&plusmn;12, &plusmn;24), orange bars fourths and fifths "
+        "(&plusmn;5, &plusmn;7). Peaks on consonant intervals mean the model hears harmony."
+    ),
+    "instrument": (
+        "Whether the earlier note is played by the same instrument as the current note or by a "
+        "different one. A positive gain for \"same\" means each part mostly listens to itself."
+    ),
+    "heads": (
+        "The same gain for every head separately (rows: layer L, head H; red: more attention than "
+        "chance, blue: less). Different heads often specialise."
+    ),
+    "embeddings": (
+        "The model turns every pitch, beat, position and duration into a vector of numbers (an "
+        "<em>embedding</em>) that it learns from the music. Nobody tells it that C4 and C5 are "
+        "related; if it finds out, their vectors point the same way. <em>Cosine similarity</em> "
+        "measures that: 1 for vectors pointing the same way, 0 for unrelated ones, -1 for opposite."
+    ),
+    "octave": (
+        "The <strong>octave score</strong> is the mean similarity of pitch pairs an octave apart "
+        "minus the mean similarity of all other pairs, over the pitches {low}..{high}. About 0: "
+        "octaves mean nothing special to the model; towards 1: it treats pitches an octave apart "
+        "as nearly the same note. An untrained model scores about 0."
+    ),
+    "intervals": "The mean similarity of two pitches by the interval between them.",
+    "pca": (
+        "Every pitch's vector squeezed onto a flat map (its two main directions of variation); the "
+        "colour is the pitch class, so all Cs share a colour. A model that has learned pitch "
+        "classes puts same-coloured points together; a line through neighbouring pitches shows "
+        "how it orders the keyboard."
+    ),
+    "pitch_similarity": (
+        "The similarity of every pair of pitches (the map is symmetric; the diagonal is 1). Stripes "
+        "parallel to the diagonal, 12 semitones away, are octaves."
+    ),
+    "beat_similarity": (
+        "The similarity of the beat embeddings of the first {beats} beats. A checkerboard with period "
+        "4 means the model treats beats of the same place in a 4/4 bar alike."
+    ),
+    "position_similarity": (
+        "The similarity of the positions inside a beat (in ticks; 0 is on the beat). Related positions "
+        "(e.g. the off-beat halves and the triplets) may group together."
+    ),
+    "duration_similarity": (
+        "The similarity of the note durations the encoding knows (in beats: 1 = a quarter note, "
+        "1/2 = an eighth, 4 = a whole note)."
+    ),
+    "metrics": (
+        "The metrics table of an <code>mmt evaluate</code> run: pitch-class entropy over one bar (H1) "
+        "and four bars (H4), grooving similarity (GS) and others, for the real music and for the "
+        "model's samples. Samples that sound like the real music have values close to the ground "
+        "truth's."
+    ),
+    "samples": (
+        "Pieces the model wrote, drawn as piano rolls: time in beats from left to right, pitch "
+        "upwards, one colour per instrument."
+    ),
+}
+
+
+def _p(text: str) -> str:
+    return f"<p class='explain'>{text}</p>"
+
+
+def _figure(src: str, alt: str) -> str:
+    return f"<figure><img src='{html.escape(src)}' alt='{html.escape(alt)}'></figure>"
+
+
+def _table(rows: Sequence[tuple[str, object]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table class='kv'>{body}</table>"
+
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1.5em; line-height: 1.45; }
+h1 { font-size: 1.7em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #ddd; padding-bottom: 0.2em; margin-top: 2.2em; }
+h3 { margin-top: 1.6em; }
+.sub { color: #666; margin-top: 0; }
+.explain { max-width: 52em; }
+.note { color: #777; font-style: italic; }
+figure { margin: 0.6em 0 1.4em 0; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em 0; font-size: 0.93em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.7em; text-align: left; }
+table.kv th { background: #f6f6f6; font-weight: 600; }
+table.metrics th { background: #f0f3f8; }
+table.metrics td { font-variant-numeric: tabular-nums; }
+.score { font-size: 2em; font-weight: 700; margin: 0.2em 0; }
+.findings li { margin: 0.2em 0; }
+.samples { display: grid; grid-template-columns: 1fr; gap: 1.2em; }
+.sample h4 { margin: 0.2em 0; font-family: monospace; font-weight: 500; }
+audio { width: 100%; max-width: 600px; }
+code { background: #f4f4f4; padding: 0 0.25em; }
+nav a { margin-right: 1em; }
+"""
+
+
+# --------------------------------------------------------------------------- the report
+def _strongest(result: RelativeAttention, exclude_zero: bool = True) -> tuple[str, float] | None:
+    gain = result.mean_gain
+    keep = np.isfinite(gain)
+    if exclude_zero and result.field != "instrument":
+        keep &= result.offsets != 0
+    if not keep.any():
+        return None
+    i = int(np.flatnonzero(keep)[np.argmax(gain[keep])])
+    return result.labels[i], float(gain[i])
+
+
+def write_report(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: ReportConfig = ReportConfig(),
+    eval_dir: str | os.PathLike | None = None,
+    samples_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Path:
+    """Analyse a trained model and write `index.html` (plus PNGs and `analysis.json`) to `out_dir`.
+
+    Args:
+        model_path: a checkpoint directory or a training run's folder (its `best/`).
+        data_dir: a prepared data directory; `config.split` feeds the attention analysis.
+        out_dir: where the report goes (created).
+        config: what to compute and show.
+        eval_dir: an `mmt evaluate` output folder; its `metrics.md` is shown when present.
+        samples_dir: a folder of generated samples (PNGs, WAVs, or code arrays `.npy`).
+        progress: show a progress bar.
+
+    Returns:
+        the path of `index.html`.
+    """
+    from mmt.checkpoint import load_model, read_checkpoint_info, resolve_checkpoint
+
+    out_dir = Path(out_dir)
+    checkpoint = resolve_checkpoint(model_path)
+    info = read_checkpoint_info(checkpoint)
+    model = load_model(checkpoint, device=config.device)
+    encoding = model.encoding
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sections: list[str] = []
+    summary: dict = {"model": str(checkpoint), "settings": asdict(config)}
+
+    # ---- model
+    n_params = sum(p.numel() for p in model.parameters())
+    rows = [(k, v) for k, v in model.config.to_dict().items()]
+    rows += [("parameters", f"{n_params:,}"), ("encoding resolution", f"{encoding.resolution} ticks per beat"),
+             ("max beat", encoding.max_beat), ("instruments", len(encoding.instruments)),
+             ("checkpoint", checkpoint)]
+    for key in ("step", "epoch", "best_step"):
+        if key in info:
+            rows.append((key, info[key]))
+    for key, value in info.items():
+        if isinstance(value, dict) and key not in ("model", "encoding") and all(
+                isinstance(v, (int, float)) for v in value.values()):
+            rows += [(f"{key}: {k}", f"{v:.4g}" if isinstance(v, float) else v) for k, v in value.items()]
+    sections.append("<h2 id='model'>Model</h2>" + _table(rows))
+    summary["parameters"] = n_params
+
+    # ---- training curve
+    log_path = find_training_log(checkpoint)
+    part = "<h2 id='training'>Training</h2>" + _p(EXPLAIN["training"])
+    image = None
+    if log_path is not None:
+        try:
+            log = read_log(log_path)
+            train_log_path = log_path.parent / "train_log.csv"
+            train_log = read_log(train_log_path) if train_log_path.is_file() else None
+            image = plot_training_curve(log, out_dir / "training.png", train_log)
+        except (OSError, csv.Error, UnicodeDecodeError) as error:
+            part += f"<p class='note'>Could not read {html.escape(str(log_path))}: {html.escape(str(error))}</p>"
+    if image is not None:
+        part += _figure("training.png", "training curve") + f"<p class='note'>From {html.escape(str(log_path))}.</p>"
+    elif log_path is None:
+        part += (f"<p class='note'>No training log: no <code>log.csv</code> in {html.escape(str(checkpoint))} "
+                 "or its parent folder.</p>")
+    else:
+        part += f"<p class='note'>{html.escape(str(log_path))} has no step and loss columns to plot.</p>"
+    sections.append(part)
+
+    # ---- attention
+    count, sequences = split_sequences(data_dir, config.split, encoding, model.config.max_seq_len,
+                                       config.n_sequences, config.seed)
+    results = model_relative_attention(model, sequences, RELATIVE_FIELDS, config.batch_size, config.device,
+                                       progress=progress, total=count)
+    windows = {
+        "beat": (-config.beat_window, 0),
+        "position": (-(encoding.resolution - 1), encoding.resolution - 1),
+        "pitch": (-config.pitch_window, config.pitch_window),
+        "instrument": (0, 1),
+    }
+    xlabels = {
+        "beat": "beats from the current note to the earlier note",
+        "position": "ticks (within the beat) from the current note to the earlier note",
+        "pitch": "semitones from the current note to the earlier note",
+        "instrument": "earlier note's instrument",
+    }
+    titles = {"beat": "Beat distance", "position": "Position in the beat", "pitch": "Pitch interval",
+              "instrument": "Same or different instrument"}
+    part = "<h2 id='attention'>What the model listens to: mean relative attention</h2>" + _p(EXPLAIN["attention"])
+    part += (f"<p class='note'>Measured on {results['beat'].n_sequences} pieces of the "
+             f"<code>{html.escape(config.split)}</code> split of {html.escape(str(data_dir))} "
+             f"(each cut to {model.config.max_seq_len} rows), over {results['beat'].n_pairs:,} pairs of notes; "
+             "averaged over all layers and heads.</p>")
+    summary["attention"] = {}
+    findings = []
+    for field in RELATIVE_FIELDS:
+        shown = results[field].window(*windows[field])
+        plot_mean_gain(shown, out_dir / f"attention_{field}.png", f"{titles[field]}: attention gain, all heads",
+                       xlabels[field])
+        plot_head_gain(shown, out_dir / f"attention_{field}_heads.png",
+                       f"{titles[field]}: attention gain of each head", xlabels[field])
+        text = EXPLAIN[field].format(resolution=encoding.resolution)
+        part += f"<h3>{titles[field]}</h3>" + _p(text)
+        part += _figure(f"attention_{field}.png", f"mean attention gain by {field}")
+        part += _p(EXPLAIN["heads"]) + _figure(f"attention_{field}_heads.png", f"attention gain by {field}, per head")
+        summary["attention"][field] = {
+            "n_pairs": results[field].n_pairs,
+            "n_sequences": results[field].n_sequences,
+            "offsets": shown.offsets.tolist(),
+            "labels": list(shown.labels),
+            "mean_gain": [None if not np.isfinite(v) else float(v) for v in shown.mean_gain],
+            "baseline": [float(v) for v in shown.baseline],
+        }
+        strongest = _strongest(shown)
+        if strongest is not None:
+            unit = {"beat": " beats", "position": " ticks", "pitch": " semitones", "instrument": " instrument"}[field]
+            findings.append(f"{titles[field]}: the largest gain ({strongest[1]:+.3f}) is at "
+                            f"{html.escape(strongest[0])}{unit}.")
+    write_atomic(out_dir / "attention.npz", lambda tmp: _save_npz(tmp, results))
+    sections.append(part)
+
+    # ---- embeddings
+    pitch = embedding_weights(model, "pitch")
+    score = octave_score(pitch, config.pitch_low, config.pitch_high)
+    summary["octave_score"] = score
+    summary["octave_score_range"] = [config.pitch_low, config.pitch_high]
+    summary["interval_similarity"] = interval_similarity(pitch, config.pitch_low, config.pitch_high).tolist()
+    low_name, high_name = pitch_name(config.pitch_low), pitch_name(config.pitch_high)
+    findings.insert(0, f"Octave score {score:+.3f} (pitches {low_name}..{high_name}).")
+    plot_interval_similarity(pitch, out_dir / "pitch_intervals.png", config.pitch_low, config.pitch_high)
+    plot_pitch_pca(pitch, out_dir / "pitch_pca.png", config.pitch_low, config.pitch_high)
+    plot_pitch_similarity(pitch, out_dir / "pitch_similarity.png")
+    beats = min(config.beat_similarity_beats, encoding.max_beat)
+    plot_similarity(cosine_similarity(embedding_weights(model, "beat")[:beats]), [str(b) for b in range(beats)],
+                    out_dir / "beat_similarity.png", f"Beat embeddings (beats 0..{beats - 1})", "beat",
+                    tick_every=4 if beats > 20 else 1)
+    plot_similarity(cosine_similarity(embedding_weights(model, "position")),
+                    [str(t) for t in range(encoding.resolution)], out_dir / "position_similarity.png",
+                    "Position embeddings", "tick within the beat")
+    plot_similarity(cosine_similarity(embedding_weights(model, "duration")),
+                    duration_labels(encoding.known_durations, encoding.resolution),
+                    out_dir / "duration_similarity.png", "Duration embeddings", "duration (beats)")
+    part = "<h2 id='embeddings'>What the model learned about pitch, time and duration</h2>"
+    part += _p(EXPLAIN["embeddings"])
+    part += f"<div class='score'>octave score {score:+.3f}</div>"
+    part += _p(EXPLAIN["octave"].format(low=low_name, high=high_name))
+    part += _p(EXPLAIN["intervals"]) + _figure("pitch_intervals.png", "mean similarity by interval")
+    part += "<h3>Pitch map</h3>" + _p(EXPLAIN["pca"]) + _figure("pitch_pca.png", "PCA of the pitch embeddings")
+    part += "<h3>Pitch similarity</h3>" + _p(EXPLAIN["pitch_similarity"])
+    part += _figure("pitch_similarity.png", "pitch similarity matrix")
+    part += "<h3>Beats</h3>" + _p(EXPLAIN["beat_similarity"].format(beats=beats))
+    part += _figure("beat_similarity.png", "beat similarity matrix")
+    part += "<h3>Positions</h3>" + _p(EXPLAIN["position_similarity"])
+    part += _figure("position_similarity.png", "position similarity matrix")
+    part += "<h3>Durations</h3>" + _p(EXPLAIN["duration_similarity"])
+    part += _figure("duration_similarity.png", "duration similarity matrix")
+    sections.append(part)
+
+    # ---- metrics
+    part = "<h2 id='metrics'>Evaluation metrics</h2>" + _p(EXPLAIN["metrics"])
+    metrics_path = Path(eval_dir) / "metrics.md" if eval_dir is not None else None
+    if metrics_path is not None and metrics_path.is_file():
+        part += markdown_to_html(metrics_path.read_text(encoding="utf-8"))
+    elif metrics_path is not None:
+        part += f"<p class='note'>No metrics.md in {html.escape(str(eval_dir))}.</p>"
+    else:
+        part += ("<p class='note'>No evaluation given (run <code>mmt evaluate MODEL --data DIR --out EVAL</code> "
+                 "and pass <code>--eval EVAL</code>).</p>")
+    sections.append(part)
+
+    # ---- samples
+    part = "<h2 id='samples'>Generated samples</h2>" + _p(EXPLAIN["samples"])
+    if samples_dir is not None:
+        samples = collect_samples(samples_dir, out_dir, encoding, config.max_samples)
+        if not samples:
+            part += f"<p class='note'>No piano rolls (.png) or code arrays (.npy) in {html.escape(str(samples_dir))}.</p>"
+        part += "<div class='samples'>"
+        for sample in samples:
+            part += f"<div class='sample'><h4>{html.escape(sample.name)}</h4>"
+            part += _figure(sample.image, f"piano roll of {sample.name}")
+            if sample.audio:
+                part += f"<audio controls preload='none' src='{html.escape(sample.audio)}'></audio>"
+            part += "</div>"
+        part += "</div>"
+        summary["samples"] = [asdict(s) for s in samples]
+    else:
+        part += ("<p class='note'>No samples given (run <code>mmt generate MODEL --out SAMPLES</code> and pass "
+                 "<code>--samples SAMPLES</code>).</p>")
+    sections.append(part)
+
+    # ---- page
+    write_text_atomic(out_dir / "analysis.json", json.dumps(summary, indent=1, default=str) + "\n")
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = " ".join(f"<a href='#{a}'>{t}</a>" for a, t in (
+        ("model", "Model"), ("training", "Training"), ("attention", "Attention"), ("embeddings", "Embeddings"),
+        ("metrics", "Metrics"), ("samples", "Samples")))
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>mmt analysis: {html.escape(str(checkpoint))}</title><style>{CSS}</style></head><body>\n"
+        f"<h1>What the model learned</h1><p class='sub'>{html.escape(str(checkpoint))} &middot; {created}</p>\n"
+        f"<nav>{nav}</nav>\n<h2>In short</h2><ul class='findings'>"
+        + "".join(f"<li>{f}</li>" for f in findings) + "</ul>\n"
+        + "\n".join(sections)
+        + "\n<p class='note'>Written by <code>mmt analyze</code>. Numbers behind the plots: "
+        "<code>analysis.json</code>, <code>attention.npz</code>.</p></body></html>\n"
+    )
+    return write_text_atomic(out_dir / "index.html", page)
+
+
+def _save_npz(path: Path, results: dict[str, RelativeAttention]) -> None:
+    arrays = {}
+    for field, result in results.items():
+        arrays[f"{field}_offsets"] = result.offsets
+        arrays[f"{field}_gamma"] = result.gamma
+        arrays[f"{field}_baseline"] = result.baseline
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

@@ -1,0 +1,404 @@
+"""The one preparation pipeline every dataset goes through.
+
+    list (the dataset's reader) -> read (`mmt.read_music`) -> clean -> filter -> write
+
+- clean: notes at the encoding's resolution (`mmt.notes_from_music`: onsets round to
+  the nearest tick, zero durations become 1 tick, drum tracks get program 128, empty
+  tracks vanish); duplicate notes (same onset, pitch and program) keep the longest;
+  notes sorted by (beat, position, pitch, duration, program).
+- filter (`Filters`): too few notes the encoding can represent, too few or too many
+  beats, a file too large to read safely.
+- write: `notes/<id>.npy` (N x 5 int64), then, once every file is done,
+  `manifest.jsonl` (one line per source file), `train.txt`/`valid.txt`/`test.txt`
+  (ids of the ok files), `encoding.json` and `prepare.json` (the settings).
+
+Robustness: a file that cannot be read is recorded as failed with its reason and the
+run goes on; each finished file is appended at once to a journal
+(`records/<all|shard-I-of-N>.jsonl`), so a run killed at any point resumes where it
+stopped; every file is written atomically and the index files are only rewritten when
+their content changes, so a second run over a finished OUT does no work and changes no
+file. `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
+copying their OUT folders into one and running once more without `--shard`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from data_prep.filters import Filters, PrepareError
+from data_prep.sources import SPLITS, Source, shard_of
+from mmt.constants import DRUM_PROGRAM, NoteCol
+from mmt.encoding import Encoding, notes_from_music
+from mmt.files import write_atomic, write_text_atomic
+from mmt.io import MusicReadError, read_music
+
+OK, SKIPPED, FAILED = "ok", "skipped", "failed"
+STATUSES = (OK, SKIPPED, FAILED)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did and what OUT holds for its share of the dataset."""
+
+    out: Path
+    counts: dict[str, int]   # ok / skipped / failed over the files of this run's share
+    total: int                # files in this run's share
+    notes: int                # notes in the ok files of this share
+    processed: int            # files converted by this run (0 on a finished OUT)
+    seconds: float            # time spent converting them
+    complete: bool            # every file of the whole dataset has a record (index files are final)
+
+    @property
+    def files_per_second(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else float("nan")
+
+
+# ---------------------------------------------------------------------- one file
+def clean_notes(notes: np.ndarray) -> np.ndarray:
+    """Drop duplicate notes (same onset, pitch, program: the longest stays) and sort.
+
+    Sorted by (beat, position, pitch, duration, program).
+    """
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
+    # Longest first within each (onset, pitch, program), then keep the first of each group.
+    order = np.lexsort((-notes[:, NoteCol.DURATION], notes[:, NoteCol.PROGRAM], notes[:, NoteCol.PITCH],
+                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
+    notes = notes[order]
+    key = notes[:, [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM]]
+    first = np.ones(len(notes), dtype=bool)
+    first[1:] = np.any(key[1:] != key[:-1], axis=1)
+    notes = notes[first]
+    order = np.lexsort((notes[:, NoteCol.PROGRAM], notes[:, NoteCol.DURATION], notes[:, NoteCol.PITCH],
+                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
+    return notes[order]
+
+
+def piece_beats(notes: np.ndarray, resolution: int) -> int:
+    """Length in beats, to the end of the last note (rounded up)."""
+    if len(notes) == 0:
+        return 0
+    end = notes[:, NoteCol.BEAT] * resolution + notes[:, NoteCol.POSITION] + notes[:, NoteCol.DURATION]
+    return int(-(-end.max() // resolution))
+
+
+def instrument_names(notes: np.ndarray, encoding: Encoding) -> list[str]:
+    """Names of the instruments the notes use, in code order (unmodelled programs left out)."""
+    codes = np.unique(encoding.program_codes[notes[:, NoteCol.PROGRAM]])
+    return [encoding.instruments[c - 1] for c in codes if c > 0]
+
+
+class _Timeout(BaseException):
+    """Raised by the alarm; a BaseException so that readers' `except Exception` let it through."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise `_Timeout` in this (main) thread after `seconds`; no limit elsewhere or when 0."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _record(source: Source, status: str, reason: str = "", notes: int = 0, beats: int = 0,
+            instruments: list[str] | None = None) -> dict:
+    return {"id": source.id, "source": source.rel, "split": source.split, "status": status, "reason": reason,
+            "notes": notes, "beats": beats, "instruments": instruments or []}
+
+
+def _reason(error: BaseException, path: Path) -> str:
+    """The error message without the leading "<path>: " that `read_music` puts there."""
+    message = str(error)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else f"{type(error).__name__}: {message}"
+
+
+def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filters) -> dict:
+    """Read, clean, filter and (when kept) write one source; returns its manifest record. Never raises."""
+    if source.skip:
+        return _record(source, SKIPPED, source.skip)
+    path = source.path
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return _record(source, FAILED, f"cannot stat ({error.strerror or error})")
+    if size == 0:
+        return _record(source, FAILED, "empty file")
+    if size > filters.max_file_mb * 2**20:
+        return _record(source, SKIPPED, f"file too large ({size / 2**20:.1f} MiB > {filters.max_file_mb:g} MiB)")
+    try:
+        with _time_limit(filters.timeout_s):
+            music = read_music(path)
+            notes = clean_notes(notes_from_music(music, encoding.resolution))
+    except _Timeout:
+        return _record(source, FAILED, f"timed out after {filters.timeout_s:g} s")
+    except (MusicReadError, FileNotFoundError) as error:
+        return _record(source, FAILED, _reason(error, path))
+    except Exception as error:  # a reader bug or a file no reader expected: record it, go on
+        return _record(source, FAILED, f"{type(error).__name__}: {error}")
+    modelled = encoding.program_codes[np.clip(notes[:, NoteCol.PROGRAM], 0, DRUM_PROGRAM)] > 0
+    n_notes, beats = int(modelled.sum()), piece_beats(notes, encoding.resolution)
+    instruments = instrument_names(notes, encoding)
+    details = {"notes": n_notes, "beats": beats, "instruments": instruments}
+    if len(notes) == 0:
+        return _record(source, SKIPPED, "no notes", **details)
+    if n_notes == 0:
+        return _record(source, SKIPPED, "no notes the encoding can represent", **details)
+    if n_notes < filters.min_notes:
+        return _record(source, SKIPPED, f"too few notes ({n_notes} < {filters.min_notes})", **details)
+    if beats < filters.min_beats:
+        return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
+    if beats > filters.max_beats:
+        return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
+    write_atomic(out / "notes" / f"{source.id}.npy", lambda tmp: _save_npy(tmp, notes))
+    return _record(source, OK, **details)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+# ---------------------------------------------------------------------- the OUT folder
+def _shard_tag(shard: tuple[int, int]) -> str:
+    return "all" if shard[1] == 1 else f"shard-{shard[0] + 1}-of-{shard[1]}"
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    """Hold `OUT/.lock` so that two runs never write one OUT at once (freed even on SIGKILL)."""
+    with open(out / ".lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PrepareError(f"{out}: another `mmt prepare` is writing this folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` atomically unless the file already holds it; True when written."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    write_text_atomic(path, text)
+    return True
+
+
+def _check_settings(out: Path, settings: dict, encoding: Encoding) -> None:
+    """Refuse to mix settings in one OUT; write `prepare.json` and `encoding.json` on first use."""
+    settings_path = out / "prepare.json"
+    if settings_path.is_file():
+        try:
+            stored = json.loads(settings_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise PrepareError(f"{settings_path}: not valid JSON ({error})") from error
+        differ = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        if differ:
+            details = ", ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differ)
+            raise PrepareError(f"{out} was prepared with other settings ({details}); use another OUT folder")
+    encoding_path = out / "encoding.json"
+    if encoding_path.is_file() and Encoding.load(encoding_path) != encoding:
+        raise PrepareError(f"{encoding_path}: OUT was prepared with another encoding; use another OUT folder")
+    _write_if_changed(settings_path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
+    _write_if_changed(encoding_path, json.dumps(encoding.to_dict(), indent=1) + "\n")
+
+
+def _clean_temporaries(out: Path) -> None:
+    """Remove the temp files of atomic writes that a killed run left behind (we hold the lock)."""
+    for folder in (out, out / "notes", out / "records"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp*"):
+                tmp.unlink(missing_ok=True)
+
+
+def _read_journal(path: Path) -> list[dict]:
+    """Records of one journal; a line cut short by a kill is dropped and cut off the file."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(end)
+    records = []
+    for line in data[:end].decode("utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("status") in STATUSES and "source" in record:
+            records.append(record)
+    return records
+
+
+def _load_records(out: Path) -> dict[str, dict]:
+    """Every finished file recorded by any run (any shard) in OUT, by source path.
+
+    A later line (a file redone) replaces an earlier one; journals are read in name order.
+    """
+    records: dict[str, dict] = {}
+    for journal in sorted((out / "records").glob("*.jsonl")):
+        for record in _read_journal(journal):
+            records[record["source"]] = record
+    return records
+
+
+def _valid(record: dict, source: Source, out: Path) -> bool:
+    """A record still stands: same id and split, and an ok file's notes are on disk."""
+    if record.get("id") != source.id or record.get("split") != source.split:
+        return False
+    if source.skip and (record["status"] != SKIPPED or record["reason"] != source.skip):
+        return False
+    return record["status"] != OK or (out / "notes" / f"{source.id}.npy").is_file()
+
+
+def _lines(records: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, sort_keys=False) + "\n" for r in records)
+
+
+# ---------------------------------------------------------------------- the run
+def prepare(
+    sources: list[Source],
+    out: str | os.PathLike,
+    *,
+    dataset: str,
+    encoding: Encoding | None = None,
+    filters: Filters = Filters(),
+    jobs: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> Summary:
+    """Prepare `sources` (a reader's listing of the whole dataset) into `out`.
+
+    Args:
+        sources: every source of the dataset, as a reader lists them.
+        out: the prepared directory (created; resumed when it holds an earlier run).
+        dataset: the dataset's name (recorded; an OUT holds one dataset).
+        encoding: the encoding whose resolution the notes take (default `Encoding()`).
+        filters: which pieces to keep.
+        jobs: worker processes (1: convert in this process).
+        shard: (index, count), 0-based: prepare only the sources that `shard_of` gives `index`.
+        progress: show a tqdm bar with ok / skipped / failed counts.
+        log: where to print a line about the listing (None: silent).
+    """
+    encoding = encoding or Encoding()
+    if jobs < 1:
+        raise PrepareError(f"-j/--jobs must be >= 1, got {jobs}")
+    index, count = shard
+    if not 0 <= index < count:
+        raise PrepareError(f"shard index {index} out of range for {count} shards")
+    ids = [s.id for s in sources if not s.skip]
+    if len(set(ids)) != len(ids):
+        raise PrepareError("the dataset listing has duplicate ids (a reader bug)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"dataset": dataset, "resolution": encoding.resolution, **dataclasses.asdict(filters)}
+    with _lock(out):
+        _check_settings(out, settings, encoding)
+        _clean_temporaries(out)
+        (out / "notes").mkdir(exist_ok=True)
+        (out / "records").mkdir(exist_ok=True)
+        mine = [s for s in sources if count == 1 or shard_of(s.rel, count) == index]
+        known = _load_records(out)
+        done = {s.rel: known[s.rel] for s in mine if s.rel in known and _valid(known[s.rel], s, out)}
+        todo = [s for s in mine if s.rel not in done]
+        if log:
+            share = "" if count == 1 else f" (shard {index + 1}/{count})"
+            log(f"{dataset}: {len(mine)} files{share}, {len(done)} done earlier, {len(todo)} to prepare")
+        journal_path = out / "records" / f"{_shard_tag(shard)}.jsonl"
+        counts = {status: 0 for status in STATUSES}
+        for record in done.values():
+            counts[record["status"]] += 1
+        started = time.perf_counter()
+        if todo:
+            _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, len(mine), dataset)
+        seconds = time.perf_counter() - started
+        # Compact this run's journal (latest record per file, sorted), so a resumed run and an
+        # uninterrupted one leave the same bytes.
+        own = {r["source"]: r for r in _load_records_file(journal_path)}
+        if own:
+            _write_if_changed(journal_path, _lines(own[k] for k in sorted(own)))
+        complete = _write_index(sources, out)
+    ok_notes = sum(r["notes"] for r in done.values() if r["status"] == OK)
+    return Summary(out=out, counts=counts, total=len(mine), notes=ok_notes, processed=len(todo),
+                   seconds=seconds, complete=complete)
+
+
+def _load_records_file(path: Path) -> list[dict]:
+    return _read_journal(path) if path.is_file() else []
+
+
+def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
+    """Convert `todo`, appending each record to the journal as soon as it is known."""
+    from tqdm import tqdm
+
+    convert = functools.partial(convert_source, out=out, encoding=encoding, filters=filters)
+    bar = tqdm(total=total, initial=total - len(todo), desc=f"prepare {dataset}", unit="file",
+               disable=not progress, dynamic_ncols=True)
+    bar.set_postfix(counts, refresh=False)
+    pool = multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=100) if jobs > 1 else None
+    try:
+        results = pool.imap_unordered(convert, todo, chunksize=1) if pool else map(convert, todo)
+        with open(journal_path, "a", encoding="utf-8") as journal:
+            for record in results:
+                journal.write(json.dumps(record) + "\n")
+                journal.flush()
+                done[record["source"]] = record
+                counts[record["status"]] += 1
+                bar.set_postfix(counts, refresh=False)
+                bar.update()
+        if pool:
+            pool.close()
+            pool.join()
+    finally:
+        if pool:
+            pool.terminate()
+        bar.close()
+
+
+def _write_index(sources: list[Source], out: Path) -> bool:
+    """Write manifest.jsonl and the split lists from every record in OUT; True when all sources have one.
+
+    Lines follow the listing's order (sorted by source path); split lists are sorted ids.
+    """
+    records = _load_records(out)
+    manifest, splits = [], {split: [] for split in SPLITS}
+    for source in sources:
+        record = records.get(source.rel)
+        if record is None or not _valid(record, source, out):
+            continue
+        manifest.append(record)
+        if record["status"] == OK:
+            splits[record["split"]].append(record["id"])
+    _write_if_changed(out / "manifest.jsonl", _lines(manifest))
+    for split, ids in splits.items():
+        _write_if_changed(out / f"{split}.txt", "".join(f"{i}\n" for i in sorted(ids)))
+    return len(manifest) == len(sources)
