@@ -121,3 +121,73 @@ def test_program_from_name(name, program):
     from mmt.io import program_from_name
 
     assert program_from_name(name) == program
+
+
+def _strip_ties_notes(score, resolution: int = 24) -> list[list[tuple[int, int, int]]]:
+    """Per part, sorted (onset, pitch, duration) ticks after music21's own `stripTies` (the reference)."""
+    import music21
+
+    stripped = score.stripTies()
+    notes_per_part = []
+    for part in list(stripped.parts) or [stripped]:
+        notes = [(int(round(float(el.offset) * resolution)), int(p.midi), int(round(float(el.quarterLength) * resolution)))
+                 for el in part.flatten().notes
+                 if not el.duration.isGrace and not isinstance(el, music21.harmony.Harmony) for p in el.pitches]
+        if notes:
+            notes_per_part.append(sorted(notes))
+    return notes_per_part
+
+
+def _tied(element, kind: str):
+    """`element` with a tie of `kind` (music21 ignores a `tie=` keyword)."""
+    from music21 import tie
+
+    element.tie = tie.Tie(kind)
+    return element
+
+
+def _tied_score():
+    """Two parts: a tied chord, a three-note tie chain, and two voices, one with a tie."""
+    import music21
+    from music21 import chord, note, stream
+
+    upper = stream.Part([music21.meter.TimeSignature("4/4")])
+    upper.append([note.Note("G4", quarterLength=2),
+                  _tied(chord.Chord(["C4", "E4"], quarterLength=2), "start"),
+                  _tied(chord.Chord(["C4", "E4"], quarterLength=4), "stop"),
+                  _tied(note.Note("A4", quarterLength=1), "start"),
+                  _tied(note.Note("A4", quarterLength=1), "continue"),
+                  _tied(note.Note("A4", quarterLength=2), "stop")])
+    lower = stream.Part()
+    measure = stream.Measure(number=1)
+    soprano, alto = stream.Voice(), stream.Voice()
+    soprano.append([_tied(note.Note("D5", quarterLength=2), "start"), _tied(note.Note("D5", quarterLength=2), "stop")])
+    alto.append([note.Note("B3", quarterLength=3), note.Note("B3", quarterLength=1)])
+    measure.insert(0, soprano)
+    measure.insert(0, alto)
+    lower.append(measure)
+    return stream.Score([upper, lower])
+
+
+@pytest.mark.parametrize("work", ["bach/bwv66.6", "bach/bwv1.6", "schoenberg/opus19/movement2",
+                                  "corelli/opus3no1/1grave", "monteverdi/madrigal.3.1", "built"])
+def test_tie_merging_gives_the_notes_of_music21_strip_ties(work):
+    """`music_from_music21` merges tied notes without `stripTies`; the notes must be the same."""
+    import music21
+
+    from mmt.io import music_from_music21
+
+    score = _tied_score() if work == "built" else music21.corpus.parse(work)
+    if work != "built":
+        assert any(n.tie is not None for n in score.recurse().notes), "the piece must hold ties"
+    ours = [sorted((n.time, n.pitch, n.duration) for n in t.notes) for t in music_from_music21(score).tracks]
+    assert ours == _strip_ties_notes(score)
+
+
+def test_tie_merging_on_a_built_score_gives_literal_notes():
+    from mmt.io import music_from_music21
+
+    tracks = music_from_music21(_tied_score()).tracks
+    assert [(n.time, n.pitch, n.duration) for n in tracks[0].notes] == [
+        (0, 67, 48), (48, 60, 144), (48, 64, 144), (192, 69, 96)]
+    assert sorted((n.time, n.pitch, n.duration) for n in tracks[1].notes) == [(0, 59, 72), (0, 74, 96), (72, 59, 24)]
