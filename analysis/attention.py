@@ -30,6 +30,7 @@ same); the baseline is common to all heads, so the mean gain is the mean of the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -100,6 +101,119 @@ class RelativeAttention:
             self.field, self.offsets[keep], tuple(np.asarray(self.labels)[keep]), self.gamma[..., keep],
             self.baseline[keep], self.n_pairs, self.n_sequences,
         )
+
+
+@dataclass(frozen=True)
+class GroupAttention:
+    """How much attention a group of offsets gets, against uniform attention and other offsets.
+
+    Attributes:
+        field: the field of the offsets.
+        group: the offsets of the group (e.g. beats -4, -8, -12, -16).
+        others: the offsets it is compared with.
+        share: fraction of all attention on earlier notes that goes to the group's
+            offsets, averaged over heads.
+        uniform: the same fraction under uniform attention (the sum of the group's baselines).
+        excess: share / uniform - 1, e.g. 0.25 = "25% more attention than uniform"
+            (NaN when no pair falls in the group).
+        mean_gain_group: gain averaged over the group's offsets (and all heads).
+        mean_gain_others: gain averaged over the other offsets (and all heads).
+        heads_above: number of heads whose own share exceeds `uniform`.
+        n_heads: number of heads with a defined share.
+    """
+
+    field: str
+    group: tuple[int, ...]
+    others: tuple[int, ...]
+    share: float
+    uniform: float
+    excess: float
+    mean_gain_group: float
+    mean_gain_others: float
+    heads_above: int
+    n_heads: int
+
+    def to_dict(self) -> dict:
+        """JSON-able values (NaN as None)."""
+        def clean(value):
+            if isinstance(value, float) and not np.isfinite(value):
+                return None
+            return list(value) if isinstance(value, tuple) else value
+
+        return {name: clean(getattr(self, name)) for name in self.__dataclass_fields__}
+
+
+def group_attention(result: RelativeAttention, group: Sequence[int], others: Sequence[int]) -> GroupAttention:
+    """Summarise the attention on the offsets `group` (see `GroupAttention`).
+
+    `share` and `uniform` are fractions of *all* attention on earlier notes (every offset
+    of `result`), so they do not depend on which offsets `others` lists; the mean gains
+    are plain means over the listed offsets. Offsets not in `result` raise ValueError.
+    """
+    index = {int(k): i for i, k in enumerate(result.offsets)}
+    missing = [k for k in (*group, *others) if k not in index]
+    if missing or not group or not others:
+        raise ValueError(f"{result.field}: offsets {missing} not in the result, or an empty group")
+    g, o = [index[k] for k in group], [index[k] for k in others]
+    per_head = result.gamma[..., g].sum(axis=-1).reshape(-1)  # (layers * heads,)
+    per_head = per_head[np.isfinite(per_head)]
+    uniform = float(result.baseline[g].sum())
+    share = float(per_head.mean()) if len(per_head) else math.nan
+    gain = result.mean_gain
+    return GroupAttention(
+        field=result.field,
+        group=tuple(int(k) for k in group),
+        others=tuple(int(k) for k in others),
+        share=share,
+        uniform=uniform,
+        excess=share / uniform - 1 if uniform > 0 else math.nan,
+        mean_gain_group=float(np.nanmean(gain[g])),
+        mean_gain_others=float(np.nanmean(gain[o])),
+        heads_above=int((per_head > uniform).sum()),
+        n_heads=len(per_head),
+    )
+
+
+@dataclass(frozen=True)
+class OffsetGroup:
+    """A musically meaningful set of offsets and the offsets it is compared with."""
+
+    name: str
+    field: str
+    description: str
+    group: tuple[int, ...]
+    others: tuple[int, ...]
+
+
+def musical_groups(resolution: int, beat_window: int = 16, pitch_window: int = 24) -> tuple[OffsetGroup, ...]:
+    """The comparisons the report states in words (and writes to findings.json).
+
+    - beat_bars: keys a whole number of 4/4 bars back (-4, -8, .. down to -beat_window)
+      against the other earlier beats (-beat_window..-1); the same beat (0) is in neither.
+    - pitch_consonant: unison, fifths and octaves (0, +-7, +-12) against every other
+      interval in -pitch_window..+pitch_window; pitch_unison, pitch_fifth, pitch_octave:
+      each of them alone against the same others.
+    - position_same: the same tick inside the beat (0) against every other tick offset.
+    - instrument_same: the same instrument against a different one.
+    """
+    if beat_window < 4 or pitch_window < 12:
+        raise ValueError(f"beat_window must be >= 4 and pitch_window >= 12, got {beat_window}, {pitch_window}")
+    bars = tuple(range(-4, -beat_window - 1, -4))
+    consonant = (0, -7, 7, -12, 12)
+    pitch_others = tuple(k for k in range(-pitch_window, pitch_window + 1) if k not in consonant)
+    return (
+        OffsetGroup("beat_bars", "beat", "notes a whole number of 4/4 bars back "
+                    f"({', '.join(str(k) for k in bars)} beats)", bars,
+                    tuple(k for k in range(-beat_window, 0) if k not in bars)),
+        OffsetGroup("pitch_consonant", "pitch", "notes a unison, fifth or octave away (0, ±7, ±12 semitones)",
+                    consonant, pitch_others),
+        OffsetGroup("pitch_unison", "pitch", "notes of the same pitch (0 semitones)", (0,), pitch_others),
+        OffsetGroup("pitch_fifth", "pitch", "notes a fifth away (±7 semitones)", (-7, 7), pitch_others),
+        OffsetGroup("pitch_octave", "pitch", "notes an octave away (±12 semitones)", (-12, 12), pitch_others),
+        OffsetGroup("position_same", "position", "notes at the same place in the beat (0 ticks)", (0,),
+                    tuple(k for k in range(-(resolution - 1), resolution) if k != 0)),
+        OffsetGroup("instrument_same", "instrument", "notes of the same instrument", (0,), (1,)),
+    )
 
 
 @dataclass
@@ -284,44 +398,66 @@ def _save(fig, path) -> Path:
         plt.close(fig)
 
 
+# Bar colours and what they mean, per field: (colour, legend label, test on the offset k).
+HIGHLIGHTS: dict[str, tuple[tuple[str, str, object], ...]] = {
+    "beat": (("tab:red", "whole 4/4 bars back (multiples of 4)", lambda k: k != 0 and k % 4 == 0),),
+    "position": (("tab:red", "same place in the beat", lambda k: k == 0),),
+    "pitch": (
+        ("tab:red", "unison and octaves (0, ±12, ±24)", lambda k: k % 12 == 0),
+        ("tab:orange", "fifths and fourths (±7, ±5, ±19, ±17)", lambda k: abs(k) % 12 in (5, 7)),
+    ),
+    "instrument": (("tab:red", "same instrument", lambda k: k == 0),),
+}
+OTHER_COLOUR = "tab:blue"
+
+
 def _highlight(field: str, offsets: np.ndarray) -> list[str]:
-    """Bar colours: whole bars (beat), octaves and fifths (pitch) stand out."""
+    """Bar colours: whole bars (beat), unison/octaves and fourths/fifths (pitch) stand out."""
     colours = []
     for k in offsets:
-        if field == "beat" and k != 0 and k % 4 == 0:
-            colours.append("tab:red")
-        elif field == "pitch" and k != 0 and k % 12 == 0:
-            colours.append("tab:red")
-        elif field == "pitch" and abs(k) % 12 in (5, 7):
-            colours.append("tab:orange")
-        else:
-            colours.append("tab:blue")
+        colour = OTHER_COLOUR
+        for candidate, _, test in HIGHLIGHTS.get(field, ()):
+            if test(int(k)):
+                colour = candidate
+                break
+        colours.append(colour)
     return colours
 
 
 def plot_mean_gain(result: RelativeAttention, path, title: str, xlabel: str) -> Path:
-    """Bars: gain averaged over every head; dots: each layer's average."""
+    """Bars: gain averaged over every head, coloured by musical meaning; markers: each layer's average."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     x = np.arange(len(result.offsets))
-    width = max(6.0, min(12.0, 0.22 * len(x) + 3))
-    fig, ax = plt.subplots(figsize=(width, 3.4), dpi=110)
-    ax.bar(x, result.mean_gain, color=_highlight(result.field, result.offsets), label="all heads")
+    colours = _highlight(result.field, result.offsets)
+    width = max(6.5, min(13.0, 0.22 * len(x) + 4))
+    fig, ax = plt.subplots(figsize=(width, 3.8), dpi=110)
+    ax.bar(x, result.mean_gain, color=colours, width=0.8)
     per_layer = result.gain_per_layer
-    markers = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(per_layer)))
+    shades = np.linspace(0.0, 0.6, len(per_layer)) if len(per_layer) > 1 else [0.0]
+    markers = "os^Dv<>p"
+    handles = [Patch(color=c, label=label) for c, label, _ in HIGHLIGHTS.get(result.field, ())
+               if c in colours]
+    handles.append(Patch(color=OTHER_COLOUR, label="other offsets" if handles else "all heads"))
     for layer, values in enumerate(per_layer):
-        ax.plot(x, values, ls="", marker="o", ms=3, color=markers[layer], label=f"layer {layer + 1}")
+        style = dict(ls="", marker=markers[layer % len(markers)], ms=4, color=str(shades[layer]))
+        ax.plot(x, values, **style)
+        if len(per_layer) <= 8:
+            handles.append(Line2D([], [], label=f"layer {layer + 1} (mean of its heads)", **style))
     ax.axhline(0, color="0.3", lw=0.8)
     step = 1 if len(x) <= 25 else 2
     ax.set_xticks(x[::step])
     ax.set_xticklabels(np.asarray(result.labels)[::step], fontsize=8)
+    ax.set_xlim(-0.7, len(x) - 0.3)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("attention gain")
+    ax.set_ylabel("attention gain\n(share minus uniform share)")
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=min(len(per_layer) + 1, 7), loc="best")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -337,8 +473,8 @@ def plot_head_gain(result: RelativeAttention, path, title: str, xlabel: str) -> 
     gain = result.gain.reshape(layers * heads, n)
     limit = float(np.nanmax(np.abs(gain))) if np.isfinite(gain).any() else 1.0
     limit = limit if limit > 0 else 1.0
-    width = max(5.0, min(12.0, 0.22 * n + 3))
-    height = max(2.4, min(12.0, 0.2 * layers * heads + 1.4))
+    width = max(6.5, min(13.0, 0.22 * n + 4))
+    height = max(2.6, min(12.0, 0.22 * layers * heads + 1.4))
     fig, ax = plt.subplots(figsize=(width, height), dpi=110)
     image = ax.imshow(gain, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     for layer in range(1, layers):
@@ -351,6 +487,7 @@ def plot_head_gain(result: RelativeAttention, path, title: str, xlabel: str) -> 
     ax.set_xticklabels(np.asarray(result.labels)[::step], fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention gain")
+    ax.set_ylabel("layer, head")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention gain\n(red: more than uniform)")
     fig.tight_layout()
     return _save(fig, path)

@@ -10,7 +10,9 @@ import torch
 
 from analysis.attention import (
     RELATIVE_FIELDS,
+    group_attention,
     mean_relative_attention,
+    musical_groups,
     model_relative_attention,
     offset_range,
     relative_attention_sums,
@@ -87,6 +89,46 @@ def test_attention_on_keys_four_beats_back_puts_all_gain_at_minus_four():
     expected_mean = (0.6 + 0.6 + float(minus_four / total) - 0.4) / 3
     assert result.mean_gain[at[-4]] == pytest.approx(expected_mean)
     assert result.gain_per_layer[1, at[-4]] == pytest.approx(expected_mean)
+
+
+def test_group_attention_of_whole_bars_by_hand():
+    codes = tiny_song()
+    head = torch.stack([four_beats_back(codes), four_beats_back(codes), uniform_causal(len(codes))])
+    attention = torch.stack([head, head])[:, None]
+    result = mean_relative_attention(attention, codes, "beat", Encoding())
+    summary = group_attention(result, (-4, -8), (-7, -6, -5, -3, -2, -1))
+
+    # Pair baselines: -8: 1/10, -4: 4/10 -> uniform share 0.5. The 4-beats-back heads put
+    # everything on -4 (share 1); the uniform causal head gives weight 1/(s+1) to each pair.
+    total = Fraction(1, 5) + 2 * Fraction(1, 6) + 3 * Fraction(1, 7) + 4 * Fraction(1, 8)
+    uniform_head = {-8: Fraction(1, 8), -7: Fraction(1, 8), -4: Fraction(1, 6) + Fraction(1, 7) + Fraction(2, 8),
+                    -3: Fraction(1, 6) + Fraction(1, 7), -1: Fraction(1, 5), 0: Fraction(1, 7)}
+    uniform_share = float((uniform_head[-4] + uniform_head[-8]) / total)  # 0.468..: below 0.5
+    assert summary.uniform == pytest.approx(0.5)
+    assert summary.share == pytest.approx((1 + 1 + uniform_share) / 3)
+    assert summary.excess == pytest.approx((2 + uniform_share) / 3 / 0.5 - 1)
+    assert (summary.heads_above, summary.n_heads) == (4, 6)
+    baseline = {-8: 0.1, -7: 0.1, -4: 0.4, -3: 0.2, -1: 0.1}
+
+    def mean_gain(k):
+        focused = 1.0 if k == -4 else 0.0
+        return (2 * focused + float(uniform_head.get(k, 0) / total)) / 3 - baseline.get(k, 0.0)
+
+    assert summary.mean_gain_group == pytest.approx((mean_gain(-4) + mean_gain(-8)) / 2)
+    assert summary.mean_gain_others == pytest.approx(sum(mean_gain(k) for k in (-7, -6, -5, -3, -2, -1)) / 6)
+    assert summary.to_dict()["group"] == [-4, -8]
+    with pytest.raises(ValueError, match="beat: offsets \\[5000\\]"):
+        group_attention(result, (5000,), (-1,))
+
+
+def test_musical_groups_offsets():
+    groups = {g.name: g for g in musical_groups(resolution=12, beat_window=16, pitch_window=24)}
+    assert groups["beat_bars"].group == (-4, -8, -12, -16)
+    assert groups["beat_bars"].others == (-15, -14, -13, -11, -10, -9, -7, -6, -5, -3, -2, -1)
+    assert groups["pitch_consonant"].group == (0, -7, 7, -12, 12)
+    assert len(groups["pitch_consonant"].others) == 49 - 5 and 24 in groups["pitch_octave"].others
+    assert groups["position_same"].others == tuple(range(-11, 0)) + tuple(range(1, 12))
+    assert (groups["instrument_same"].group, groups["instrument_same"].others) == ((0,), (1,))
 
 
 def test_padding_and_masked_rows_are_not_counted():
