@@ -53,8 +53,10 @@ class TrainingConfig:
     """The optimisation loop.
 
     The learning rate rises linearly from 0 to `lr` over `warmup_steps`, then follows
-    `lr_schedule` down to `lr * min_lr_ratio` at `decay_steps` (default: `max_steps`)
-    and stays there. "linear" is the original MMT's schedule (0.1 at 100k steps).
+    `lr_schedule` down to `lr * min_lr_ratio` at `decay_steps` (null, the default:
+    `max_steps`) and stays there. "linear" is the original MMT's schedule (0.1 at 100k
+    steps). With `decay_steps` null, raising `max_steps` on `--resume` stretches the
+    remaining schedule; set it explicitly to extend a run along the same schedule.
 
     Attributes:
         seed: seeds the weights, the data order, augmentation and dropout.
@@ -84,7 +86,7 @@ class TrainingConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     warmup_steps: int = 5000
     lr_schedule: str = "linear"
-    decay_steps: int | None = 100_000
+    decay_steps: int | None = None
     min_lr_ratio: float = 0.1
     grad_clip: float | None = 1.0
     valid_every: int = 1000

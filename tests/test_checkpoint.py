@@ -133,3 +133,23 @@ def test_unknown_model_key_in_config_json(tmp_path):
 def test_reserved_metadata_is_refused(tmp_path):
     with pytest.raises(ValueError, match="reserved"):
         save_model(tiny_model(), tmp_path / "ckpt", model="x")
+
+
+def test_missing_config_json_is_not_a_checkpoint(tmp_path):
+    save_model(tiny_model(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / CONFIG).unlink()
+    with pytest.raises(CheckpointError, match=rf"ckpt: not a checkpoint \(no {CONFIG}\)"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_missing_weights_file_names_it(tmp_path):
+    save_model(tiny_model(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / WEIGHTS).unlink()
+    with pytest.raises(CheckpointError, match=rf"ckpt/{WEIGHTS}: missing weights file"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_a_file_instead_of_a_directory(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"model.pt: a checkpoint is a directory"):
+        load_model(tmp_path / "model.pt")

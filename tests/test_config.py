@@ -113,3 +113,21 @@ def test_every_shipped_config_loads(path):
     if variant in ("ape", "rpe", "npe"):
         assert config.model.pos_emb == {"ape": "absolute", "rpe": "rotary", "npe": "none"}[variant]
         assert (config.model.dim, config.model.depth, config.model.heads) == (512, 6, 8)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_schedule_reaches_its_floor_within_the_run(path):
+    """decay_steps (or max_steps) must not lie past max_steps, or the learning rate never decays."""
+    from mmt.training import lr_factor
+
+    tc = load_config(path).training
+    assert lr_factor(tc.max_steps - 1, tc) == pytest.approx(tc.min_lr_ratio, abs=1e-6)
+
+
+def test_decay_steps_default_to_max_steps():
+    from mmt.training import lr_factor
+
+    tc = TrainingConfig(max_steps=100, warmup_steps=10, lr_schedule="linear", min_lr_ratio=0.1)
+    assert tc.decay_steps is None
+    assert lr_factor(55, tc) == pytest.approx(0.55)  # halfway from 10 to 100: 1 - 0.9 * 0.5
+    assert lr_factor(100, tc) == pytest.approx(0.1)

@@ -105,6 +105,20 @@ def test_paper_size_has_about_20m_parameters():
     assert model.n_parameters() == 20_724_472
 
 
+@pytest.mark.parametrize("name, expected", [
+    ("paper", 20_724_472), ("sod-ape", 20_724_472), ("lmd-rpe", 20_200_184), ("pop1k7-npe", 20_200_184),
+])
+def test_shipped_configs_parameter_counts(name, expected):
+    """The paper's size from configs/: the APE variant has 1024 x 512 position embeddings more."""
+    from pathlib import Path
+
+    from mmt.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    assert MusicTransformer(config.model, Encoding()).n_parameters() == expected
+    assert expected == 20_724_472 - (0 if config.model.pos_emb == "absolute" else 1024 * 512)
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny models run fastest on one thread; two threads on a busy machine spin-wait."""

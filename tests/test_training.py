@@ -1,0 +1,331 @@
+"""The training loop: files written, exact resume (also after SIGKILL), early stopping, DDP.
+
+Every run here trains a tiny model (dim 32, 2 layers, 64 rows) on a tiny prepared
+directory written in the fixture, on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mmt import Encoding
+from mmt.checkpoint import load_model, read_checkpoint_info
+from mmt.cli import main
+from mmt.config import load_config
+from mmt.constants import FIELDS
+from mmt.data import MusicDataset, collate
+from mmt.training import (
+    LOG_COLUMNS, STATE_FILE, TRAIN_LOG_COLUMNS, TrainingError, _chunks, evaluate, lr_factor, read_log, train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN = 9  # batch 2 -> 5 steps per epoch (the last wraps around), so epochs end mid-way through runs
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_notes(rng: np.random.Generator) -> np.ndarray:
+    """A short random piece: piano, violin and drums over 24 beats (beat, position, pitch, duration, program)."""
+    n = int(rng.integers(20, 60))
+    return np.stack([
+        np.sort(rng.integers(0, 24, n)), rng.integers(0, 12, n), rng.integers(48, 84, n),
+        rng.choice([3, 6, 12, 24], n), rng.choice([0, 40, 128], n),
+    ], axis=1).astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A prepared directory as `mmt prepare` writes it: notes/<id>.npy, <split>.txt, encoding.json."""
+    root = tmp_path_factory.mktemp("prepared")
+    (root / "notes").mkdir()
+    rng = np.random.default_rng(0)
+    splits = {"train": [f"train{i}" for i in range(N_TRAIN)], "valid": ["valid0", "valid1", "valid2"],
+              "test": ["test0"]}
+    for split, ids in splits.items():
+        for piece in ids:
+            np.save(root / "notes" / f"{piece}.npy", random_notes(rng))
+        (root / f"{split}.txt").write_text("".join(f"{piece}\n" for piece in ids))
+    Encoding(max_beat=32).save(root / "encoding.json")
+    return root
+
+
+def tiny_config(data: Path, **training) -> dict:
+    """A tiny experiment; dropout and augmentation on so resume must restore every RNG."""
+    values = {"batch_size": 2, "max_steps": 12, "lr": 1e-3, "warmup_steps": 2, "decay_steps": 40,
+              "valid_every": 4, "patience": None, "tensorboard": False, "threads": 1, "device": "cpu"}
+    values.update(training)
+    return {
+        "name": "tiny",
+        "model": {"dim": 32, "depth": 2, "heads": 4, "dropout": 0.1, "max_seq_len": 64, "pos_emb": "rotary"},
+        "training": values,
+        "data": {"path": str(data), "augment": True, "max_beat": 16},
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def rows(path: Path) -> list[dict]:
+    return read_log(path)
+
+
+def losses_by_step(run: Path) -> dict[int, float]:
+    return {row["step"]: row["loss"] for row in rows(run / "train_log.csv")}
+
+
+# ---------------------------------------------------------------------- files of a run
+def test_train_command_writes_checkpoints_and_logs(prepared, tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared))
+    out = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny: 12 steps, best valid loss" in printed and "tokens/s" in printed
+
+    assert sorted(p.name for p in out.iterdir()) == ["best", "config.yaml", "last", "log.csv", "train_log.csv"]
+    assert sorted(p.name for p in (out / "last").iterdir()) == ["config.json", "model.safetensors", STATE_FILE]
+    assert sorted(p.name for p in (out / "best").iterdir()) == ["config.json", "model.safetensors"]
+    assert load_config(out / "config.yaml") == load_config(config)
+
+    with open(out / "log.csv", newline="") as f:
+        assert next(csv.reader(f)) == LOG_COLUMNS
+    log = rows(out / "log.csv")
+    assert [row["step"] for row in log] == [4, 8, 12]
+    assert [row["epoch"] for row in log] == [0, 1, 2]  # 5 steps per epoch
+    tc = load_config(config).training
+    for row in log:
+        assert row["lr"] == pytest.approx(1e-3 * lr_factor(row["step"] - 1, tc))
+        assert row["valid_loss"] == pytest.approx(sum(row[f"valid_{f}"] for f in FIELDS), rel=1e-12)
+        assert all(0 < row[f"valid_{f}"] < 10 for f in FIELDS)
+        assert row["tokens_per_s"] > 0 and row["steps_per_s"] > 0
+    assert log[0]["valid_loss"] > log[-1]["valid_loss"]  # it learns something in 12 steps
+    train_log = rows(out / "train_log.csv")
+    assert [row["step"] for row in train_log] == list(range(1, 13))
+    assert list(train_log[0]) == TRAIN_LOG_COLUMNS
+    for row in train_log:
+        assert row["loss"] == pytest.approx(sum(row[f"loss_{f}"] for f in FIELDS), rel=1e-6)
+    # the log's train_loss is the mean of the steps since the previous validation
+    assert log[1]["train_loss"] == pytest.approx(np.mean([r["loss"] for r in train_log[4:8]]), rel=1e-12)
+
+    # best/ holds the weights of the best validation: they reproduce its logged losses
+    best_row = min(log, key=lambda row: row["valid_loss"])
+    assert [row["best"] for row in log] == [
+        int(i == 0 or row["valid_loss"] < min(r["valid_loss"] for r in log[:i])) for i, row in enumerate(log)]
+    info = read_checkpoint_info(out / "best")
+    assert info["step"] == best_row["step"]
+    assert info["metrics"]["valid_loss"] == best_row["valid_loss"]
+    valid_set = MusicDataset(prepared, "valid", None, 64, max_beat=16)
+    batches = torch.utils.data.DataLoader(valid_set, batch_sampler=_chunks(list(range(3)), 2),
+                                          collate_fn=collate)
+    metrics = evaluate(load_model(out / "best"), batches, torch.device("cpu"), contextlib.nullcontext)
+    assert metrics["total"] == pytest.approx(best_row["valid_loss"], abs=1e-6)
+    for f in FIELDS:
+        assert metrics[f] == pytest.approx(best_row[f"valid_{f}"], abs=1e-6)
+    assert read_checkpoint_info(out / "last")["step"] == 12
+
+
+def test_a_second_fresh_run_into_the_same_directory_is_refused(prepared, tmp_path):
+    config = load_config(write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=2, valid_every=2)))
+    train(config, tmp_path / "run", progress=False)
+    with pytest.raises(TrainingError, match="already holds a training run; pass --resume"):
+        train(config, tmp_path / "run", progress=False)
+
+
+# ---------------------------------------------------------------------- resume
+def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path):
+    """7 steps, then --resume --max-steps 14 == 14 steps at once (mid-epoch stop; dropout and augmentation on)."""
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=14, valid_every=3))
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["train", str(config), "--out", str(whole), "--no-progress"]) == 0
+    assert main(["train", str(config), "--out", str(split), "--no-progress", "--max-steps", "7"]) == 0
+    assert read_checkpoint_info(split / "last")["step"] == 7
+    assert main(["train", str(config), "--out", str(split), "--no-progress", "--resume", "--max-steps", "14"]) == 0
+
+    expected, got = losses_by_step(whole), losses_by_step(split)
+    assert sorted(got) == list(range(1, 15))
+    for step in range(8, 15):
+        assert got[step] == pytest.approx(expected[step], abs=1e-5), step
+    assert got[8] != got[7]  # the comparison is not between constants
+    # validations: every 3 steps, plus the stop at 7 (the resumed run's only extra row)
+    whole_log, split_log = rows(whole / "log.csv"), rows(split / "log.csv")
+    assert [r["step"] for r in whole_log] == [3, 6, 9, 12, 14]
+    assert [r["step"] for r in split_log] == [3, 6, 7, 9, 12, 14]
+    for a, b in zip([r for r in split_log if r["step"] > 7], whole_log[2:]):
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], abs=1e-5)
+    # the final weights agree too
+    for a, b in zip(load_model(whole / "last").parameters(), load_model(split / "last").parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_losses(prepared, tmp_path):
+    steps = 150
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=steps, valid_every=5))
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    train(load_config(config), whole, progress=False)
+
+    command = [sys.executable, "-m", "mmt", "train", str(config), "--out", str(killed), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (killed / "last" / STATE_FILE).exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        assert process.poll() is None, "the run finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+    saved = read_checkpoint_info(killed / "last")["step"]
+    assert 5 <= saved < steps and saved % 5 == 0
+    logged_before = max(losses_by_step(killed))  # rows past the checkpoint are redone on resume
+    assert logged_before >= saved
+
+    result = train(load_config(config), killed, resume=True, progress=False)
+    assert result.step == steps
+    expected, got = losses_by_step(whole), losses_by_step(killed)
+    assert sorted(got) == list(range(1, steps + 1))  # no duplicate or missing step
+    for step in range(saved + 1, steps + 1):
+        assert got[step] == pytest.approx(expected[step], abs=1e-5), step
+    assert [r["step"] for r in rows(killed / "log.csv")] == [r["step"] for r in rows(whole / "log.csv")]
+
+
+def test_resume_refuses_another_model_and_a_damaged_state(prepared, tmp_path):
+    config = tiny_config(prepared, max_steps=2, valid_every=2)
+    train(load_config(write_config(tmp_path / "a.yaml", config)), tmp_path / "run", progress=False)
+    wider = {**config, "model": {**config["model"], "dim": 64}}
+    with pytest.raises(TrainingError, match=r"last: the checkpoint's model section .* differs"):
+        train(load_config(write_config(tmp_path / "b.yaml", wider)), tmp_path / "run", resume=True, progress=False)
+    state = tmp_path / "run" / "last" / STATE_FILE
+    state.write_bytes(state.read_bytes()[:200])
+    with pytest.raises(TrainingError, match=rf"{STATE_FILE}: damaged training state"):
+        train(load_config(tmp_path / "a.yaml"), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(load_config(tmp_path / "a.yaml"), tmp_path / "fresh", resume=True, progress=False)
+
+
+# ---------------------------------------------------------------------- early stopping
+def test_early_stopping_after_patience_validations_without_improvement(prepared, tmp_path):
+    # lr 1e-30 leaves every float32 weight as it was, so the validation loss never improves
+    # after the first validation: stop at the third validation after it (patience 3).
+    config = tiny_config(prepared, max_steps=100, valid_every=2, patience=3, lr=1e-30, warmup_steps=0)
+    result = train(load_config(write_config(tmp_path / "tiny.yaml", config)), tmp_path / "run", progress=False)
+    assert result.stopped_early and not result.interrupted
+    assert result.step == 8
+    assert result.best_step == 2
+    log = rows(tmp_path / "run" / "log.csv")
+    assert [row["step"] for row in log] == [2, 4, 6, 8]
+    assert [row["best"] for row in log] == [1, 0, 0, 0]
+    assert len({row["valid_loss"] for row in log}) == 1
+    assert read_checkpoint_info(tmp_path / "run" / "best")["step"] == 2
+    assert read_checkpoint_info(tmp_path / "run" / "last")["step"] == 8
+
+
+# ---------------------------------------------------------------------- errors
+def test_unknown_config_key_is_an_error_naming_it(prepared, tmp_path, capsys):
+    config = tiny_config(prepared)
+    config["training"]["learning_rate"] = 0.1
+    path = write_config(tmp_path / "tiny.yaml", config)
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "mmt train: error:" in error and "unknown key 'training.learning_rate'" in error and "tiny.yaml" in error
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    path = write_config(tmp_path / "tiny.yaml", tiny_config(tmp_path / "nowhere"))
+    assert main(["train", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "nowhere: no such prepared data directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- DDP
+def test_two_process_gloo_ddp_run(prepared, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=6, valid_every=3))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "mmt", "train", str(config), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("tiny: 6 steps") == 1  # only rank 0 reports
+    assert sorted(p.name for p in out.iterdir()) == ["best", "config.yaml", "last", "log.csv", "train_log.csv"]
+    state = torch.load(out / "last" / STATE_FILE, weights_only=False)
+    assert state["world_size"] == 2 and state["step"] == 6
+    assert len(state["rng_states"]) == 2
+    # 9 items, 2 processes x 2 per step -> 3 steps per epoch
+    assert state["epoch"] == 1 and state["epoch_step"] == 3
+    log = rows(out / "log.csv")
+    assert [row["step"] for row in log] == [3, 6]
+    assert all(set(row) == set(LOG_COLUMNS) and all(v != "" for v in row.values()) for row in log)
+    assert [row["step"] for row in rows(out / "train_log.csv")] == [1, 2, 3, 4, 5, 6]
+    # validation covers all three pieces across the two processes: it equals a one-process evaluation
+    info = read_checkpoint_info(out / "last")
+    valid_set = MusicDataset(prepared, "valid", None, 64, max_beat=16)
+    batches = torch.utils.data.DataLoader(valid_set, batch_sampler=_chunks([0, 1, 2], 2), collate_fn=collate)
+    metrics = evaluate(load_model(out / "last"), batches, torch.device("cpu"), contextlib.nullcontext)
+    assert metrics["total"] == pytest.approx(info["metrics"]["valid_loss"], rel=1e-5)
+
+
+# ---------------------------------------------------------------------- schedule
+def test_learning_rate_schedule_literal_values():
+    from mmt.config import TrainingConfig
+
+    linear = TrainingConfig(warmup_steps=4, max_steps=100, decay_steps=24, lr_schedule="linear", min_lr_ratio=0.1)
+    assert [lr_factor(s, linear) for s in (0, 1, 3)] == [0.25, 0.5, 1.0]
+    assert lr_factor(14, linear) == pytest.approx(0.55)  # halfway through the decay
+    assert lr_factor(24, linear) == pytest.approx(0.1) and lr_factor(90, linear) == pytest.approx(0.1)
+    cosine = dataclasses.replace(linear, lr_schedule="cosine")
+    assert lr_factor(14, cosine) == pytest.approx(0.55)  # cosine is at its midpoint too
+    assert lr_factor(9, cosine) == pytest.approx(0.1 + 0.9 * (1 + np.cos(np.pi / 4)) / 2)
+    constant = dataclasses.replace(linear, lr_schedule="constant")
+    assert lr_factor(1, constant) == 0.5 and lr_factor(50, constant) == 1.0
+
+
+# ---------------------------------------------------------------------- signals
+def test_sigterm_stops_after_the_step_and_saves_a_resumable_checkpoint(prepared, tmp_path):
+    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=100_000, valid_every=50))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "mmt", "train", str(config), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "train_log.csv").exists() or len(rows(out / "train_log.csv")) < 3:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert "interrupted at step" in stdout and "continue with --resume" in stdout
+    step = read_checkpoint_info(out / "last")["step"]
+    assert step == max(losses_by_step(out))  # the checkpoint is the last step taken
+    assert rows(out / "log.csv")[-1]["step"] == step  # with a validation row
+    assert 3 <= step < 100_000
