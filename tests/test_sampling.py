@@ -1,0 +1,255 @@
+"""Generation: the sampler's cached logits, the grammar, modes, seeds, the sliding window, the CLI."""
+
+from __future__ import annotations
+
+import muspy
+import numpy as np
+import pytest
+import torch
+
+from mmt import Encoding, sampling
+from mmt.checkpoint import save_model
+from mmt.cli import main
+from mmt.constants import Field, RowType
+from mmt.encoding import decode, grammar_violations
+from mmt.model import ModelConfig, MusicTransformer
+from mmt.sampling import generate, prompt_from_music, sample_masked
+from tests.conftest import write_pretty_midi
+
+torch.set_num_threads(1)
+ENCODING = Encoding(max_beat=64)
+
+
+def tiny(pos_emb: str = "rotary", depth: int = 2, max_seq_len: int = 64, seed: int = 0) -> MusicTransformer:
+    torch.manual_seed(seed)
+    config = ModelConfig(dim=32, depth=depth, heads=4, max_seq_len=max_seq_len, pos_emb=pos_emb, dropout=0.0)
+    return MusicTransformer(config, ENCODING).eval()
+
+
+def record_logits(monkeypatch) -> list[list[torch.Tensor]]:
+    """Make `draw_rows` keep a copy of the logits it is given, step by step."""
+    seen: list[list[torch.Tensor]] = []
+    draw = sampling.draw_rows
+
+    def recording(logits, *args, **kwargs):
+        seen.append([lg.clone() for lg in logits])
+        return draw(logits, *args, **kwargs)
+
+    monkeypatch.setattr(sampling, "draw_rows", recording)
+    return seen
+
+
+def check_song(codes: np.ndarray, n_prompt: int, max_new_rows: int) -> None:
+    """Well-formed: complete when it ended early, a well-formed start when cut at the limit."""
+    ended = codes[-1, Field.TYPE] == RowType.END_OF_SONG
+    assert ended or len(codes) == n_prompt + max_new_rows
+    assert grammar_violations(codes, ENCODING, complete=ended) == []
+    assert isinstance(decode(codes, ENCODING), muspy.Music)
+
+
+# ---------------------------------------------------------------------- the cache
+@pytest.mark.parametrize("pos_emb", ["absolute", "rotary", "none"])
+def test_every_step_sees_the_logits_of_a_full_forward_pass(pos_emb, monkeypatch):
+    model = tiny(pos_emb)
+    seen = record_logits(monkeypatch)
+    samples = generate(model, n_samples=4, max_new_rows=40, min_new_rows=6, seed=3)
+    assert len({len(s) for s in samples}) > 1  # samples end at different rows: finished ones pad
+    for i, codes in enumerate(samples):
+        with torch.no_grad():
+            full = model(torch.as_tensor(codes)[None])
+        for step in range(len(codes) - 1):  # step k drew row k + 1 from rows 0..k
+            for field in range(6):
+                torch.testing.assert_close(seen[step][field][i], full[field][0, step], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pos_emb", ["rotary", "none"])
+def test_past_the_context_the_cache_holds_the_sink_and_the_latest_rows(pos_emb, monkeypatch):
+    # With one layer the cached keys and values depend on their own row only, so the
+    # trimmed cache must give exactly the logits of a forward pass over sink + window.
+    context = 12
+    model = tiny(pos_emb, depth=1, max_seq_len=context)
+    seen = record_logits(monkeypatch)
+    codes = generate(model, instruments=["piano", "cello"], max_new_rows=40, min_new_rows=40, seed=1,
+                     window_shift=1)[0]
+    sink = 4  # start-of-song, piano, cello, start-of-notes
+    assert len(codes) == 44
+    for step in (20, 30, 39):
+        last = 3 + step  # the newest row fed before drawing row 4 + step
+        window = np.concatenate([codes[:sink], codes[last - (context - sink) + 1:last + 1]])
+        assert len(window) == context
+        with torch.no_grad():
+            full = model(torch.as_tensor(window)[None])
+        for field in range(6):
+            torch.testing.assert_close(seen[step][field][0], full[field][0, -1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pos_emb", ["rotary", "none"])
+def test_long_generation_keeps_the_header_and_the_grammar(pos_emb):
+    model = tiny(pos_emb, max_seq_len=16)
+    samples = generate(model, instruments=[0, 40, 42], n_samples=3, max_new_rows=100, min_new_rows=100, seed=0)
+    for codes in samples:
+        assert len(codes) == 105
+        assert codes[:5].tolist() == [[1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 25],
+                                      [2, 0, 0, 0, 0, 27], [3, 0, 0, 0, 0, 0]]
+        assert np.all(codes[5:, Field.TYPE] == RowType.NOTE)
+        check_song(codes, 5, 100)
+
+
+def test_an_absolute_model_says_it_cannot_pass_its_context():
+    model = tiny("absolute", max_seq_len=16)
+    with pytest.raises(ValueError, match="cannot go past its context of 16 rows"):
+        generate(model, max_new_rows=40, min_new_rows=40, seed=0)
+    codes = generate(model, max_new_rows=16, min_new_rows=16, seed=0)[0]  # rows 0..15 fed, row 16 drawn
+    assert len(codes) == 17
+
+
+# ---------------------------------------------------------------------- the grammar
+def test_many_samples_of_an_untrained_model_follow_the_grammar():
+    model = tiny("rotary")
+    n_notes, n_instruments, ended = 0, set(), 0
+    for seed in range(25):
+        settings = [{}, {"top_k": 5}, {"top_p": 0.6}, {"temperature": {"beat": 2.0, "pitch": 0.5}}][seed % 4]
+        samples = generate(model, n_samples=6, max_new_rows=60, min_new_rows=(0, 10, 30, 59, 60)[seed % 5], seed=seed, **settings)
+        for codes in samples:
+            check_song(codes, 1, 60)
+            n_notes += int(np.sum(codes[:, Field.TYPE] == RowType.NOTE))
+            n_instruments.add(int(np.sum(codes[:, Field.TYPE] == RowType.INSTRUMENT)))
+            ended += codes[-1, Field.TYPE] == RowType.END_OF_SONG
+    assert n_notes > 500 and len(n_instruments) > 3 and 0 < ended < 150  # the checks saw varied songs
+
+
+def test_max_beats_ends_every_sample_cleanly_before_the_limit():
+    model = tiny("rotary")
+    for kwargs, limit in (({"max_beats": 3}, 36), ({"max_bars": 2, "beats_per_bar": 1.5}, 36)):
+        samples = generate(model, n_samples=8, max_new_rows=200, min_new_rows=200, seed=5, **kwargs)
+        for codes in samples:
+            assert codes[-1, Field.TYPE] == RowType.END_OF_SONG
+            check_song(codes, 1, 200)
+            notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+            onset = (notes[:, Field.BEAT] - 1) * 12 + notes[:, Field.POSITION] - 1
+            assert np.all(onset < limit)
+
+
+def test_instrument_mode_uses_exactly_the_given_instruments():
+    model = tiny("none")
+    samples = generate(model, instruments=["cello", 0, "violin"], n_samples=8, max_new_rows=50,
+                       min_new_rows=30, seed=2)
+    for codes in samples:
+        assert codes[:5, Field.TYPE].tolist() == [1, 2, 2, 2, 3]
+        assert codes[1:4, Field.INSTRUMENT].tolist() == [1, 25, 27]
+        assert not np.any(codes[5:, Field.TYPE] == RowType.INSTRUMENT)
+        notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+        assert set(notes[:, Field.INSTRUMENT].tolist()) <= {1, 25, 27} and len(notes) >= 29
+        check_song(codes, 5, 50)
+
+
+def test_continuation_keeps_the_prompt_rows_exactly(tmp_path):
+    path = tmp_path / "song.mid"
+    write_pretty_midi(path, [(0, False, [(0, 60, 1), (1, 62, 1), (2.5, 64, 1), (5, 65, 1)]),
+                             (40, False, [(6, 67, 2)])])
+    music = muspy.read_midi(path)
+    prompt = prompt_from_music(music, ENCODING, n_beats=3)
+    assert prompt.tolist() == [
+        [1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 25], [3, 0, 0, 0, 0, 0],
+        [4, 1, 1, 61, 12, 1], [4, 2, 1, 63, 12, 1], [4, 3, 7, 65, 12, 1],
+    ]
+    samples = generate(tiny("rotary"), prompt, n_samples=6, max_new_rows=30, min_new_rows=10, seed=4)
+    for codes in samples:
+        assert np.array_equal(codes[:7], prompt)
+        added = codes[7:]
+        notes = added[added[:, Field.TYPE] == RowType.NOTE]
+        assert np.all(notes[:, Field.BEAT] * 13 + notes[:, Field.POSITION] >= 3 * 13 + 7)
+        check_song(codes, 7, 30)
+
+
+def test_prompt_bars_follow_the_time_signature():
+    notes = [muspy.Note(time=t * 12, pitch=60, duration=12) for t in range(8)]
+    music = muspy.Music(resolution=12, time_signatures=[muspy.TimeSignature(time=0, numerator=3, denominator=4)],
+                        tracks=[muspy.Track(program=0, notes=notes)])
+    prompt = prompt_from_music(music, ENCODING, n_bars=2)
+    assert prompt[prompt[:, Field.TYPE] == RowType.NOTE, Field.BEAT].tolist() == [1, 2, 3, 4, 5, 6]
+    assert sampling.beats_per_bar(music) == 3.0
+
+
+def test_bad_prompts_and_settings_are_refused():
+    model = tiny("rotary")
+    eos = np.array([[1, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0], [5, 0, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match="end-of-song"):
+        generate(model, eos)
+    undeclared = np.array([[1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 1], [3, 0, 0, 0, 0, 0], [4, 1, 1, 61, 3, 5]])
+    with pytest.raises(ValueError, match="not declared"):
+        generate(model, undeclared)
+    with pytest.raises(ValueError, match="unknown field"):
+        generate(model, temperature={"velocity": 1.0})
+    with pytest.raises(ValueError, match="not both"):
+        generate(model, eos[:2], instruments=["piano"])
+
+
+# ---------------------------------------------------------------------- sampling and seeds
+def test_sample_masked_respects_the_mask_and_the_filters():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 5.0, 3.0, 4.0]]).repeat(500, 1)
+    allowed = torch.tensor([[True, False, True, True]]).repeat(500, 1)
+    assert sample_masked(logits, allowed, 0.0, None, None, g).unique().tolist() == [3]
+    assert sample_masked(logits, allowed, 1.0, 1, None, g).unique().tolist() == [3]
+    assert sample_masked(logits, allowed, 1.0, 2, None, g).unique().tolist() == [2, 3]
+    assert sample_masked(logits, allowed, 1.0, None, 0.5, g).unique().tolist() == [3]
+    assert sample_masked(logits, allowed, 1.0, None, None, g).unique().tolist() == [0, 2, 3]
+
+
+def test_same_seed_same_samples_other_seed_other_samples():
+    model = tiny("rotary")
+    first = generate(model, n_samples=4, max_new_rows=40, min_new_rows=20, seed=11)
+    again = generate(model, n_samples=4, max_new_rows=40, min_new_rows=20, seed=11)
+    other = generate(model, n_samples=4, max_new_rows=40, min_new_rows=20, seed=12)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(len(a) == len(b) and np.array_equal(a, b) for a, b in zip(first, other))
+
+
+# ---------------------------------------------------------------------- the command
+@pytest.fixture
+def checkpoint(tmp_path):
+    return save_model(tiny("rotary"), tmp_path / "model")
+
+
+@pytest.mark.parametrize("mode, extra", [
+    ("unconditioned", []),
+    ("instrument", ["--instruments", "piano", "40", "cello"]),
+    ("continuation", ["--prompt-bars", "1", "--bars", "2"]),
+])
+def test_the_command_writes_every_file_of_every_sample(checkpoint, tmp_path, mode, extra, capsys):
+    song = tmp_path / "song.mid"
+    write_pretty_midi(song, [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    if mode == "continuation":
+        extra = ["--prompt", str(song), *extra]
+    out = tmp_path / "out"
+    status = main(["generate", str(checkpoint), "--mode", mode, *extra, "-n", "2", "--seed", "0",
+                   "--max-rows", "30", "--out", str(out), "--quiet"])
+    assert status == 0
+    for k in range(2):
+        for suffix in (".mid", ".csv", ".png"):
+            assert (out / f"{mode}-{k:03d}{suffix}").stat().st_size > 0
+        codes = np.loadtxt(out / f"{mode}-{k:03d}.csv", delimiter=",", skiprows=1, usecols=range(6), dtype=int)
+        if mode == "instrument":
+            assert codes[1:4, Field.INSTRUMENT].tolist() == [1, 25, 27]
+        if mode == "continuation":  # 1 bar of 4/4 kept: 4 notes; 1 + 2 bars at most
+            assert codes[3:7, Field.BEAT].tolist() == [1, 2, 3, 4]
+            assert codes[codes[:, 0] == RowType.NOTE, Field.BEAT].max() <= 12
+    assert f"{mode}-001.png" in capsys.readouterr().out
+
+
+def test_the_command_says_why_there_is_no_audio(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("mmt.io.audio_available", lambda: False)
+    status = main(["generate", str(checkpoint), "--max-rows", "10", "--audio", "--out", str(tmp_path / "o"),
+                   "--quiet", "--seed", "1"])
+    assert status == 0
+    assert "no WAV written: audio needs fluidsynth" in capsys.readouterr().err
+    assert (tmp_path / "o" / "unconditioned-000.mid").exists()
+    assert not (tmp_path / "o" / "unconditioned-000.wav").exists()
+
+
+def test_the_command_refuses_a_mode_without_its_inputs(checkpoint, tmp_path, capsys):
+    assert main(["generate", str(checkpoint), "--mode", "instrument", "--out", str(tmp_path)]) == 2
+    assert "needs --instruments" in capsys.readouterr().err
+    assert main(["generate", str(checkpoint), "--mode", "continuation", "--out", str(tmp_path)]) == 2
+    assert "needs --prompt" in capsys.readouterr().err
