@@ -238,8 +238,101 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ generate
+GENERATE_MODES = ("unconditioned", "instrument", "continuation")
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="sample songs from a trained model (unconditioned, given instruments, or continuing a file)",
+        description="Sample songs with a KV cache, all samples in one batch, under the song grammar. "
+        "Per sample, --out gets <mode>-<k>.mid, .csv (the codes), .png (piano roll) and, with --audio, "
+        ".wav. Modes: unconditioned; instrument (--instruments: names or GM programs; the song uses "
+        "exactly those); continuation (--prompt FILE cut to --prompt-beats or --prompt-bars, then "
+        "continued). --bars limits the song length: for continuation, bars added after the prompt "
+        "(bar length from the prompt's time signature); otherwise bars of 4/4.",
+    )
+    p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run's folder: its best/)")
+    p.add_argument("--mode", choices=GENERATE_MODES, default="unconditioned", help="default: unconditioned")
+    p.add_argument("--instruments", nargs="+", metavar="NAME_OR_PROGRAM",
+                   help="instrument mode: e.g. piano violin cello, or GM programs 0 40 42")
+    p.add_argument("--prompt", metavar="FILE", help="continuation mode: a MIDI/MusicXML/kern/abc file")
+    cut = p.add_mutually_exclusive_group()
+    cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats")
+    cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
+    p.add_argument("--bars", type=float, default=None,
+                   help="stop after this many bars (continuation: bars after the prompt; default: no limit)")
+    p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
+    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes per field (default: off)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default 1024)")
+    p.add_argument("--audio", action="store_true", help="also render WAV (needs fluidsynth and a GM soundfont)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from mmt.checkpoint import load_model
+    from mmt.constants import RowType
+    from mmt.io import audio_available, read_music, write_codes
+    from mmt.sampling import DEFAULT_BEATS_PER_BAR, beats_per_bar, generate, prompt_from_music
+
+    if args.mode == "instrument" and not args.instruments:
+        raise CommandError("--mode instrument needs --instruments (names or GM programs)")
+    if args.mode != "instrument" and args.instruments:
+        raise CommandError(f"--instruments belongs to --mode instrument, not {args.mode}")
+    continuation = args.mode == "continuation"
+    if continuation and not args.prompt:
+        raise CommandError("--mode continuation needs --prompt FILE")
+    if continuation and args.prompt_beats is None and args.prompt_bars is None:
+        raise CommandError("--mode continuation needs --prompt-beats N or --prompt-bars N")
+    if not continuation and (args.prompt or args.prompt_beats is not None or args.prompt_bars is not None):
+        raise CommandError(f"--prompt, --prompt-beats and --prompt-bars belong to --mode continuation, not {args.mode}")
+    if args.n_samples < 1:
+        raise CommandError(f"-n must be >= 1, got {args.n_samples}")
+    if args.bars is not None and args.bars <= 0:
+        raise CommandError(f"--bars must be positive, got {args.bars}")
+
+    model = load_model(args.model, device=args.device or "cpu")
+    encoding = model.encoding
+    prompt, max_beats = None, None
+    bar_beats = DEFAULT_BEATS_PER_BAR
+    if continuation:
+        music = read_music(args.prompt)
+        bar_beats = beats_per_bar(music)
+        prompt = prompt_from_music(music, encoding, n_beats=args.prompt_beats, n_bars=args.prompt_bars)
+        prompt_beats = args.prompt_beats if args.prompt_beats is not None else args.prompt_bars * bar_beats
+        if args.bars is not None:
+            max_beats = prompt_beats + args.bars * bar_beats
+        n_prompt_notes = int((prompt[:, 0] == RowType.NOTE).sum())
+        print(f"{args.prompt}: prompt of {prompt_beats:g} beats, {n_prompt_notes} notes, {len(prompt)} rows")
+    elif args.bars is not None:
+        max_beats = args.bars * bar_beats
+    samples = generate(
+        model, prompt, n_samples=args.n_samples, instruments=args.instruments, max_new_rows=args.max_rows,
+        max_beats=max_beats, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        seed=args.seed, device=args.device, progress=not args.quiet,
+    )
+    audio = args.audio and audio_available()
+    out = Path(args.out)
+    for k, codes in enumerate(samples):
+        stem = f"{args.mode}-{k:03d}"
+        paths = write_codes(out, stem, codes, encoding, audio=audio)
+        print(f"{stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
+    if args.audio and not audio:
+        print("mmt generate: no WAV written: audio needs fluidsynth and a GM soundfont "
+              "(`apt-get install fluidsynth fluid-soundfont-gm`, or set MMT_SOUNDFONT to an .sf2 file); "
+              "MIDI, CSV and PNG were written", file=sys.stderr)
+    return 0
+
+
 # ============================================================================ parser
-SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare]
+SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:
