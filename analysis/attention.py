@@ -435,7 +435,7 @@ def plot_mean_gain(result: RelativeAttention, path, title: str, xlabel: str) -> 
 
     x = np.arange(len(result.offsets))
     colours = _highlight(result.field, result.offsets)
-    width = max(6.5, min(13.0, 0.22 * len(x) + 4))
+    width = max(8.5, min(14.0, 0.22 * len(x) + 5.5))  # room for the legend on the right
     fig, ax = plt.subplots(figsize=(width, 3.8), dpi=110)
     ax.bar(x, result.mean_gain, color=colours, width=0.8)
     per_layer = result.gain_per_layer

@@ -26,8 +26,11 @@ import numpy as np
 
 from analysis.attention import (
     RELATIVE_FIELDS,
+    GroupAttention,
     RelativeAttention,
+    group_attention,
     model_relative_attention,
+    musical_groups,
     plot_head_gain,
     plot_mean_gain,
     split_sequences,
@@ -83,9 +86,9 @@ class ReportConfig:
     def __post_init__(self) -> None:
         if self.n_sequences is not None and self.n_sequences < 1:
             raise ValueError(f"n_sequences must be >= 1, got {self.n_sequences}")
-        for name in ("batch_size", "beat_window", "pitch_window", "beat_similarity_beats"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, least in (("batch_size", 1), ("beat_window", 4), ("pitch_window", 12), ("beat_similarity_beats", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.max_samples < 0:
             raise ValueError(f"max_samples must be >= 0, got {self.max_samples}")
 
@@ -228,6 +231,15 @@ def _copy(src: Path, dst: Path) -> Path:
     return write_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
+def _round_robin(found: list[tuple[Path, Path | None]]) -> list[tuple[Path, Path | None]]:
+    """Order samples one folder at a time in turn (e.g. `mmt evaluate`'s modes), each folder sorted."""
+    folders: dict[Path, list] = {}
+    for item in sorted(found, key=lambda item: item[0]):
+        folders.setdefault(item[0].parent, []).append(item)
+    queues = list(folders.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
 def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, limit: int) -> list[Sample]:
     """Copy up to `limit` piano rolls (and WAVs beside them) into the report's `samples/`.
 
@@ -239,14 +251,15 @@ def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, lim
 
     samples_dir = Path(samples_dir)
     if not samples_dir.is_dir():
-        raise FileNotFoundError(f"{samples_dir}: no such samples directory (--samples)")
+        raise FileNotFoundError(f"{samples_dir}: no such samples directory")
     found: list[tuple[Path, Path | None]] = [(p, None) for p in sorted(samples_dir.rglob("*.png"))]
-    if len(found) < limit:
-        for codes_path in sorted(samples_dir.rglob("*.npy")):
-            if not codes_path.with_suffix(".png").exists():
-                found.append((codes_path.with_suffix(".png"), codes_path))
+    for codes_path in sorted(samples_dir.rglob("*.npy")):
+        if not codes_path.with_suffix(".png").exists():
+            found.append((codes_path.with_suffix(".png"), codes_path))
     samples = []
-    for image_path, codes_path in found[:limit]:
+    for image_path, codes_path in _round_robin(found):
+        if len(samples) == limit:
+            break
         relative = image_path.relative_to(samples_dir).with_suffix("")
         name = relative.as_posix()
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
@@ -271,6 +284,13 @@ def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, lim
 
 # --------------------------------------------------------------------------- text
 EXPLAIN = {
+    "findings": (
+        "What the numbers below say, in words. \"Uniform attention\" is the share a kind of note would "
+        "get if every pair of a note and an earlier note had the same weight (so it is simply how common "
+        "such pairs are); \"X% more attention than uniform\" compares the model's share with it. "
+        "With few pieces or a small model these numbers are noisy: compare them with those of an "
+        "untrained model of the same size before reading much into small differences."
+    ),
     "training": (
         "How the model's error fell while it learned. The loss is the cross-entropy of the next "
         "row of the score: lower means the model found the real next note more likely. The "
@@ -291,7 +311,8 @@ EXPLAIN = {
     "beat": (
         "Distance in beats to the earlier note (0 = same beat, -4 = four beats ago). A model that "
         "has learned musical form tends to look back whole bars: in 4/4, peaks at -4, -8, -12, -16 "
-        "(red bars)."
+        "(red bars). Markers show each layer's average, so you can see where in the network a "
+        "preference arises."
     ),
     "position": (
         "Distance in ticks inside the beat between the onsets (a beat has {resolution} ticks; 0 = "
@@ -299,9 +320,10 @@ EXPLAIN = {
         "note with earlier notes at the same rhythmic position."
     ),
     "pitch": (
-        "Interval in semitones from the current note down (negative) or up (positive) to the earlier "
-        "note. Red bars are octaves (&plusmn;12, &plusmn;24), orange bars fourths and fifths "
-        "(&plusmn;5, &plusmn;7). Peaks on consonant intervals mean the model hears harmony."
+        "Interval in semitones from the current note to the earlier note: -12 means the earlier note "
+        "is an octave <em>lower</em>, +7 a fifth <em>higher</em>. Red bars are the unison and octaves "
+        "(0, &plusmn;12, &plusmn;24), orange bars fifths and fourths (&plusmn;7, &plusmn;5, &plusmn;19, "
+        "&plusmn;17). Peaks on consonant intervals mean the model relates notes harmonically."
     ),
     "instrument": (
         "Whether the earlier note is played by the same instrument as the current note or by a "
@@ -389,7 +411,8 @@ table.kv th { background: #f6f6f6; font-weight: 600; }
 table.metrics th { background: #f0f3f8; }
 table.metrics td { font-variant-numeric: tabular-nums; }
 .score { font-size: 2em; font-weight: 700; margin: 0.2em 0; }
-.findings li { margin: 0.2em 0; }
+.findings li { margin: 0.35em 0; }
+.finding { background: #f5f8fc; border-left: 4px solid #4a7ab5; padding: 0.4em 0.8em; max-width: 52em; }
 .samples { display: grid; grid-template-columns: 1fr; gap: 1.2em; }
 .sample h4 { margin: 0.2em 0; font-family: monospace; font-weight: 500; }
 audio { width: 100%; max-width: 600px; }
@@ -398,11 +421,60 @@ nav a { margin-right: 1em; }
 """
 
 
-# --------------------------------------------------------------------------- the report
-def _strongest(result: RelativeAttention, exclude_zero: bool = True) -> tuple[str, float] | None:
+# --------------------------------------------------------------------------- findings in words
+def _percent(value: float) -> str:
+    """|value| as a percentage: one decimal below 10%, none above."""
+    return f"{abs(value):.1%}" if abs(value) < 0.1 else f"{abs(value):.0%}"
+
+
+def group_sentence(description: str, summary: GroupAttention) -> str:
+    """One plain sentence on a group of offsets, e.g. "... get 23% more attention than uniform ..."."""
+    if not np.isfinite(summary.excess):
+        return f"There were no pairs of {description} to measure."
+    more = "more" if summary.excess >= 0 else "less"
+    return (
+        f"{description[0].upper()}{description[1:]} get {_percent(summary.excess)} {more} attention than "
+        f"uniform attention would give them ({summary.share:.1%} of the attention on earlier notes, "
+        f"against {summary.uniform:.1%}); {summary.heads_above} of {summary.n_heads} heads give them more "
+        f"than uniform. Mean gain {summary.mean_gain_group:+.4f} at these offsets, "
+        f"{summary.mean_gain_others:+.4f} at the others."
+    )
+
+
+def octave_sentence(score: float, low: str, high: str) -> str:
+    """The octave score in words: what the value says about the pitch embeddings."""
+    if score >= 0.3:
+        meaning = "the model places pitches an octave apart much closer together than other pitch pairs"
+    elif score >= 0.05:
+        meaning = "pitches an octave apart are somewhat more alike than other pitch pairs"
+    elif score > -0.05:
+        meaning = "no sign that octaves mean anything special to the model (random embeddings score about 0)"
+    else:
+        meaning = "pitches an octave apart are less alike than other pitch pairs"
+    return f"Octave score {score:+.3f} (pitches {low}..{high}; 0 = none, 1 = octaves identical): {meaning}."
+
+
+def training_sentence(log: dict[str, np.ndarray]) -> str | None:
+    """The validation loss from the first to the best logged step, or None without those columns."""
+    if "step" not in log or "valid_loss" not in log:
+        return None
+    finite = np.isfinite(log["valid_loss"]) & np.isfinite(log["step"])
+    if not finite.any():
+        return None
+    steps, losses = log["step"][finite], log["valid_loss"][finite]
+    best = int(np.argmin(losses))
+    return (
+        f"Training: {len(steps)} validations up to step {int(steps[-1])}; the validation loss went from "
+        f"{losses[0]:.3f} (step {int(steps[0])}) to {losses[best]:.3f} at its best (step {int(steps[best])})"
+        + ("." if best == len(steps) - 1 else f", and was {losses[-1]:.3f} at the last validation.")
+    )
+
+
+def _strongest(result: RelativeAttention) -> tuple[str, float] | None:
+    """(label, gain) of the offset with the largest mean gain (for beat/position/pitch, 0 excluded)."""
     gain = result.mean_gain
     keep = np.isfinite(gain)
-    if exclude_zero and result.field != "instrument":
+    if result.field != "instrument":
         keep &= result.offsets != 0
     if not keep.any():
         return None
@@ -410,139 +482,124 @@ def _strongest(result: RelativeAttention, exclude_zero: bool = True) -> tuple[st
     return result.labels[i], float(gain[i])
 
 
-def write_report(
-    model_path: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    config: ReportConfig = ReportConfig(),
-    eval_dir: str | os.PathLike | None = None,
-    samples_dir: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> Path:
-    """Analyse a trained model and write `index.html` (plus PNGs and `analysis.json`) to `out_dir`.
+# --------------------------------------------------------------------------- sections
+WINDOW_XLABELS = {
+    "beat": "beats from the current note back to the earlier note (negative: earlier)",
+    "position": "ticks within the beat: earlier note's minus current note's",
+    "pitch": "semitones from the current note to the earlier note (negative: lower)",
+    "instrument": "earlier note's instrument, compared with the current note's",
+}
+TITLES = {"beat": "Beat distance", "position": "Position in the beat", "pitch": "Pitch interval",
+          "instrument": "Same or different instrument"}
+UNITS = {"beat": " beats", "position": " ticks", "pitch": " semitones"}
 
-    Args:
-        model_path: a checkpoint directory or a training run's folder (its `best/`).
-        data_dir: a prepared data directory; `config.split` feeds the attention analysis.
-        out_dir: where the report goes (created).
-        config: what to compute and show.
-        eval_dir: an `mmt evaluate` output folder; its `metrics.md` is shown when present.
-        samples_dir: a folder of generated samples (PNGs, WAVs, or code arrays `.npy`).
-        progress: show a progress bar.
 
-    Returns:
-        the path of `index.html`.
-    """
-    from mmt.checkpoint import load_model, read_checkpoint_info, resolve_checkpoint
-
-    out_dir = Path(out_dir)
-    checkpoint = resolve_checkpoint(model_path)
-    info = read_checkpoint_info(checkpoint)
-    model = load_model(checkpoint, device=config.device)
+def _model_section(model, checkpoint: Path, info: dict) -> str:
     encoding = model.encoding
-    out_dir.mkdir(parents=True, exist_ok=True)
-    sections: list[str] = []
-    summary: dict = {"model": str(checkpoint), "settings": asdict(config)}
-
-    # ---- model
-    n_params = sum(p.numel() for p in model.parameters())
-    rows = [(k, v) for k, v in model.config.to_dict().items()]
-    rows += [("parameters", f"{n_params:,}"), ("encoding resolution", f"{encoding.resolution} ticks per beat"),
+    rows: list[tuple[str, object]] = list(model.config.to_dict().items())
+    rows += [("parameters", f"{sum(p.numel() for p in model.parameters()):,}"),
+             ("encoding resolution", f"{encoding.resolution} ticks per beat"),
              ("max beat", encoding.max_beat), ("instruments", len(encoding.instruments)),
              ("checkpoint", checkpoint)]
-    for key in ("step", "epoch", "best_step"):
-        if key in info:
-            rows.append((key, info[key]))
+    rows += [(key, info[key]) for key in ("step", "epoch", "best_step") if key in info]
     for key, value in info.items():
-        if isinstance(value, dict) and key not in ("model", "encoding") and all(
+        if isinstance(value, dict) and key not in ("model", "encoding") and value and all(
                 isinstance(v, (int, float)) for v in value.values()):
             rows += [(f"{key}: {k}", f"{v:.4g}" if isinstance(v, float) else v) for k, v in value.items()]
-    sections.append("<h2 id='model'>Model</h2>" + _table(rows))
-    summary["parameters"] = n_params
+    return "<h2 id='model'>Model</h2>" + _table(rows)
 
-    # ---- training curve
+
+def _training_section(checkpoint: Path, out_dir: Path, findings: list[str]) -> str:
     log_path = find_training_log(checkpoint)
     part = "<h2 id='training'>Training</h2>" + _p(EXPLAIN["training"])
-    image = None
-    if log_path is not None:
-        try:
-            log = read_log(log_path)
-            train_log_path = log_path.parent / "train_log.csv"
-            train_log = read_log(train_log_path) if train_log_path.is_file() else None
-            image = plot_training_curve(log, out_dir / "training.png", train_log)
-        except (OSError, csv.Error, UnicodeDecodeError) as error:
-            part += f"<p class='note'>Could not read {html.escape(str(log_path))}: {html.escape(str(error))}</p>"
-    if image is not None:
-        part += _figure("training.png", "training curve") + f"<p class='note'>From {html.escape(str(log_path))}.</p>"
-    elif log_path is None:
-        part += (f"<p class='note'>No training log: no <code>log.csv</code> in {html.escape(str(checkpoint))} "
-                 "or its parent folder.</p>")
-    else:
-        part += f"<p class='note'>{html.escape(str(log_path))} has no step and loss columns to plot.</p>"
-    sections.append(part)
+    if log_path is None:
+        return part + (f"<p class='note'>No training log: no <code>log.csv</code> in {html.escape(str(checkpoint))} "
+                       "or its parent folder.</p>")
+    try:
+        log = read_log(log_path)
+        train_log_path = log_path.parent / "train_log.csv"
+        train_log = read_log(train_log_path) if train_log_path.is_file() else None
+        image = plot_training_curve(log, out_dir / "training.png", train_log)
+    except (OSError, csv.Error, UnicodeDecodeError) as error:
+        return part + f"<p class='note'>Could not read {html.escape(str(log_path))}: {html.escape(str(error))}</p>"
+    if image is None:
+        return part + f"<p class='note'>{html.escape(str(log_path))} has no step and loss columns to plot.</p>"
+    sentence = training_sentence(log)
+    if sentence is not None:
+        findings.append(sentence)
+        part += f"<p class='finding'>{html.escape(sentence)}</p>"
+    return part + _figure("training.png", "training curve") + f"<p class='note'>From {html.escape(str(log_path))}.</p>"
 
-    # ---- attention
-    count, sequences = split_sequences(data_dir, config.split, encoding, model.config.max_seq_len,
-                                       config.n_sequences, config.seed)
-    results = model_relative_attention(model, sequences, RELATIVE_FIELDS, config.batch_size, config.device,
-                                       progress=progress, total=count)
+
+def _attention_section(results: dict[str, RelativeAttention], config: ReportConfig, encoding, data_dir,
+                       max_seq_len: int, out_dir: Path, findings: list[str], numbers: dict) -> str:
     windows = {
         "beat": (-config.beat_window, 0),
         "position": (-(encoding.resolution - 1), encoding.resolution - 1),
         "pitch": (-config.pitch_window, config.pitch_window),
         "instrument": (0, 1),
     }
-    xlabels = {
-        "beat": "beats from the current note to the earlier note",
-        "position": "ticks (within the beat) from the current note to the earlier note",
-        "pitch": "semitones from the current note to the earlier note",
-        "instrument": "earlier note's instrument",
-    }
-    titles = {"beat": "Beat distance", "position": "Position in the beat", "pitch": "Pitch interval",
-              "instrument": "Same or different instrument"}
+    groups = musical_groups(encoding.resolution, config.beat_window, config.pitch_window)
+    summaries = {g.name: group_attention(results[g.field], g.group, g.others) for g in groups}
+    numbers["attention_groups"] = {g.name: {"description": g.description, **summaries[g.name].to_dict()}
+                                   for g in groups}
+    sentences = {g.name: group_sentence(g.description, summaries[g.name]) for g in groups}
+    detail = {"pitch": "By interval: " + "; ".join(
+        f"{name} {summaries['pitch_' + name].share:.1%} against {summaries['pitch_' + name].uniform:.1%} uniform"
+        for name in ("unison", "fifth", "octave")) + "."}
+    headline = {"beat": "beat_bars", "pitch": "pitch_consonant", "position": "position_same",
+                "instrument": "instrument_same"}
+
+    first = results["beat"]
     part = "<h2 id='attention'>What the model listens to: mean relative attention</h2>" + _p(EXPLAIN["attention"])
-    part += (f"<p class='note'>Measured on {results['beat'].n_sequences} pieces of the "
-             f"<code>{html.escape(config.split)}</code> split of {html.escape(str(data_dir))} "
-             f"(each cut to {model.config.max_seq_len} rows), over {results['beat'].n_pairs:,} pairs of notes; "
-             "averaged over all layers and heads.</p>")
-    summary["attention"] = {}
-    findings = []
+    part += (f"<p class='note'>Measured on {first.n_sequences} pieces of the <code>{html.escape(config.split)}</code> "
+             f"split of {html.escape(str(data_dir))} (each cut to {max_seq_len} rows), over {first.n_pairs:,} "
+             "pairs of notes; averaged over all layers and heads.</p>")
+    numbers["attention"] = {"n_sequences": first.n_sequences, "n_pairs": first.n_pairs}
     for field in RELATIVE_FIELDS:
         shown = results[field].window(*windows[field])
-        plot_mean_gain(shown, out_dir / f"attention_{field}.png", f"{titles[field]}: attention gain, all heads",
-                       xlabels[field])
+        plot_mean_gain(shown, out_dir / f"attention_{field}.png", f"{TITLES[field]}: attention gain, all heads",
+                       WINDOW_XLABELS[field])
         plot_head_gain(shown, out_dir / f"attention_{field}_heads.png",
-                       f"{titles[field]}: attention gain of each head", xlabels[field])
-        text = EXPLAIN[field].format(resolution=encoding.resolution)
-        part += f"<h3>{titles[field]}</h3>" + _p(text)
-        part += _figure(f"attention_{field}.png", f"mean attention gain by {field}")
-        part += _p(EXPLAIN["heads"]) + _figure(f"attention_{field}_heads.png", f"attention gain by {field}, per head")
-        summary["attention"][field] = {
-            "n_pairs": results[field].n_pairs,
-            "n_sequences": results[field].n_sequences,
+                       f"{TITLES[field]}: attention gain of each head", WINDOW_XLABELS[field])
+        sentence = sentences[headline[field]]
+        findings.append(f"{TITLES[field]}: {sentence[0].lower()}{sentence[1:]}")
+        strongest = _strongest(shown)
+        extra = [detail[field]] if field in detail else []
+        if strongest is not None and field != "instrument":
+            extra.append(f"The largest gain in the plot ({strongest[1]:+.4f}) is at {strongest[0]}{UNITS[field]} "
+                         "(0 left out).")
+        numbers["attention"][field] = {
             "offsets": shown.offsets.tolist(),
-            "labels": list(shown.labels),
             "mean_gain": [None if not np.isfinite(v) else float(v) for v in shown.mean_gain],
             "baseline": [float(v) for v in shown.baseline],
+            "strongest": None if strongest is None else {"offset": strongest[0], "gain": strongest[1]},
         }
-        strongest = _strongest(shown)
-        if strongest is not None:
-            unit = {"beat": " beats", "position": " ticks", "pitch": " semitones", "instrument": " instrument"}[field]
-            findings.append(f"{titles[field]}: the largest gain ({strongest[1]:+.3f}) is at "
-                            f"{html.escape(strongest[0])}{unit}.")
+        part += f"<h3>{TITLES[field]}</h3>" + _p(EXPLAIN[field].format(resolution=encoding.resolution))
+        part += f"<p class='finding'>{html.escape(' '.join([sentence, *extra]))}</p>"
+        part += _figure(f"attention_{field}.png", f"mean attention gain by {field}")
+        part += _p(EXPLAIN["heads"]) + _figure(f"attention_{field}_heads.png", f"attention gain by {field}, per head")
     write_atomic(out_dir / "attention.npz", lambda tmp: _save_npz(tmp, results))
-    sections.append(part)
+    return part
 
-    # ---- embeddings
+
+def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: list[str], numbers: dict) -> str:
+    encoding = model.encoding
     pitch = embedding_weights(model, "pitch")
-    score = octave_score(pitch, config.pitch_low, config.pitch_high)
-    summary["octave_score"] = score
-    summary["octave_score_range"] = [config.pitch_low, config.pitch_high]
-    summary["interval_similarity"] = interval_similarity(pitch, config.pitch_low, config.pitch_high).tolist()
-    low_name, high_name = pitch_name(config.pitch_low), pitch_name(config.pitch_high)
-    findings.insert(0, f"Octave score {score:+.3f} (pitches {low_name}..{high_name}).")
-    plot_interval_similarity(pitch, out_dir / "pitch_intervals.png", config.pitch_low, config.pitch_high)
-    plot_pitch_pca(pitch, out_dir / "pitch_pca.png", config.pitch_low, config.pitch_high)
+    low, high = config.pitch_low, config.pitch_high
+    score = octave_score(pitch, low, high)
+    intervals = interval_similarity(pitch, low, high)
+    low_name, high_name = pitch_name(low), pitch_name(high)
+    sentence = octave_sentence(score, low_name, high_name)
+    similarity_sentence = (
+        f"Mean similarity of pitch pairs an octave apart {intervals[11]:+.3f}, a fifth apart {intervals[6]:+.3f}, "
+        f"over all intervals of 1..24 semitones {intervals.mean():+.3f}."
+    )
+    findings.append(sentence)
+    numbers.update(octave_score=score, octave_score_range=[low, high],
+                   interval_similarity={str(i + 1): float(v) for i, v in enumerate(intervals)})
+    plot_interval_similarity(pitch, out_dir / "pitch_intervals.png", low, high)
+    plot_pitch_pca(pitch, out_dir / "pitch_pca.png", low, high)
     plot_pitch_similarity(pitch, out_dir / "pitch_similarity.png")
     beats = min(config.beat_similarity_beats, encoding.max_beat)
     plot_similarity(cosine_similarity(embedding_weights(model, "beat")[:beats]), [str(b) for b in range(beats)],
@@ -558,6 +615,7 @@ def write_report(
     part += _p(EXPLAIN["embeddings"])
     part += f"<div class='score'>octave score {score:+.3f}</div>"
     part += _p(EXPLAIN["octave"].format(low=low_name, high=high_name))
+    part += f"<p class='finding'>{html.escape(sentence)} {html.escape(similarity_sentence)}</p>"
     part += _p(EXPLAIN["intervals"]) + _figure("pitch_intervals.png", "mean similarity by interval")
     part += "<h3>Pitch map</h3>" + _p(EXPLAIN["pca"]) + _figure("pitch_pca.png", "PCA of the pitch embeddings")
     part += "<h3>Pitch similarity</h3>" + _p(EXPLAIN["pitch_similarity"])
@@ -568,57 +626,126 @@ def write_report(
     part += _figure("position_similarity.png", "position similarity matrix")
     part += "<h3>Durations</h3>" + _p(EXPLAIN["duration_similarity"])
     part += _figure("duration_similarity.png", "duration similarity matrix")
-    sections.append(part)
+    return part
 
-    # ---- metrics
+
+def _metrics_section(eval_dir, out_dir: Path) -> str:
     part = "<h2 id='metrics'>Evaluation metrics</h2>" + _p(EXPLAIN["metrics"])
-    metrics_path = Path(eval_dir) / "metrics.md" if eval_dir is not None else None
-    if metrics_path is not None and metrics_path.is_file():
-        part += markdown_to_html(metrics_path.read_text(encoding="utf-8"))
-    elif metrics_path is not None:
-        part += f"<p class='note'>No metrics.md in {html.escape(str(eval_dir))}.</p>"
-    else:
-        part += ("<p class='note'>No evaluation given (run <code>mmt evaluate MODEL --data DIR --out EVAL</code> "
-                 "and pass <code>--eval EVAL</code>).</p>")
-    sections.append(part)
+    if eval_dir is None:
+        return part + ("<p class='note'>No evaluation given (run <code>mmt evaluate MODEL --data DIR --out EVAL"
+                       "</code> and pass <code>--eval EVAL</code>).</p>")
+    metrics_path = Path(eval_dir) / "metrics.md"
+    if not metrics_path.is_file():
+        return part + f"<p class='note'>No metrics.md in {html.escape(str(eval_dir))}.</p>"
+    part += markdown_to_html(metrics_path.read_text(encoding="utf-8"))
+    if (Path(eval_dir) / "metrics.csv").is_file():
+        _copy(Path(eval_dir) / "metrics.csv", out_dir / "metrics.csv")
+        part += "<p class='note'>Every sample's values: <a href='metrics.csv'>metrics.csv</a>.</p>"
+    return part
 
-    # ---- samples
+
+def _samples_section(samples_dir, eval_dir, out_dir: Path, encoding, limit: int, numbers: dict) -> str:
     part = "<h2 id='samples'>Generated samples</h2>" + _p(EXPLAIN["samples"])
-    if samples_dir is not None:
-        samples = collect_samples(samples_dir, out_dir, encoding, config.max_samples)
-        if not samples:
-            part += f"<p class='note'>No piano rolls (.png) or code arrays (.npy) in {html.escape(str(samples_dir))}.</p>"
-        part += "<div class='samples'>"
-        for sample in samples:
-            part += f"<div class='sample'><h4>{html.escape(sample.name)}</h4>"
-            part += _figure(sample.image, f"piano roll of {sample.name}")
-            if sample.audio:
-                part += f"<audio controls preload='none' src='{html.escape(sample.audio)}'></audio>"
-            part += "</div>"
+    if samples_dir is None and eval_dir is not None and (Path(eval_dir) / "samples").is_dir():
+        samples_dir = Path(eval_dir) / "samples"  # what `mmt evaluate` generated
+    if samples_dir is None:
+        return part + ("<p class='note'>No samples given (pass <code>--samples DIR</code> or an "
+                       "<code>--eval</code> folder with <code>samples/</code>).</p>")
+    samples = collect_samples(samples_dir, out_dir, encoding, limit)
+    numbers["samples"] = [asdict(s) for s in samples]
+    if not samples:
+        return part + (f"<p class='note'>No piano rolls (.png) or code arrays (.npy) in "
+                       f"{html.escape(str(samples_dir))}.</p>")
+    part += f"<p class='note'>From {html.escape(str(samples_dir))}.</p><div class='samples'>"
+    for sample in samples:
+        part += f"<div class='sample'><h4>{html.escape(sample.name)}</h4>"
+        part += _figure(sample.image, f"piano roll of {sample.name}")
+        if sample.audio:
+            part += f"<audio controls preload='none' src='{html.escape(sample.audio)}'></audio>"
         part += "</div>"
-        summary["samples"] = [asdict(s) for s in samples]
-    else:
-        part += ("<p class='note'>No samples given (run <code>mmt generate MODEL --out SAMPLES</code> and pass "
-                 "<code>--samples SAMPLES</code>).</p>")
-    sections.append(part)
+    return part + "</div>"
 
-    # ---- page
-    write_text_atomic(out_dir / "analysis.json", json.dumps(summary, indent=1, default=str) + "\n")
+
+# --------------------------------------------------------------------------- the report
+def write_report(
+    model_path: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: ReportConfig = ReportConfig(),
+    eval_dir: str | os.PathLike | None = None,
+    samples_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Path:
+    """Analyse a trained model and write `index.html`, its PNGs, `findings.json` and `analysis.json`.
+
+    `findings.json` holds the key numbers and the findings in words: for each musical
+    group of offsets (`analysis.attention.musical_groups`: whole bars back, unison /
+    fifth / octave, same position, same instrument) the share of attention against the
+    uniform share and the mean gain against the other offsets; the octave score; the
+    training summary. `analysis.json` adds the plotted gains per offset.
+
+    Args:
+        model_path: a checkpoint directory or a training run's folder (its `best/`).
+        data_dir: a prepared data directory; `config.split` feeds the attention analysis.
+        out_dir: where the report goes (created).
+        config: what to compute and show.
+        eval_dir: an `mmt evaluate` output folder: its `metrics.md` is shown, and its
+            `samples/` when `samples_dir` is not given.
+        samples_dir: a folder of generated samples (PNGs, WAVs, or code arrays `.npy`).
+        progress: show a progress bar.
+
+    Returns:
+        the path of `index.html`.
+    """
+    from mmt.checkpoint import load_model, read_checkpoint_info, resolve_checkpoint
+
+    out_dir = Path(out_dir)
+    checkpoint = resolve_checkpoint(model_path)
+    info = read_checkpoint_info(checkpoint)
+    model = load_model(checkpoint, device=config.device)
+    encoding = model.encoding
+    count, sequences = split_sequences(data_dir, config.split, encoding, model.config.max_seq_len,
+                                       config.n_sequences, config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    findings: list[str] = []
+    numbers: dict = {"model": str(checkpoint), "data": str(data_dir), "settings": asdict(config),
+                     "parameters": sum(p.numel() for p in model.parameters())}
+
+    sections = [_model_section(model, checkpoint, info), _training_section(checkpoint, out_dir, findings)]
+    results = model_relative_attention(model, sequences, RELATIVE_FIELDS, config.batch_size, config.device,
+                                       progress=progress, total=count)
+    sections.append(_attention_section(results, config, encoding, data_dir, model.config.max_seq_len, out_dir,
+                                       findings, numbers))
+    sections.append(_embedding_section(model, config, out_dir, findings, numbers))
+    sections.append(_metrics_section(eval_dir, out_dir))
+    sections.append(_samples_section(samples_dir, eval_dir, out_dir, encoding, config.max_samples, numbers))
+
+    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score",
+                                                 "octave_score_range")}
+    key_numbers["n_sequences"], key_numbers["n_pairs"] = results["beat"].n_sequences, results["beat"].n_pairs
+    key_numbers["findings"] = findings
+    write_text_atomic(out_dir / "findings.json", json.dumps(key_numbers, indent=1, default=str) + "\n")
+    write_text_atomic(out_dir / "analysis.json", json.dumps(numbers, indent=1, default=str) + "\n")
+    return write_text_atomic(out_dir / "index.html", _page(checkpoint, findings, sections))
+
+
+def _page(checkpoint: Path, findings: list[str], sections: list[str]) -> str:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " ".join(f"<a href='#{a}'>{t}</a>" for a, t in (
-        ("model", "Model"), ("training", "Training"), ("attention", "Attention"), ("embeddings", "Embeddings"),
-        ("metrics", "Metrics"), ("samples", "Samples")))
-    page = (
+        ("findings", "Findings"), ("model", "Model"), ("training", "Training"), ("attention", "Attention"),
+        ("embeddings", "Embeddings"), ("metrics", "Metrics"), ("samples", "Samples")))
+    return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>mmt analysis: {html.escape(str(checkpoint))}</title><style>{CSS}</style></head><body>\n"
         f"<h1>What the model learned</h1><p class='sub'>{html.escape(str(checkpoint))} &middot; {created}</p>\n"
-        f"<nav>{nav}</nav>\n<h2>In short</h2><ul class='findings'>"
-        + "".join(f"<li>{f}</li>" for f in findings) + "</ul>\n"
+        f"<nav>{nav}</nav>\n<h2 id='findings'>Findings</h2>" + _p(EXPLAIN["findings"])
+        + "<ul class='findings'>" + "".join(f"<li>{html.escape(f)}</li>" for f in findings) + "</ul>\n"
         + "\n".join(sections)
-        + "\n<p class='note'>Written by <code>mmt analyze</code>. Numbers behind the plots: "
-        "<code>analysis.json</code>, <code>attention.npz</code>.</p></body></html>\n"
+        + "\n<p class='note'>Written by <code>mmt analyze</code>. The numbers behind this page: "
+        "<a href='findings.json'>findings.json</a> (the key numbers), <a href='analysis.json'>analysis.json</a> "
+        "(every plotted value), <a href='attention.npz'>attention.npz</a> (attention per layer, head and "
+        "offset).</p></body></html>\n"
     )
-    return write_text_atomic(out_dir / "index.html", page)
 
 
 def _save_npz(path: Path, results: dict[str, RelativeAttention]) -> None:

@@ -11,31 +11,68 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.report import markdown_to_html, read_log
+from analysis.attention import GroupAttention, musical_groups
+from analysis.report import (
+    _metrics_section,
+    _samples_section,
+    group_sentence,
+    markdown_to_html,
+    octave_sentence,
+    read_log,
+    training_sentence,
+)
 from mmt import Encoding, encode_notes, save_model
 from mmt.cli import main
+from mmt.constants import FIELDS
+from mmt.training import LOG_COLUMNS
 from mmt.model import ModelConfig, MusicTransformer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class Sources(HTMLParser):
-    """Every src= of the page, by tag."""
+    """Every src= and href= of the page, by tag, and every id=."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sources: list[tuple[str, str]] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
         for name, value in attrs:
             if name == "src":
                 self.sources.append((tag, value))
+            elif name == "href":
+                self.links.append(value)
+            elif name == "id":
+                self.ids.add(value)
+
+
+def parse(index: Path) -> Sources:
+    parser = Sources()
+    parser.feed(index.read_text(encoding="utf-8"))
+    return parser
 
 
 def sources(index: Path) -> list[tuple[str, str]]:
-    parser = Sources()
-    parser.feed(index.read_text(encoding="utf-8"))
-    return parser.sources
+    return parse(index).sources
+
+
+def check_references(out: Path) -> Sources:
+    """Every image, audio file and link of index.html is a relative path to a file of the report
+    (or an anchor of the page)."""
+    page = parse(out / "index.html")
+    for _, src in page.sources:
+        assert not re.match(r"[a-z]+:", src) and not src.startswith("/"), src  # the folder moves as one
+        assert (out / src).is_file(), src
+    for href in page.links:
+        if href.startswith("#"):
+            assert href[1:] in page.ids, href
+        else:
+            assert not re.match(r"[a-z]+:", href) and not href.startswith("/"), href
+            assert (out / href).is_file(), href
+    return page
 
 
 def random_notes(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -66,17 +103,26 @@ def run_dir(tmp_path) -> Path:
     model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48, dropout=0.0), Encoding())
     run = tmp_path / "run"
     save_model(model, run / "best", step=30)
-    fields = ["type", "beat", "position", "pitch", "duration", "instrument"]
-    header = ["step", "epoch", "lr", "train_loss", *(f"valid_{f}" for f in fields), "valid_loss", "tokens_per_s"]
-    lines = [",".join(header)]
+    lines = [",".join(LOG_COLUMNS)]  # the columns mmt.training writes
     for step in (10, 20, 30):
         losses = [3.0 / step * (i + 1) for i in range(6)]
-        lines.append(",".join(str(v) for v in [step, 0, 1e-4, 20.0 / step, *losses, sum(losses), 1000]))
+        row = {"step": step, "epoch": 0, "lr": 1e-4, "train_loss": 20.0 / step, "valid_loss": sum(losses),
+               "tokens_per_s": 1000, "steps_per_s": 2, "elapsed_s": step, "best": 1,
+               **{f"valid_{f}": loss for f, loss in zip(FIELDS, losses)}}
+        lines.append(",".join(str(row[c]) for c in LOG_COLUMNS))
     (run / "log.csv").write_text("\n".join(lines) + "\n")
     return run
 
 
-def test_analyze_writes_a_report_whose_images_all_exist(tmp_path, prepared, run_dir):
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_dir):
     eval_dir = tmp_path / "eval"
     eval_dir.mkdir()
     (eval_dir / "metrics.md").write_text(
@@ -84,6 +130,7 @@ def test_analyze_writes_a_report_whose_images_all_exist(tmp_path, prepared, run_
         "| metric | ground-truth | unconditioned |\n|---|---|---|\n| samples | 4 | 4 |\n"
         "| pitch_class_entropy_1 | 2.100 ± 0.300 | 1.900 ± 0.250 |\n\n- `pitch_class_entropy_1`: H1.\n"
     )
+    (eval_dir / "metrics.csv").write_text("id,mode,pitch_class_entropy_1\npiece0,unconditioned,2.1\n")
     samples = tmp_path / "samples"
     (samples / "unconditioned").mkdir(parents=True)
     codes = encode_notes(random_notes(np.random.default_rng(1), 12), Encoding())
@@ -97,48 +144,111 @@ def test_analyze_writes_a_report_whose_images_all_exist(tmp_path, prepared, run_
     status = main(["analyze", str(run_dir), "--data", str(prepared), "--out", str(out), "-n", "3",
                    "--eval", str(eval_dir), "--samples", str(samples), "--quiet"])
     assert status == 0
-    index = out / "index.html"
-    found = sources(index)
-    images = [src for tag, src in found if tag == "img"]
-    audio = [src for tag, src in found if tag == "audio"]
+    page = check_references(out)
+    images = [src for tag, src in page.sources if tag == "img"]
+    audio = [src for tag, src in page.sources if tag == "audio"]
     # training curve, 4 fields x 2 attention plots, 6 embedding plots, 2 samples
     assert len(images) == 1 + 8 + 6 + 2
+    assert {"training.png", "attention_beat.png", "attention_beat_heads.png", "attention_position.png",
+            "attention_position_heads.png", "attention_pitch.png", "attention_pitch_heads.png",
+            "attention_instrument.png", "attention_instrument_heads.png", "pitch_pca.png", "pitch_similarity.png",
+            "pitch_intervals.png", "beat_similarity.png", "position_similarity.png",
+            "duration_similarity.png"} <= set(images)
     for src in images:
-        assert not re.match(r"[a-z]+:", src) and not src.startswith("/"), src  # relative: the folder moves as one
         assert (out / src).read_bytes()[:8] == PNG_MAGIC, src
     assert audio == ["samples/one.wav"]
     assert (out / audio[0]).read_bytes() == b"RIFF....WAVEfmt "
+    assert {"findings.json", "analysis.json", "attention.npz", "metrics.csv", "#findings", "#samples"} <= set(
+        page.links)
 
-    page = index.read_text(encoding="utf-8")
-    assert "<link" not in page and "<script" not in page  # nothing fetched from outside
-    assert "<td>2.100 ± 0.300</td>" in page
-    assert "octave score" in page
+    html_text = (out / "index.html").read_text(encoding="utf-8")
+    assert "<link" not in html_text and "<script" not in html_text  # nothing fetched from outside
+    assert "<td>2.100 ± 0.300</td>" in html_text
+    assert "<th>dim</th><td>32</td>" in html_text  # the model config
+    assert "validation loss went from 6.300 (step 10) to 2.100 at its best (step 30)." in html_text
+
+    # findings.json: the key numbers, consistent with the attention maps saved beside them.
+    findings = json.loads((out / "findings.json").read_text())
+    assert findings["n_sequences"] == 3
+    groups = findings["attention_groups"]
+    assert set(groups) == {g.name for g in musical_groups(12)}
+    with np.load(out / "attention.npz") as arrays:
+        assert arrays["pitch_gamma"].shape == (2, 4, 255)
+        for name, field in (("beat_bars", "beat"), ("pitch_consonant", "pitch"), ("instrument_same", "instrument")):
+            offsets = list(arrays[f"{field}_offsets"])
+            columns = [offsets.index(k) for k in groups[name]["group"]]
+            share = arrays[f"{field}_gamma"][..., columns].sum(-1).mean()
+            assert groups[name]["share"] == pytest.approx(share)
+            assert groups[name]["uniform"] == pytest.approx(arrays[f"{field}_baseline"][columns].sum())
+            assert groups[name]["excess"] == pytest.approx(share / groups[name]["uniform"] - 1)
+            assert groups[name]["n_heads"] == 8
+    assert groups["beat_bars"]["group"] == [-4, -8, -12, -16]
+    assert groups["pitch_consonant"]["group"] == [0, -7, 7, -12, 12]
+    assert -1.0 <= findings["octave_score"] <= 1.0
+    # Every finding is on the page, at the top.
+    top = html_text[html_text.index("id='findings'"):html_text.index("id='model'")]
+    assert len(findings["findings"]) == 6  # training, 4 attention fields, octave score
+    for sentence in findings["findings"]:
+        assert sentence.replace("'", "&#x27;") in top
+    assert f"Octave score {findings['octave_score']:+.3f}" in top
+
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["parameters"] == sum(p.numel() for p in
                                         MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48),
                                                          Encoding()).parameters())
-    assert summary["attention"]["beat"]["n_sequences"] == 3
     assert summary["attention"]["beat"]["offsets"] == list(range(-16, 1))
-    assert -1.0 <= summary["octave_score"] <= 1.0
-    with np.load(out / "attention.npz") as arrays:
-        assert arrays["pitch_gamma"].shape == (2, 4, 255)
     assert not list(out.rglob("*.tmp*"))  # atomic writes leave no temp files
 
 
-def test_analyze_without_log_eval_or_samples_says_so(tmp_path, prepared):
+def test_analyze_takes_samples_from_the_eval_folder(tmp_path, prepared):
+    """No log.csv, an eval folder without metrics.md: say so; show its samples/, one mode after another."""
     torch.manual_seed(0)
     model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48), Encoding())
     save_model(model, tmp_path / "model")
+    eval_dir = tmp_path / "eval"
+    rng = np.random.default_rng(2)
+    for mode in ("ground-truth", "unconditioned"):
+        (eval_dir / "samples" / mode).mkdir(parents=True)
+        for piece in ("piece0", "piece1"):
+            np.save(eval_dir / "samples" / mode / f"{piece}.npy", encode_notes(random_notes(rng, 8), Encoding()))
     out = tmp_path / "report"
     assert main(["analyze", str(tmp_path / "model"), "--data", str(prepared), "--out", str(out),
-                 "-n", "1", "--quiet"]) == 0
+                 "-n", "1", "--eval", str(eval_dir), "--max-samples", "2", "--quiet"]) == 0
     page = (out / "index.html").read_text(encoding="utf-8")
     assert "No training log" in page
-    assert "No evaluation given" in page
-    assert "No samples given" in page
-    images = [src for tag, src in sources(out / "index.html") if tag == "img"]
-    assert len(images) == 8 + 6
-    assert all((out / src).is_file() for src in images)
+    assert f"No metrics.md in {eval_dir}" in page
+    images = [src for tag, src in check_references(out).sources if tag == "img"]
+    assert images[8 + 6:] == ["samples/ground-truth-piece0.png", "samples/unconditioned-piece0.png"]
+    findings = json.loads((out / "findings.json").read_text())
+    assert len(findings["findings"]) == 5  # no training sentence
+
+
+def test_sections_without_eval_or_samples_say_so(tmp_path):
+    assert "No evaluation given" in _metrics_section(None, tmp_path)
+    assert "No samples given" in _samples_section(None, None, tmp_path, Encoding(), 6, {})
+
+
+def test_findings_in_words():
+    summary = GroupAttention("beat", (-4, -8), (-1,), share=0.3, uniform=0.25, excess=0.2, mean_gain_group=0.025,
+                             mean_gain_others=-0.01, heads_above=5, n_heads=8)
+    assert group_sentence("notes whole bars back", summary) == (
+        "Notes whole bars back get 20% more attention than uniform attention would give them (30.0% of the "
+        "attention on earlier notes, against 25.0%); 5 of 8 heads give them more than uniform. "
+        "Mean gain +0.0250 at these offsets, -0.0100 at the others.")
+    less = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, -0.2, 0.0, 0.0, 1, 8)
+    assert "get 20% less attention" in group_sentence("unisons", less)
+    slight = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, 0.031, 0.0, 0.0, 1, 8)
+    assert "get 3.1% more attention" in group_sentence("unisons", slight)
+    assert octave_sentence(0.52, "A0", "C8").startswith("Octave score +0.520 (pitches A0..C8; 0 = none, 1 = "
+                                                        "octaves identical): the model places pitches an octave "
+                                                        "apart much closer")
+    assert "no sign that octaves" in octave_sentence(0.01, "A0", "C8")
+    assert "less alike" in octave_sentence(-0.2, "A0", "C8")
+    log = {"step": np.array([10.0, 20, 30]), "valid_loss": np.array([5.0, 4.0, 4.5])}
+    assert training_sentence(log) == (
+        "Training: 3 validations up to step 30; the validation loss went from 5.000 (step 10) to 4.000 at its "
+        "best (step 20), and was 4.500 at the last validation.")
+    assert training_sentence({"step": np.array([1.0])}) is None
 
 
 def test_analyze_reports_a_missing_model_or_split(tmp_path, prepared, capsys):
