@@ -19,6 +19,8 @@ stopped; every file is written atomically and the index files are only rewritten
 their content changes, so a second run over a finished OUT does no work and changes no
 file. `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
 copying their OUT folders into one and running once more without `--shard`.
+`--splits` and `--limit` narrow a run to part of the listing (see `select_sources`);
+they are not settings of OUT, so a later run without them completes the same OUT.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ class Summary:
     notes: int                # notes in the ok files of this share
     processed: int            # files converted by this run (0 on a finished OUT)
     seconds: float            # time spent converting them
-    complete: bool            # every file of the whole dataset has a record (index files are final)
+    missing: int              # files of the whole dataset with no record yet in OUT
+
+    @property
+    def complete(self) -> bool:
+        """Every file of the whole dataset has a record: the index files are final."""
+        return self.missing == 0
 
     @property
     def files_per_second(self) -> float:
@@ -284,6 +291,28 @@ def _lines(records: Iterable[dict]) -> str:
 
 
 # ---------------------------------------------------------------------- the run
+def select_sources(sources: list[Source], shard: tuple[int, int] = (0, 1),
+                   splits: Iterable[str] | None = None, limit: int | None = None) -> list[Source]:
+    """The part of a listing that one run prepares, in the listing's order.
+
+    The sources of shard `shard` (index, count; 0-based), then only those of `splits`
+    (None: all), then the first `limit` of them (None: all).
+    """
+    index, count = shard
+    chosen = [s for s in sources if count == 1 or shard_of(s.rel, count) == index]
+    if splits is not None:
+        wanted = set(splits)
+        unknown = sorted(wanted - set(SPLITS))
+        if unknown:
+            raise PrepareError(f"unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}")
+        chosen = [s for s in chosen if s.split in wanted]
+    if limit is not None:
+        if limit < 0:
+            raise PrepareError(f"--limit must be >= 0, got {limit}")
+        chosen = chosen[:limit]
+    return chosen
+
+
 def prepare(
     sources: list[Source],
     out: str | os.PathLike,
@@ -293,6 +322,8 @@ def prepare(
     filters: Filters = Filters(),
     jobs: int = 1,
     shard: tuple[int, int] = (0, 1),
+    splits: Iterable[str] | None = None,
+    limit: int | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> Summary:
@@ -306,6 +337,9 @@ def prepare(
         filters: which pieces to keep.
         jobs: worker processes (1: convert in this process).
         shard: (index, count), 0-based: prepare only the sources that `shard_of` gives `index`.
+        splits: prepare only the sources of these splits (None: all). Not a setting of OUT.
+        limit: prepare only the first `limit` sources of the (shard- and split-) filtered
+            listing (None: all). Not a setting of OUT.
         progress: show a tqdm bar with ok / skipped / failed counts.
         log: where to print a line about the listing (None: silent).
     """
@@ -326,12 +360,13 @@ def prepare(
         _clean_temporaries(out)
         (out / "notes").mkdir(exist_ok=True)
         (out / "records").mkdir(exist_ok=True)
-        mine = [s for s in sources if count == 1 or shard_of(s.rel, count) == index]
+        mine = select_sources(sources, shard, splits, limit)
         known = _load_records(out)
         done = {s.rel: known[s.rel] for s in mine if s.rel in known and _valid(known[s.rel], s, out)}
         todo = [s for s in mine if s.rel not in done]
         if log:
-            share = "" if count == 1 else f" (shard {index + 1}/{count})"
+            share = f" of {len(sources)}" if len(mine) < len(sources) else ""
+            share += f" (shard {index + 1}/{count})" if count > 1 else ""
             log(f"{dataset}: {len(mine)} files{share}, {len(done)} done earlier, {len(todo)} to prepare")
         journal_path = out / "records" / f"{_shard_tag(shard)}.jsonl"
         counts = {status: 0 for status in STATUSES}
@@ -346,10 +381,10 @@ def prepare(
         own = {r["source"]: r for r in _load_records_file(journal_path)}
         if own:
             _write_if_changed(journal_path, _lines(own[k] for k in sorted(own)))
-        complete = _write_index(sources, out)
+        missing = _write_index(sources, out)
     ok_notes = sum(r["notes"] for r in done.values() if r["status"] == OK)
     return Summary(out=out, counts=counts, total=len(mine), notes=ok_notes, processed=len(todo),
-                   seconds=seconds, complete=complete)
+                   seconds=seconds, missing=missing)
 
 
 def _load_records_file(path: Path) -> list[dict]:
@@ -384,8 +419,8 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
         bar.close()
 
 
-def _write_index(sources: list[Source], out: Path) -> bool:
-    """Write manifest.jsonl and the split lists from every record in OUT; True when all sources have one.
+def _write_index(sources: list[Source], out: Path) -> int:
+    """Write manifest.jsonl and the split lists from every record in OUT; returns how many sources have none.
 
     Lines follow the listing's order (sorted by source path); split lists are sorted ids.
     """
@@ -401,4 +436,4 @@ def _write_index(sources: list[Source], out: Path) -> bool:
     _write_if_changed(out / "manifest.jsonl", _lines(manifest))
     for split, ids in splits.items():
         _write_if_changed(out / f"{split}.txt", "".join(f"{i}\n" for i in sorted(ids)))
-    return len(manifest) == len(sources)
+    return len(sources) - len(manifest)
