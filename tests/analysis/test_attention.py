@@ -10,6 +10,7 @@ import torch
 
 from analysis.attention import (
     RELATIVE_FIELDS,
+    _highlight,
     group_attention,
     mean_relative_attention,
     musical_groups,
@@ -129,6 +130,13 @@ def test_musical_groups_offsets():
     assert len(groups["pitch_consonant"].others) == 49 - 5 and 24 in groups["pitch_octave"].others
     assert groups["position_same"].others == tuple(range(-11, 0)) + tuple(range(1, 12))
     assert (groups["instrument_same"].group, groups["instrument_same"].others) == ((0,), (1,))
+
+
+def test_bar_colours_mark_whole_bars_octaves_and_fifths():
+    assert _highlight("beat", np.array([-8, -5, -4, 0])) == ["tab:red", "tab:blue", "tab:red", "tab:blue"]
+    assert _highlight("pitch", np.array([-12, -7, 0, 5, 3, 24])) == [
+        "tab:red", "tab:orange", "tab:red", "tab:orange", "tab:blue", "tab:red"]
+    assert _highlight("instrument", np.array([0, 1])) == ["tab:red", "tab:blue"]
 
 
 def test_padding_and_masked_rows_are_not_counted():

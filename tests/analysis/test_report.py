@@ -142,7 +142,7 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
 
     out = tmp_path / "report"
     status = main(["analyze", str(run_dir), "--data", str(prepared), "--out", str(out), "-n", "3",
-                   "--eval", str(eval_dir), "--samples", str(samples), "--quiet"])
+                   "--beat-window", "8", "--eval", str(eval_dir), "--samples", str(samples), "--quiet"])
     assert status == 0
     page = check_references(out)
     images = [src for tag, src in page.sources if tag == "img"]
@@ -172,6 +172,7 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert findings["n_sequences"] == 3
     groups = findings["attention_groups"]
     assert set(groups) == {g.name for g in musical_groups(12)}
+    assert groups["beat_bars"]["others"] == [-7, -6, -5, -3, -2, -1]
     with np.load(out / "attention.npz") as arrays:
         assert arrays["pitch_gamma"].shape == (2, 4, 255)
         for name, field in (("beat_bars", "beat"), ("pitch_consonant", "pitch"), ("instrument_same", "instrument")):
@@ -182,7 +183,7 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
             assert groups[name]["uniform"] == pytest.approx(arrays[f"{field}_baseline"][columns].sum())
             assert groups[name]["excess"] == pytest.approx(share / groups[name]["uniform"] - 1)
             assert groups[name]["n_heads"] == 8
-    assert groups["beat_bars"]["group"] == [-4, -8, -12, -16]
+    assert groups["beat_bars"]["group"] == [-4, -8]  # --beat-window 8
     assert groups["pitch_consonant"]["group"] == [0, -7, 7, -12, 12]
     assert -1.0 <= findings["octave_score"] <= 1.0
     # Every finding is on the page, at the top.
@@ -196,7 +197,7 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert summary["parameters"] == sum(p.numel() for p in
                                         MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48),
                                                          Encoding()).parameters())
-    assert summary["attention"]["beat"]["offsets"] == list(range(-16, 1))
+    assert summary["attention"]["beat"]["offsets"] == list(range(-8, 1))
     assert not list(out.rglob("*.tmp*"))  # atomic writes leave no temp files
 
 
