@@ -167,9 +167,6 @@ def _add_analyze(sub) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="pieces per forward pass (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="picks the pieces (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--beat-window", type=int, default=16,
-                   help="show beat offsets -N..0; whole bars are -4, -8, .. -N (default: 16)")
-    p.add_argument("--pitch-window", type=int, default=24, help="show pitch offsets -N..+N (default: 24)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_analyze)
 
@@ -178,11 +175,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import ReportConfig, write_report
 
     config = ReportConfig(n_sequences=args.n, split=args.split, seed=args.seed, batch_size=args.batch_size,
-                          device=args.device, max_samples=args.max_samples, beat_window=args.beat_window,
-                          pitch_window=args.pitch_window)
+                          device=args.device, max_samples=args.max_samples)
     index = write_report(args.model, args.data, args.out, config, eval_dir=args.eval_dir,
                          samples_dir=args.samples, progress=not args.quiet)
-    print(f"report -> {index} (key numbers: {index.parent / 'findings.json'})")
+    print(f"report -> {index}")
     return 0
 
 
@@ -346,50 +342,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-# ============================================================================ demo
-def _add_demo(sub) -> None:
-    from mmt.demo import DemoConfig
-
-    d = DemoConfig()
-    p = sub.add_parser(
-        "demo",
-        help="the whole pipeline on music21's bundled corpus with the bundled model",
-        description="Prepare the test split of music21's bundled corpus, load the bundled model "
-        "(models/music21-small), generate samples in each mode (unconditioned, a string quartet, the "
-        "continuation of a test piece's first 8 bars), evaluate them against the test split and write "
-        "the analysis report. Everything goes to --out; a second run reuses what the first wrote.",
-    )
-    p.add_argument("--out", default=str(d.out), help=f"output folder (default: {d.out})")
-    p.add_argument("--data", default=str(d.data), help=f"prepared corpus folder (default: {d.data})")
-    p.add_argument("--model", help="a checkpoint directory instead of the bundled model")
-    p.add_argument("--train", action="store_true",
-                   help="prepare the whole corpus and train configs/music21-small.yaml from scratch first "
-                   "(about an hour on two CPU cores)")
-    p.add_argument("-n", "--samples", type=int, default=d.n_samples, help=f"samples per mode (default: {d.n_samples})")
-    p.add_argument("--eval-pieces", type=int, default=d.n_eval,
-                   help=f"test pieces evaluated (default: {d.n_eval})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default: {d.seed})")
-    p.add_argument("-j", "--jobs", type=int, default=d.jobs, help=f"preparation workers (default: {d.jobs})")
-    p.add_argument("--no-audio", action="store_true", help="no WAVs even when fluidsynth is installed")
-    p.add_argument("--device", default=d.device, help=f"torch device (default: {d.device})")
-    p.set_defaults(func=_cmd_demo)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from mmt.demo import DemoConfig, DemoError, run_demo
-
-    config = DemoConfig(out=Path(args.out), data=Path(args.data), model=Path(args.model) if args.model else None,
-                        train=args.train, n_samples=args.samples, n_eval=args.eval_pieces, seed=args.seed,
-                        jobs=args.jobs, audio=not args.no_audio, device=args.device)
-    try:
-        run_demo(config)
-    except DemoError as error:
-        raise CommandError(str(error)) from None
-    return 0
-
-
 # ============================================================================ parser
-SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate, _add_demo]
+SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:
