@@ -167,6 +167,9 @@ def _add_analyze(sub) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="pieces per forward pass (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="picks the pieces (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--beat-window", type=int, default=16,
+                   help="show beat offsets -N..0; whole bars are -4, -8, .. -N (default: 16)")
+    p.add_argument("--pitch-window", type=int, default=24, help="show pitch offsets -N..+N (default: 24)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_analyze)
 
@@ -175,10 +178,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import ReportConfig, write_report
 
     config = ReportConfig(n_sequences=args.n, split=args.split, seed=args.seed, batch_size=args.batch_size,
-                          device=args.device, max_samples=args.max_samples)
+                          device=args.device, max_samples=args.max_samples, beat_window=args.beat_window,
+                          pitch_window=args.pitch_window)
     index = write_report(args.model, args.data, args.out, config, eval_dir=args.eval_dir,
                          samples_dir=args.samples, progress=not args.quiet)
-    print(f"report -> {index}")
+    print(f"report -> {index} (key numbers: {index.parent / 'findings.json'})")
     return 0
 
 
