@@ -75,6 +75,23 @@ def _json_ready(value):
     return value
 
 
+def recover_directory(directory: str | os.PathLike) -> bool:
+    """Undo a swap that a crash cut short: put `.<name>.*.old` back when `directory` is missing.
+
+    `write_directory` moves the old directory aside before moving the new one in; a
+    process killed between the two leaves only the old copy (complete) under its
+    temporary name. Returns whether a directory was put back.
+    """
+    directory = Path(directory)
+    if directory.exists() or not directory.parent.is_dir():
+        return False
+    olds = sorted(directory.parent.glob(f".{directory.name}.*.old"), key=lambda p: p.stat().st_mtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], directory)
+    return True
+
+
 def write_directory(directory: str | os.PathLike, writers: Mapping[str, Callable[[Path], object]]) -> Path:
     """Write a directory of files as one unit: fill a temporary sibling, then swap it in.
 
@@ -84,6 +101,9 @@ def write_directory(directory: str | os.PathLike, writers: Mapping[str, Callable
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(directory)
+    for debris in directory.parent.glob(f".{directory.name}.*.old"):
+        shutil.rmtree(debris, ignore_errors=True)  # left by a crash after the swap
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     old = None
     try:

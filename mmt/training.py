@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from mmt.checkpoint import CheckpointError, read_checkpoint_info, save_model, unwrap
+from mmt.checkpoint import read_checkpoint_info, recover_directory, save_model
 from mmt.config import ExperimentConfig, TrainingConfig, config_from_dict
 from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate
@@ -385,6 +385,9 @@ def _train(config: ExperimentConfig, out_dir: Path, data_path: Path, resume: boo
     # ---- the out dir: fresh or resumed
     state = None
     if resume:
+        if dist_info.is_main and recover_directory(last_dir):
+            print(f"mmt train: {last_dir}: restored the previous checkpoint (a crash cut its replacement short)")
+        dist_info.barrier()
         if not (last_dir / STATE_FILE).exists():
             raise TrainingError(f"{last_dir}: nothing to resume (no {STATE_FILE}); run without --resume")
         state = _load_state(last_dir / STATE_FILE)
@@ -491,7 +494,9 @@ def _train(config: ExperimentConfig, out_dir: Path, data_path: Path, resume: boo
     # ---- loop
     history: list[dict] = []
     stop = {"stop": False}
-    stopped_early = interrupted = False
+    interrupted = False
+    # a resumed run that had already run out of patience (under this config's patience) stays stopped
+    stopped_early = tc.patience is not None and bad_validations >= tc.patience
     tokens_since = torch.zeros((), dtype=torch.float64)
     train_loss_sum, train_loss_count = 0.0, 0
     steps_since, train_time = 0, 0.0
@@ -500,6 +505,7 @@ def _train(config: ExperimentConfig, out_dir: Path, data_path: Path, resume: boo
     bar = tqdm(total=tc.max_steps, initial=step, desc=config.name, unit="step", dynamic_ncols=True,
                disable=not (progress and dist_info.is_main))
     recent: list[float] = []
+    first_step = step + 1
     t_last = time.perf_counter()
     try:
         with _stop_on_signals(stop):
@@ -548,7 +554,8 @@ def _train(config: ExperimentConfig, out_dir: Path, data_path: Path, resume: boo
                             writer.add_scalar("train/lr", lr, step)
                     recent.append(values[0])
                     bar.update(1)
-                    if step % tc.log_every == 0 or step == tc.max_steps:
+                    if step % tc.log_every == 0 or step in (first_step, tc.max_steps):
+                        # tqdm shows steps/s (s/step when slower than one step a second)
                         bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}", lr=f"{lr:.2e}")
                         recent.clear()
                     stop_now = values[-1] > 0

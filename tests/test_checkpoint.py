@@ -153,3 +153,20 @@ def test_a_file_instead_of_a_directory(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(CheckpointError, match=r"model.pt: a checkpoint is a directory"):
         load_model(tmp_path / "model.pt")
+
+
+def test_a_swap_cut_short_by_a_crash_is_recovered(tmp_path):
+    from mmt.checkpoint import recover_directory
+
+    model = tiny_model()
+    save_model(model, tmp_path / "ckpt", step=4)
+    # killed after moving the old directory aside, before moving the new one in
+    (tmp_path / "ckpt").rename(tmp_path / ".ckpt.abc123.old")
+    (tmp_path / ".ckpt.def456.tmp").mkdir()
+    assert recover_directory(tmp_path / "ckpt") is True
+    assert read_checkpoint_info(tmp_path / "ckpt")["step"] == 4
+    assert recover_directory(tmp_path / "ckpt") is False  # nothing to do now
+    # a later save clears the debris of a crash after the swap
+    (tmp_path / ".ckpt.ghi789.old").mkdir()
+    save_model(tiny_model(seed=1), tmp_path / "ckpt", step=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.def456.tmp", "ckpt"]

@@ -224,6 +224,11 @@ def test_resume_refuses_another_model_and_a_damaged_state(prepared, tmp_path):
     state.write_bytes(state.read_bytes()[:200])
     with pytest.raises(TrainingError, match=rf"{STATE_FILE}: damaged training state"):
         train(load_config(tmp_path / "a.yaml"), tmp_path / "run", resume=True, progress=False)
+    # a crash between moving last/ aside and moving its replacement in: resume finds the old one
+    (tmp_path / "run" / "last").rename(tmp_path / "run" / ".last.x1.old")
+    with pytest.raises(TrainingError, match=rf"{STATE_FILE}: damaged training state"):
+        train(load_config(tmp_path / "a.yaml"), tmp_path / "run", resume=True, progress=False)
+    assert (tmp_path / "run" / "last" / STATE_FILE).exists()
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(load_config(tmp_path / "a.yaml"), tmp_path / "fresh", resume=True, progress=False)
 
@@ -243,6 +248,14 @@ def test_early_stopping_after_patience_validations_without_improvement(prepared,
     assert len({row["valid_loss"] for row in log}) == 1
     assert read_checkpoint_info(tmp_path / "run" / "best")["step"] == 2
     assert read_checkpoint_info(tmp_path / "run" / "last")["step"] == 8
+    # resuming a run that ran out of patience does nothing; more patience lets it go on
+    again = train(load_config(tmp_path / "tiny.yaml"), tmp_path / "run", resume=True, progress=False)
+    assert again.stopped_early and again.step == 8
+    assert [row["step"] for row in rows(tmp_path / "run" / "log.csv")] == [2, 4, 6, 8]
+    config["training"]["patience"] = 4
+    more = train(load_config(write_config(tmp_path / "more.yaml", config)), tmp_path / "run", resume=True,
+                 progress=False)
+    assert more.stopped_early and more.step == 10
 
 
 # ---------------------------------------------------------------------- errors
