@@ -1,0 +1,204 @@
+"""`mmt demo`: the whole pipeline on the embedded default, the corpus bundled with music21.
+
+Steps (each one resumable: a second run reuses what the first one wrote):
+
+1. prepare: `mmt prepare music21 - DATA` for the test split only, at most
+   `prepare_limit` files (the full corpus takes about half an hour on two cores; the
+   bundled model is already trained). With `train=True` the whole corpus is prepared.
+2. model: the bundled `models/music21-small/` (or, with `train=True`, a model trained
+   from scratch with `configs/music21-small.yaml` into OUT/train/).
+3. samples: `n_samples` songs in each mode: unconditioned; instrument-informed (a string
+   quartet: violin, viola, cello, as the encoding has one code per instrument); and the
+   continuation of the first 8 bars of the first test piece. MIDI, CSV, piano roll and,
+   where fluidsynth and a GM soundfont are installed, WAV, in OUT/samples/.
+4. evaluate: `mmt evaluate` on `n_eval` test pieces (ground truth and every mode) into
+   OUT/evaluation/.
+5. analyze: `mmt analyze` (attention, embeddings, training curve, the evaluation table and
+   the samples) into OUT/report/index.html.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = REPO / "models" / "music21-small"
+TRAIN_CONFIG = REPO / "configs" / "music21-small.yaml"
+STRING_QUARTET = ("violin", "viola", "cello")
+MODES = ("unconditioned", "instrument", "continuation")
+
+
+class DemoError(RuntimeError):
+    """The demo cannot run (no bundled model, nothing prepared)."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of `run_demo`.
+
+    Attributes:
+        out: the output folder (samples/, evaluation/, report/).
+        data: the prepared corpus folder (prepared there when missing).
+        model: a checkpoint directory; None: the bundled model (or the trained one).
+        train: train `configs/music21-small.yaml` from scratch first (prepares the whole corpus).
+        prepare_limit: files of the test split prepared when not training.
+        n_samples: samples per mode.
+        n_eval: test pieces evaluated (ground truth and each mode).
+        n_analysis: test pieces fed to the attention analysis.
+        prompt_bars: bars of the test piece kept as the continuation's prompt.
+        bars: length of every sample in bars of 4 beats (the prompt included).
+        top_p: nucleus sampling threshold used for samples and evaluation.
+        seed: the random seed of everything sampled.
+        jobs: worker processes for preparation.
+        audio: render WAVs when fluidsynth is available.
+        device: torch device.
+    """
+
+    out: Path = Path("out/demo")
+    data: Path = Path("data/music21")
+    model: Path | None = None
+    train: bool = False
+    prepare_limit: int = 120
+    n_samples: int = 2
+    n_eval: int = 8
+    n_analysis: int = 16
+    prompt_bars: int = 8
+    bars: int = 32
+    top_p: float = 0.9
+    seed: int = 0
+    jobs: int = 2
+    audio: bool = True
+    device: str = "cpu"
+
+
+def _step(log: Callable[[str], None], text: str) -> float:
+    log(f"\n== {text}")
+    return time.perf_counter()
+
+
+def prepare_corpus(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
+    """Prepare the corpus into `config.data`: the test split's first files, or all of it to train."""
+    from data_prep import prepare_dataset
+
+    splits, limit = (None, None) if config.train else (("test",), config.prepare_limit)
+    summary = prepare_dataset("music21", "-", config.data, jobs=config.jobs, splits=splits, limit=limit, log=log)
+    counts = summary.counts
+    log(f"{config.data}: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
+        f"({summary.processed} prepared now in {summary.seconds:.0f} s)")
+    if not (config.data / "test.txt").is_file() or not test_ids(config.data):
+        raise DemoError(f"{config.data}: no test pieces were prepared; see {config.data / 'manifest.jsonl'}")
+    return config.data
+
+
+def test_ids(data: Path) -> list[str]:
+    """The ids of the prepared test split."""
+    return [line for line in (data / "test.txt").read_text(encoding="utf-8").split() if line]
+
+
+def train_model(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
+    """Train `configs/music21-small.yaml` from scratch into OUT/train; returns its best checkpoint."""
+    from mmt.config import load_config
+    from mmt.training import train
+
+    if not TRAIN_CONFIG.is_file():
+        raise DemoError(f"{TRAIN_CONFIG}: the training config is missing (run from a clone of the repository)")
+    run = config.out / "train"
+    resume = (run / "last").is_dir()
+    result = train(load_config(TRAIN_CONFIG), run, data_dir=config.data, resume=resume, device=config.device)
+    log(f"trained {result.step} steps, best valid loss {result.best_valid_loss:.4f} at step {result.best_step}")
+    return run / "best"
+
+
+def model_path(config: DemoConfig) -> Path:
+    """The checkpoint the demo uses (bundled unless given)."""
+    path = Path(config.model) if config.model else BUNDLED_MODEL
+    if not (path / "config.json").is_file() and not (path / "best" / "config.json").is_file():
+        raise DemoError(f"{path}: no model there (the bundled model lives in models/music21-small/ of the "
+                        "repository; pass --model DIR, or --train to train one)")
+    return path
+
+
+def piece_music(data: Path, piece_id: str, encoding):
+    """A prepared piece as muspy Music (through the encoding, as the model sees it)."""
+    import numpy as np
+
+    from mmt.encoding import Encoding, decode, encode_notes
+
+    data_encoding = Encoding.load(data / "encoding.json")
+    notes = np.load(data / "notes" / f"{piece_id}.npy")
+    return decode(encode_notes(notes, data_encoding), encoding)
+
+
+def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print) -> Path:
+    """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
+    import mmt
+    from mmt.io import audio_available, write_codes
+    from mmt.sampling import prompt_from_music
+
+    encoding = model.encoding
+    out = config.out / "samples"
+    audio = config.audio and audio_available()
+    if config.audio and not audio:
+        log("audio: fluidsynth or a GM soundfont is missing, so no WAVs "
+            "(Debian/Ubuntu: apt-get install fluidsynth fluid-soundfont-gm, or `make audio`)")
+    piece = test_ids(config.data)[0]
+    prompt = prompt_from_music(piece_music(config.data, piece, encoding), encoding, n_bars=config.prompt_bars)
+    requests = {
+        "unconditioned": {},
+        "instrument": {"instruments": list(STRING_QUARTET)},
+        "continuation": {"prompt": prompt},
+    }
+    for mode, kwargs in requests.items():
+        samples = mmt.generate(model, n_samples=config.n_samples, max_bars=config.bars, top_p=config.top_p,
+                               seed=config.seed, device=config.device, **kwargs)
+        for k, codes in enumerate(samples):
+            paths = write_codes(out, f"{mode}-{k + 1}", codes, encoding, audio=audio)
+            log(f"{mode} {k + 1}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
+    log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} ({len(prompt)} rows)")
+    return out
+
+
+def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run every step; returns the paths of what it wrote."""
+    from analysis.evaluation import EvaluationConfig, evaluate
+    from analysis.report import ReportConfig, write_report
+    from mmt.checkpoint import load_model
+
+    started = time.perf_counter()
+    bundled = None if config.train else model_path(config)  # fail before any slow step
+    config.out.mkdir(parents=True, exist_ok=True)
+    t = _step(log, "1/5 prepare the music21 corpus" + (" (all of it, to train)" if config.train else " (test split)"))
+    prepare_corpus(config, log)
+    log(f"({time.perf_counter() - t:.0f} s)")
+    t = _step(log, "2/5 model")
+    path = train_model(config, log) if config.train else bundled
+    model = load_model(path, device=config.device).eval()
+    log(f"{path}: {model.n_parameters():,} parameters, {model.config.pos_emb} positions ({time.perf_counter() - t:.0f} s)")
+    t = _step(log, f"3/5 generate {config.n_samples} samples per mode ({', '.join(MODES)})")
+    samples = write_samples(model, config, log)
+    log(f"({time.perf_counter() - t:.0f} s)")
+    t = _step(log, f"4/5 evaluate on {config.n_eval} test pieces")
+    evaluation = config.out / "evaluation"
+    evaluate(config.data, evaluation, model, split="test", n=config.n_eval,
+             config=EvaluationConfig(seed=config.seed, top_p=config.top_p), device=config.device)
+    log((evaluation / "metrics.md").read_text(encoding="utf-8"))
+    log(f"({time.perf_counter() - t:.0f} s)")
+    t = _step(log, "5/5 analyze")
+    report = write_report(path, config.data, config.out / "report",
+                          ReportConfig(n_sequences=config.n_analysis, split="test", seed=config.seed,
+                                       device=config.device),
+                          eval_dir=evaluation, samples_dir=samples, progress=True)
+    log(f"({time.perf_counter() - t:.0f} s)")
+    paths = {"samples": samples, "evaluation": evaluation / "metrics.md", "report": report, "model": path,
+             "data": config.data}
+    log(f"\nDone in {time.perf_counter() - started:.0f} s.")
+    for name, value in paths.items():
+        log(f"  {name:<10} {value}")
+    log(f"Open {report} in a browser.")
+    return paths
+
+
+__all__ = ["BUNDLED_MODEL", "DemoConfig", "DemoError", "run_demo"]

@@ -1,0 +1,65 @@
+"""`mmt demo` end to end with a tiny untrained model on three real corpus files."""
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmt import Encoding
+from mmt.checkpoint import save_model
+from mmt.cli import main
+from mmt.demo import DemoConfig, DemoError, model_path, run_demo
+from mmt.model import ModelConfig, MusicTransformer
+
+
+@pytest.fixture
+def tiny_model(tmp_path) -> Path:
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=2, max_seq_len=64, pos_emb="rotary"), Encoding())
+    return save_model(model, tmp_path / "tiny")
+
+
+class _Sources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        self.sources += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_model, capsys):
+    torch.set_num_threads(1)
+    config = DemoConfig(out=tmp_path / "demo", data=tmp_path / "data", model=tiny_model, prepare_limit=3,
+                        n_samples=1, n_eval=1, n_analysis=1, bars=2, prompt_bars=1, jobs=1, audio=False)
+    paths = run_demo(config, log=print)
+
+    # 1. three test-split files of the bundled corpus were prepared, nothing else
+    manifest = (config.data / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 3 and all('"split": "test"' in line for line in manifest)
+    # 3. one sample per mode, each as MIDI, CSV and piano roll
+    names = sorted(p.name for p in paths["samples"].iterdir())
+    assert names == sorted(f"{mode}-1.{ext}" for mode in ("unconditioned", "instrument", "continuation")
+                           for ext in ("mid", "csv", "png"))
+    quartet = (paths["samples"] / "instrument-1.csv").read_text()
+    assert {"violin", "viola", "cello"} <= set(re.findall(r"[a-z]+", quartet))
+    # 4. the evaluation table has the ground truth and every mode
+    table = paths["evaluation"].read_text()
+    for mode in ("ground-truth", "unconditioned", "instrument", "continuation-4", "continuation-16"):
+        assert mode in table
+    # 5. the report exists and everything it references is there
+    parser = _Sources()
+    parser.feed(paths["report"].read_text())
+    local = [s for s in parser.sources if not s.startswith(("http", "#", "mailto:"))]
+    assert local and all((paths["report"].parent / s).exists() for s in local)
+    assert "Open" in capsys.readouterr().out
+
+
+def test_demo_without_a_model_names_the_folder(tmp_path):
+    with pytest.raises(DemoError, match="no model there"):
+        model_path(DemoConfig(model=tmp_path / "nothing"))
+    code = main(["demo", "--model", str(tmp_path / "nothing"), "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
