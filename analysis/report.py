@@ -306,7 +306,10 @@ EXPLAIN = {
         "of attention the model gives to notes at that distance minus the share it would give if it "
         "looked at all earlier notes equally. Above zero: the model looks there more than chance; "
         "below zero: it looks away. Distances are always <em>earlier note minus current note</em>, "
-        "so -4 beats means \"the note four beats ago\"."
+        "so -4 beats means \"the note four beats ago\". The current note is the last note the model "
+        "has read while it predicts the <em>next</em> one: a model that copies the note a bar before "
+        "the next note looks at -4 beats only when the next note falls on the same beat (chords, fast "
+        "notes); in a melody of one note per beat the same habit peaks at -3, -7, -11."
     ),
     "beat": (
         "Distance in beats to the earlier note (0 = same beat, -4 = four beats ago). A model that "
