@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
+def _default_mode() -> int:
+    """Permissions of a newly created file under this process's umask (0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
 
-    A crash or an exception inside the block leaves `path` as it was before.
+    A crash or an exception inside the block leaves `path` as it was before. The file gets
+    the permissions a plain `open(path, "w")` would give (the temp file's are 0o600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _default_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

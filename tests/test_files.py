@@ -1,0 +1,32 @@
+"""Atomic writes: all or nothing, with ordinary permissions."""
+
+import os
+import stat
+
+import pytest
+
+from mmt.files import write_atomic, write_text_atomic
+
+
+def test_write_text_atomic_gives_the_permissions_of_a_plain_write(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "a" / "x.txt", "hello")
+    finally:
+        os.umask(old)
+    assert path.read_text() == "hello"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in path.parent.iterdir()) == ["x.txt"]
+
+
+def test_a_failed_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = write_text_atomic(tmp_path / "x.txt", "old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(path, broken)
+    assert path.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
