@@ -121,7 +121,9 @@ def test_every_shipped_schedule_reaches_its_floor_within_the_run(path):
     from mmt.training import lr_factor
 
     tc = load_config(path).training
-    assert lr_factor(tc.max_steps - 1, tc) == pytest.approx(tc.min_lr_ratio, abs=1e-6)
+    assert lr_factor(tc.max_steps, tc) == pytest.approx(tc.min_lr_ratio, abs=1e-12)
+    # the last step taken (index max_steps - 1) is within a step's decay of the floor
+    assert lr_factor(tc.max_steps - 1, tc) == pytest.approx(tc.min_lr_ratio, abs=1e-4)
 
 
 def test_decay_steps_default_to_max_steps():
