@@ -1,0 +1,53 @@
+"""The bundled model (models/music21-small) loads and generates in each mode."""
+
+import numpy as np
+import pytest
+import torch
+
+import mmt
+from mmt.constants import Field, RowType
+from mmt.demo import BUNDLED_MODEL
+from mmt.encoding import decode, encode_notes, grammar_violations
+from mmt.sampling import prompt_from_music
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.set_num_threads(1)
+    return mmt.load_model(BUNDLED_MODEL).eval()
+
+
+def header_instruments(codes, encoding):
+    rows = codes[codes[:, Field.TYPE] == RowType.INSTRUMENT]
+    return [encoding.instruments[c - 1] for c in rows[:, Field.INSTRUMENT]]
+
+
+def test_bundled_model_is_the_music21_small_config(model):
+    from mmt.config import load_config
+
+    config = load_config("configs/music21-small.yaml")
+    assert model.config == config.model
+    assert (BUNDLED_MODEL / "README.md").is_file() and (BUNDLED_MODEL / "log.csv").is_file()
+
+
+def test_unconditioned_sample_is_well_formed(model):
+    codes = mmt.generate(model, n_samples=1, max_bars=2, top_p=0.9, seed=0)[0]
+    assert codes[0, Field.TYPE] == RowType.SOS
+    assert grammar_violations(codes, model.encoding, complete=False) == []
+    assert len(decode(codes, model.encoding).tracks) >= 1
+
+
+def test_instrument_sample_uses_the_string_quartet(model):
+    codes = mmt.generate(model, instruments=["violin", "viola", "cello"], max_bars=2, top_p=0.9, seed=0)[0]
+    assert header_instruments(codes, model.encoding) == ["violin", "viola", "cello"]
+    assert grammar_violations(codes, model.encoding, complete=False) == []
+
+
+def test_continuation_keeps_the_prompt(model):
+    notes = np.array([[beat, 0, pitch, 12, 0] for beat, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
+    music = decode(encode_notes(notes, model.encoding), model.encoding)
+    prompt = prompt_from_music(music, model.encoding, n_beats=4)
+    codes = mmt.generate(model, prompt, max_bars=2, top_p=0.9, seed=0)[0]
+    np.testing.assert_array_equal(codes[: len(prompt)], prompt)
+    assert len(codes) > len(prompt)
+    assert grammar_violations(codes, model.encoding, complete=False) == []
