@@ -32,7 +32,7 @@ def test_bundled_model_is_the_music21_small_config(model):
 
 def test_unconditioned_sample_is_well_formed(model):
     codes = mmt.generate(model, n_samples=1, max_bars=2, top_p=0.9, seed=0)[0]
-    assert codes[0, Field.TYPE] == RowType.SOS
+    assert codes[0, Field.TYPE] == RowType.START_OF_SONG
     assert grammar_violations(codes, model.encoding, complete=False) == []
     assert len(decode(codes, model.encoding).tracks) >= 1
 
