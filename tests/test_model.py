@@ -118,11 +118,3 @@ def test_shipped_configs_parameter_counts(name, expected):
     assert MusicTransformer(config.model, Encoding()).n_parameters() == expected
     assert expected == 20_724_472 - (0 if config.model.pos_emb == "absolute" else 1024 * 512)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy machine spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -35,13 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 9  # batch 2 -> 5 steps per epoch (the last wraps around), so epochs end mid-way through runs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_notes(rng: np.random.Generator) -> np.ndarray:
     """A short random piece: piano, violin and drums over 24 beats (beat, position, pitch, duration, program)."""

@@ -114,13 +114,6 @@ def run_dir(tmp_path) -> Path:
     return run
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_dir):
     eval_dir = tmp_path / "eval"
