@@ -73,6 +73,15 @@ class DemoConfig:
     audio: bool = True
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        for name in ("prepare_limit", "n_samples", "n_eval", "n_analysis", "prompt_bars", "bars", "jobs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.bars <= self.prompt_bars:
+            raise ValueError(f"bars ({self.bars}) must be more than prompt_bars ({self.prompt_bars})")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
 
 def _step(log: Callable[[str], None], text: str) -> float:
     log(f"\n== {text}")

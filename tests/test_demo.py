@@ -63,3 +63,12 @@ def test_demo_without_a_model_names_the_folder(tmp_path):
     code = main(["demo", "--model", str(tmp_path / "nothing"), "--data", str(tmp_path / "data"),
                  "--out", str(tmp_path / "out")])
     assert code == 2
+
+
+def test_demo_refuses_bad_settings_before_any_work(tmp_path, capsys):
+    with pytest.raises(ValueError, match="bars \\(4\\) must be more than prompt_bars \\(8\\)"):
+        DemoConfig(bars=4)
+    code = main(["demo", "-n", "0", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "mmt demo: error: n_samples must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
