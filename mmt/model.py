@@ -3,6 +3,14 @@
 After Dong et al., "Multitrack Music Transformer", ICASSP 2023. The six field embeddings
 of a row are summed (plus an absolute position embedding for the APE variant); the
 decoder is causal; each head predicts one field of the next row.
+
+Training and analysis run the x-transformers `Decoder` over whole sequences (`forward`,
+`attention_maps`). Generation runs `decode`, which walks the same layers with the same
+weights but keeps its own key/value cache (`KVCache`): one preallocated buffer per
+layer, keys stored already rotated, new rows written in place. x-transformers' own
+cache concatenates the cache with the new keys and re-applies the rotary rotation to
+every cached key at every step, so its step time grows with the cache; here a step
+costs the new row's projections plus one attention read over the cache.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from x_transformers import Decoder
+from x_transformers.x_transformers import Attention, FeedForward, LayerNorm, Residual, apply_rotary_pos_emb
 
 from mmt.constants import FIELDS
 from mmt.encoding import Encoding
@@ -45,6 +54,28 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class KVCache:
+    """Keys and values of the rows seen so far, for every attention layer.
+
+    `keys` and `values` are preallocated (layers, batch, heads, capacity, dim_head)
+    buffers; rows 0..length-1 hold data. Keys are stored after the rotary rotation
+    (rotary models), at their row's position in the cache.
+    """
+
+    keys: Tensor
+    values: Tensor
+    length: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[-2]
+
+    @property
+    def batch(self) -> int:
+        return self.keys.shape[1]
+
+
 class MusicTransformer(nn.Module):
     """The Multitrack Music Transformer.
 
@@ -72,6 +103,27 @@ class MusicTransformer(nn.Module):
             rotary_pos_emb=config.pos_emb == "rotary",
         )
         self.heads = nn.ModuleList(nn.Linear(config.dim, n_tokens[name]) for name in FIELDS)
+        self._check_decoder_layout()
+
+    def _check_decoder_layout(self) -> None:
+        """`decode` re-implements the decoder's step for its plain pre-norm layout; make sure it is that."""
+        decoder = self.decoder
+        expected = ("a", "f") * self.config.depth
+        problems = []
+        if tuple(decoder.layer_types) != expected:
+            problems.append(f"layer types {tuple(decoder.layer_types)}")
+        for (norms, block, residual), kind in zip(decoder.layers, decoder.layer_types):
+            if not isinstance(norms[0], LayerNorm) or any(n is not None for n in norms[1:]):
+                problems.append("norms other than one pre-norm LayerNorm")
+            if type(residual) is not Residual or residual.residual_scale is not None:
+                problems.append(f"residual {type(residual).__name__}")
+            if not isinstance(block, Attention if kind == "a" else FeedForward):
+                problems.append(f"block {type(block).__name__}")
+        if problems:
+            raise RuntimeError(
+                "this x-transformers Decoder is not the plain pre-norm layout that MusicTransformer.decode "
+                f"implements ({'; '.join(sorted(set(problems)))}); check the x-transformers version"
+            )
 
     @property
     def supports_long_context(self) -> bool:
@@ -92,30 +144,108 @@ class MusicTransformer(nn.Module):
             x = x + self.pos_embedding(positions)
         return self.emb_dropout(x)
 
-    def forward(
-        self,
-        codes: Tensor,
-        mask: Tensor | None = None,
-        cache=None,
-        return_cache: bool = False,
-    ):
-        """Logits of the next row's fields.
+    def forward(self, codes: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """Logits of the next row's fields, for every row.
 
         Args:
-            codes: long tensor (B, L, 6). With `cache`, only the rows after the cached ones.
-            mask: bool tensor (B, L), True for real rows (padding False). Not used with a cache.
-            cache: the cache returned by an earlier call (x-transformers `LayerIntermediates`).
-            return_cache: also return the cache for the next step.
+            codes: long tensor (B, L, 6).
+            mask: bool tensor (B, L), True for real rows (padding False).
 
         Returns:
-            list of six tensors (B, L, n_tokens[field]) in `FIELDS` order; with
-            `return_cache`, a tuple (logits, cache).
+            list of six tensors (B, L, n_tokens[field]) in `FIELDS` order.
         """
-        offset = cache.cache_length if cache is not None else 0
-        x = self.embed(codes, offset)
-        hidden, intermediates = self.decoder(x, mask=mask, cache=cache, return_hiddens=True)
-        logits = [head(hidden) for head in self.heads]
-        return (logits, intermediates) if return_cache else logits
+        hidden = self.decoder(self.embed(codes), mask=mask)
+        return [head(hidden) for head in self.heads]
+
+    # ------------------------------------------------------------------ cached decoding
+    def new_cache(self, batch: int, capacity: int, device=None) -> KVCache:
+        """An empty `KVCache` for `batch` sequences of up to `capacity` rows."""
+        if batch < 1 or capacity < 1:
+            raise ValueError(f"batch and capacity must be >= 1, got {batch} and {capacity}")
+        first = self.decoder.layers[0][1]
+        dim_head = first.to_q.out_features // first.heads
+        parameter = next(self.parameters())
+        shape = (self.config.depth, batch, first.heads, capacity, dim_head)
+        device = parameter.device if device is None else device
+        return KVCache(torch.zeros(shape, device=device, dtype=parameter.dtype),
+                       torch.zeros(shape, device=device, dtype=parameter.dtype))
+
+    def decode(self, codes: Tensor, cache: KVCache) -> list[Tensor]:
+        """Logits for rows that follow the cached ones; their keys and values join the cache.
+
+        The same function as `forward` on the cached rows plus `codes` (without dropout:
+        call it in eval mode), at the cost of the new rows only.
+
+        Args:
+            codes: long tensor (B, n, 6), the rows after the `cache.length` cached ones.
+            cache: from `new_cache` (and earlier `decode` calls); updated in place.
+
+        Returns:
+            list of six tensors (B, n, n_tokens[field]) in `FIELDS` order.
+        """
+        batch, n = codes.shape[:2]
+        start = cache.length
+        if batch != cache.batch:
+            raise ValueError(f"the cache holds {cache.batch} sequences, got {batch}")
+        if start + n > cache.capacity:
+            raise ValueError(f"the cache holds {cache.capacity} rows; {start} cached plus {n} new do not fit")
+        x = self.embed(codes, offset=start)
+        positions = torch.arange(start, start + n, device=codes.device)
+        freqs = None if self.decoder.rotary_pos_emb is None else self.decoder.rotary_pos_emb(positions)[0]
+        # new row i sees cached rows and new rows up to itself
+        causal = None if n == 1 else positions[:, None] >= torch.arange(start + n, device=codes.device)
+        attention_index = 0
+        for (norms, block, _), kind in zip(self.decoder.layers, self.decoder.layer_types):
+            h = norms[0](x)
+            if kind == "a":
+                h = self._attend_cached(block, h, cache, attention_index, freqs, causal)
+                attention_index += 1
+            else:
+                h = block(h)
+            x = x + h
+        cache.length = start + n
+        x = self.decoder.final_norm(x)
+        return [head(x) for head in self.heads]
+
+    @staticmethod
+    def _attend_cached(block: Attention, x: Tensor, cache: KVCache, layer: int, freqs: Tensor | None,
+                       causal: Tensor | None) -> Tensor:
+        """One attention block over the cache plus the new rows `x` (B, n, dim), writing their keys/values."""
+        batch, n, _ = x.shape
+        start, end = cache.length, cache.length + n
+
+        def split(t: Tensor) -> Tensor:  # (B, n, heads * dim_head) -> (B, heads, n, dim_head)
+            return t.view(batch, n, block.heads, -1).transpose(1, 2)
+
+        q, k, v = split(block.to_q(x)), split(block.to_k(x)), split(block.to_v(x))
+        if freqs is not None:
+            q, k = apply_rotary_pos_emb(q, freqs), apply_rotary_pos_emb(k, freqs)
+        cache.keys[layer, :, :, start:end] = k
+        cache.values[layer, :, :, start:end] = v
+        out = F.scaled_dot_product_attention(q, cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end],
+                                             attn_mask=causal, scale=block.attend.scale)
+        return block.to_out(out.transpose(1, 2).reshape(batch, n, -1))
+
+    def drop_cached_rows(self, cache: KVCache, keep_first: int, drop: int) -> None:
+        """Cut the `drop` rows after the first `keep_first` out of the cache (in place).
+
+        The later rows move up by `drop` and, in a rotary model, are rotated back by
+        `drop` positions, so every kept row sits at its new position in the cache, as
+        StreamingLLM (Xiao et al., 2023) assigns positions within its cache.
+        """
+        end = cache.length
+        if keep_first < 0 or drop < 1 or keep_first + drop > end:
+            raise ValueError(f"cannot drop rows {keep_first}..{keep_first + drop - 1} of {end} cached rows")
+        moved = slice(keep_first + drop, end)
+        keys = cache.keys[..., moved, :]
+        if self.decoder.rotary_pos_emb is not None:
+            n = end - keep_first - drop
+            back = torch.full((n,), -drop, device=keys.device)
+            freqs = self.decoder.rotary_pos_emb(back)[0]
+            keys = apply_rotary_pos_emb(keys.flatten(0, 1), freqs).view_as(keys)
+        cache.keys[..., keep_first:end - drop, :] = keys.clone()
+        cache.values[..., keep_first:end - drop, :] = cache.values[..., moved, :].clone()
+        cache.length = end - drop
 
     def attention_maps(self, codes: Tensor, mask: Tensor | None = None) -> Tensor:
         """Post-softmax self-attention of every layer: (layers, B, heads, L, L)."""

@@ -2,10 +2,10 @@
 
 How a sample is drawn:
 
-- One forward pass over the prompt (start-of-song alone, an instrument header, or a
-  user's song) fills an x-transformers key/value cache; after that every step feeds
-  only the newest row (`model(row, cache=cache, return_cache=True)`), so a step costs
-  one row's forward pass plus attention over the cached rows.
+- One pass over the prompt (start-of-song alone, an instrument header, or a user's
+  song) fills the model's preallocated key/value cache (`MusicTransformer.new_cache`,
+  `decode`); after that every step feeds only the newest row (`model.decode(row,
+  cache)`), so a step costs one row's forward pass plus attention over the cached rows.
 - All samples of a batch move in lockstep and every field of the next row is sampled
   for the whole batch at once (Gumbel-max over masked, filtered logits); there is no
   per-sample Python loop. A finished sample keeps being fed padding rows (all zeros),
@@ -31,10 +31,11 @@ Beyond the model's context (`max_seq_len` rows): with rotary or no position embe
 cache keeps the first rows (start-of-song, the instrument header and start-of-notes:
 the "attention sink") plus a sliding window of the latest rows, as in StreamingLLM
 (Xiao et al., 2023). When the cache is full, the oldest `window_shift` rows after the
-sink are cut out of every layer's cached keys and values. x-transformers caches keys
-before the rotary rotation, so the kept rows get positions 0..len-1 inside the cache,
-as StreamingLLM assigns them. The cost of a shift is one slice-and-copy of the cache
-per layer (no recomputation); rows past the window are no longer seen. With absolute
+sink are cut out of every layer's cached keys and values
+(`MusicTransformer.drop_cached_rows`); the kept rows move up and their keys are rotated
+back accordingly, so they sit at positions 0..len-1 inside the cache, as StreamingLLM
+assigns them. The cost of a shift is one copy of the cache (no recomputation); rows
+past the window are no longer seen. With absolute
 position embeddings the model cannot go past its context: a `ValueError` says so when a
 sample still running would need a row beyond `max_seq_len`.
 """
@@ -301,21 +302,6 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     return rows.masked_fill(state.finished[:, None], 0)
 
 
-# ---------------------------------------------------------------------- the cache window
-def trim_cache(cache, sink: int, drop: int):
-    """The cache without the `drop` rows that follow the first `sink` rows (every layer).
-
-    Keys are cached before the rotary rotation, so the kept rows simply take positions
-    0..len-1 (StreamingLLM's positions within the cache).
-    """
-    for inter in cache.attn_intermediates:
-        inter.cached_kv = tuple(
-            torch.cat([t[..., :sink, :], t[..., sink + drop:, :]], dim=-2) for t in inter.cached_kv
-        )
-    cache.cache_length -= drop
-    return cache
-
-
 # ---------------------------------------------------------------------- generate
 def generate(
     model,
@@ -425,8 +411,9 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
     if n_prompt > context:  # a long prompt (rotary / no position embedding): its sink and latest rows
         sink = _sink_rows(state, n_prompt - 1, context)
         fed = torch.cat([fed[:, :sink], fed[:, n_prompt - (context - sink):]], dim=1)
-    logits, cache = model(fed, return_cache=True)
-    logits = [lg[:, -1] for lg in logits]
+    cache = model.new_cache(batch, min(context, fed.shape[1] + max_new_rows) if model.supports_long_context
+                            else fed.shape[1] + max_new_rows)
+    logits = [lg[:, -1] for lg in model.decode(fed, cache)]
     steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
@@ -438,14 +425,13 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
         length = torch.where(ended, torch.full_like(length, index + 1), length)
         if step == max_new_rows - 1 or bool(state.finished.all()):
             break
-        if cache.cache_length >= context:
+        if cache.length >= context:
             if not model.supports_long_context:
-                _check_context(model, cache.cache_length + 1)
+                _check_context(model, cache.length + 1)
             if sink is None:
                 sink = _sink_rows(state, index, context)
-            cache = trim_cache(cache, sink, min(window_shift, cache.cache_length - sink - 1))
-        logits, cache = model(rows[:, None], cache=cache, return_cache=True)
-        logits = [lg[:, -1] for lg in logits]
+            model.drop_cached_rows(cache, sink, min(window_shift, cache.length - sink - 1))
+        logits = [lg[:, -1] for lg in model.decode(rows[:, None], cache)]
     codes = out.cpu().numpy()
     return [codes[i, :n].copy() for i, n in enumerate(length.tolist())]
 

@@ -17,14 +17,47 @@ def test_cached_steps_equal_full_forward(pos_emb):
     codes = torch.randint(1, 5, (2, 20, 6))
     with torch.no_grad():
         full = model(codes)
-        logits, cache = model(codes[:, :10], return_cache=True)
-        steps = [[lg[:, -1] for lg in logits]]
-        for t in range(10, 19):
-            logits, cache = model(codes[:, t:t + 1], cache=cache, return_cache=True)
-            steps.append([lg[:, -1] for lg in logits])
+        cache = model.new_cache(2, 20)
+        chunks = [model.decode(codes[:, :10], cache)]  # a prompt of 10 rows
+        chunks += [model.decode(codes[:, t:t + 1], cache) for t in range(10, 16)]  # single steps
+        chunks.append(model.decode(codes[:, 16:20], cache))  # and a chunk of 4 after them
+    assert cache.length == 20
     for field in range(6):
-        stepped = torch.stack([s[field] for s in steps], dim=1)
-        torch.testing.assert_close(stepped, full[field][:, 9:19], atol=1e-5, rtol=1e-4)
+        stepped = torch.cat([chunk[field] for chunk in chunks], dim=1)
+        torch.testing.assert_close(stepped, full[field], atol=1e-5, rtol=1e-4)
+
+
+def test_the_cache_refuses_rows_it_cannot_hold():
+    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=4, max_seq_len=64, pos_emb="rotary"), Encoding()).eval()
+    cache = model.new_cache(2, 8)
+    model.decode(torch.ones(2, 6, 6, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="the cache holds 8 rows; 6 cached plus 3 new do not fit"):
+        model.decode(torch.ones(2, 3, 6, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="the cache holds 2 sequences, got 1"):
+        model.decode(torch.ones(1, 1, 6, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("pos_emb", ["rotary", "none"])
+def test_dropping_cached_rows_equals_a_cache_of_the_kept_rows(pos_emb):
+    # Dropped rows 2..5 of 12: the cache then equals one filled from rows 0, 1, 6..11
+    # alone (one layer, so each row's key and value depend on that row only).
+    torch.manual_seed(1)
+    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=4, max_seq_len=64, pos_emb=pos_emb), Encoding()).eval()
+    codes = torch.randint(1, 5, (2, 13, 6))
+    kept = torch.cat([codes[:, :2], codes[:, 6:12]], dim=1)
+    with torch.no_grad():
+        cache = model.new_cache(2, 16)
+        model.decode(codes[:, :12], cache)
+        model.drop_cached_rows(cache, 2, 4)
+        assert cache.length == 8
+        reference = model.new_cache(2, 16)
+        model.decode(kept, reference)
+        torch.testing.assert_close(cache.keys[..., :8, :], reference.keys[..., :8, :], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(cache.values[..., :8, :], reference.values[..., :8, :])
+        stepped = model.decode(codes[:, 12:13], cache)
+        full = model(torch.cat([kept, codes[:, 12:13]], dim=1))
+    for field in range(6):
+        torch.testing.assert_close(stepped[field][:, 0], full[field][:, -1], atol=1e-5, rtol=1e-4)
 
 
 def test_absolute_model_refuses_rows_past_its_context():
