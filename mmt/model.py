@@ -11,6 +11,12 @@ layer, keys stored already rotated, new rows written in place. x-transformers' o
 cache concatenates the cache with the new keys and re-applies the rotary rotation to
 every cached key at every step, so its step time grows with the cache; here a step
 costs the new row's projections plus one attention read over the cache.
+
+`decode` reads the decoder's layers (`layers`, `layer_types`, each block's projections,
+`rotary_pos_emb.inv_freq`, `final_norm`): more of x-transformers than its public
+exports. Two guards keep that from breaking silently: the constructor checks the layer
+layout and says clearly when it is not the plain pre-norm one `decode` implements, and
+the tests compare `decode` with `forward` for every position embedding.
 """
 
 from __future__ import annotations
@@ -21,8 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from x_transformers import Decoder
-from x_transformers.x_transformers import Attention, FeedForward, LayerNorm, Residual, apply_rotary_pos_emb
+from x_transformers import Attention, Decoder, FeedForward
 
 from mmt.constants import FIELDS
 from mmt.encoding import Encoding
@@ -113,12 +118,14 @@ class MusicTransformer(nn.Module):
         if tuple(decoder.layer_types) != expected:
             problems.append(f"layer types {tuple(decoder.layer_types)}")
         for (norms, block, residual), kind in zip(decoder.layers, decoder.layer_types):
-            if not isinstance(norms[0], LayerNorm) or any(n is not None for n in norms[1:]):
-                problems.append("norms other than one pre-norm LayerNorm")
-            if type(residual) is not Residual or residual.residual_scale is not None:
+            if norms[0] is None or any(n is not None for n in norms[1:]):
+                problems.append("norms other than one pre-norm")
+            if type(residual).__name__ != "Residual" or getattr(residual, "residual_scale", None) is not None:
                 problems.append(f"residual {type(residual).__name__}")
             if not isinstance(block, Attention if kind == "a" else FeedForward):
                 problems.append(f"block {type(block).__name__}")
+        if decoder.rotary_pos_emb is not None and getattr(decoder.rotary_pos_emb, "scale", None) is not None:
+            problems.append("xpos rotary scaling")
         if problems:
             raise RuntimeError(
                 "this x-transformers Decoder is not the plain pre-norm layout that MusicTransformer.decode "
@@ -191,14 +198,14 @@ class MusicTransformer(nn.Module):
             raise ValueError(f"the cache holds {cache.capacity} rows; {start} cached plus {n} new do not fit")
         x = self.embed(codes, offset=start)
         positions = torch.arange(start, start + n, device=codes.device)
-        freqs = None if self.decoder.rotary_pos_emb is None else self.decoder.rotary_pos_emb(positions)[0]
+        angles = self._rotary_angles(positions)
         # new row i sees cached rows and new rows up to itself
         causal = None if n == 1 else positions[:, None] >= torch.arange(start + n, device=codes.device)
         attention_index = 0
         for (norms, block, _), kind in zip(self.decoder.layers, self.decoder.layer_types):
             h = norms[0](x)
             if kind == "a":
-                h = self._attend_cached(block, h, cache, attention_index, freqs, causal)
+                h = self._attend_cached(block, h, cache, attention_index, angles, causal)
                 attention_index += 1
             else:
                 h = block(h)
@@ -207,8 +214,15 @@ class MusicTransformer(nn.Module):
         x = self.decoder.final_norm(x)
         return [head(x) for head in self.heads]
 
+    def _rotary_angles(self, positions: Tensor) -> Tensor | None:
+        """Rotary angles (n, rotary_dim) of `positions`, each pair's angle repeated; None without rotary."""
+        rotary = self.decoder.rotary_pos_emb
+        if rotary is None:
+            return None
+        return (positions[:, None].float() * rotary.inv_freq).repeat_interleave(2, dim=-1)
+
     @staticmethod
-    def _attend_cached(block: Attention, x: Tensor, cache: KVCache, layer: int, freqs: Tensor | None,
+    def _attend_cached(block: Attention, x: Tensor, cache: KVCache, layer: int, angles: Tensor | None,
                        causal: Tensor | None) -> Tensor:
         """One attention block over the cache plus the new rows `x` (B, n, dim), writing their keys/values."""
         batch, n, _ = x.shape
@@ -218,8 +232,8 @@ class MusicTransformer(nn.Module):
             return t.view(batch, n, block.heads, -1).transpose(1, 2)
 
         q, k, v = split(block.to_q(x)), split(block.to_k(x)), split(block.to_v(x))
-        if freqs is not None:
-            q, k = apply_rotary_pos_emb(q, freqs), apply_rotary_pos_emb(k, freqs)
+        if angles is not None:
+            q, k = rotate(q, angles), rotate(k, angles)
         cache.keys[layer, :, :, start:end] = k
         cache.values[layer, :, :, start:end] = v
         out = F.scaled_dot_product_attention(q, cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end],
@@ -238,11 +252,9 @@ class MusicTransformer(nn.Module):
             raise ValueError(f"cannot drop rows {keep_first}..{keep_first + drop - 1} of {end} cached rows")
         moved = slice(keep_first + drop, end)
         keys = cache.keys[..., moved, :]
-        if self.decoder.rotary_pos_emb is not None:
-            n = end - keep_first - drop
-            back = torch.full((n,), -drop, device=keys.device)
-            freqs = self.decoder.rotary_pos_emb(back)[0]
-            keys = apply_rotary_pos_emb(keys.flatten(0, 1), freqs).view_as(keys)
+        angles = self._rotary_angles(torch.full((1,), -drop, device=keys.device))
+        if angles is not None:
+            keys = rotate(keys, angles)
         cache.keys[..., keep_first:end - drop, :] = keys.clone()
         cache.values[..., keep_first:end - drop, :] = cache.values[..., moved, :].clone()
         cache.length = end - drop
@@ -259,6 +271,22 @@ class MusicTransformer(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def rotate(t: Tensor, angles: Tensor) -> Tensor:
+    """Rotary position embedding (Su et al., "RoFormer", 2021) of the first dims of `t`.
+
+    For each pair (x[2i], x[2i+1]) of the first `angles.shape[-1]` dims, with angle a:
+    (x[2i] cos a - x[2i+1] sin a, x[2i+1] cos a + x[2i] sin a); later dims are kept.
+    Pairs are adjacent dims, as x-transformers lays them out. `angles` (n, d) broadcasts
+    over the leading dims of `t` (..., n, dim_head).
+    """
+    d = angles.shape[-1]
+    head, tail = t[..., :d], t[..., d:]
+    pairs = head.unflatten(-1, (-1, 2))
+    swapped = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    rotated = head * angles.cos().to(t.dtype) + swapped * angles.sin().to(t.dtype)
+    return torch.cat((rotated, tail), dim=-1)
 
 
 def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

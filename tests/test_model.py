@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mmt import Encoding
-from mmt.model import ModelConfig, MusicTransformer, compute_loss
+from mmt.model import ModelConfig, MusicTransformer, compute_loss, rotate
 
 
 @pytest.mark.parametrize("pos_emb", ["absolute", "rotary", "none"])
@@ -151,3 +153,11 @@ def test_shipped_configs_parameter_counts(name, expected):
     assert MusicTransformer(config.model, Encoding()).n_parameters() == expected
     assert expected == 20_724_472 - (0 if config.model.pos_emb == "absolute" else 1024 * 512)
 
+
+
+def test_rotate_turns_each_pair_of_the_first_dims_by_its_angle():
+    t = torch.tensor([[1.0, 0.0, 3.0, 4.0, 5.0]])
+    angles = torch.tensor([[math.pi / 2, math.pi / 2, math.pi, math.pi]])
+    torch.testing.assert_close(rotate(t, angles), torch.tensor([[0.0, 1.0, -3.0, -4.0, 5.0]]))
+    back = rotate(rotate(t, angles), -angles)
+    torch.testing.assert_close(back, t)
