@@ -13,7 +13,7 @@
   (ids of the ok files), `encoding.json` and `prepare.json` (the settings).
 
 Robustness: a file that cannot be read is recorded as failed with its reason and the
-run goes on; each finished file is appended at once to a journal
+run goes on, also when it kills its worker process (see `_convert_in_workers`); each finished file is appended at once to a journal
 (`records/<all|shard-I-of-N>.jsonl`), so a run killed at any point resumes where it
 stopped; every file is written atomically and the index files are only rewritten when
 their content changes, so a second run over a finished OUT does no work and changes no
@@ -391,6 +391,10 @@ def _load_records_file(path: Path) -> list[dict]:
     return _read_journal(path) if path.is_file() else []
 
 
+WORKER_DIED = "the worker process died while reading it (killed by the OS, e.g. out of memory, or a crash in a reader)"
+TASKS_PER_POOL = 100  # files per worker before the pool is renewed (readers' caches would grow)
+
+
 def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
     """Convert `todo`, appending each record to the journal as soon as it is known."""
     from tqdm import tqdm
@@ -399,9 +403,8 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
     bar = tqdm(total=total, initial=total - len(todo), desc=f"prepare {dataset}", unit="file",
                disable=not progress, dynamic_ncols=True)
     bar.set_postfix(counts, refresh=False)
-    pool = multiprocessing.get_context("fork").Pool(jobs, maxtasksperchild=100) if jobs > 1 else None
     try:
-        results = pool.imap_unordered(convert, todo, chunksize=1) if pool else map(convert, todo)
+        results = _convert_in_workers(convert, todo, jobs) if jobs > 1 else map(convert, todo)
         with open(journal_path, "a", encoding="utf-8") as journal:
             for record in results:
                 journal.write(json.dumps(record) + "\n")
@@ -410,13 +413,57 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
                 counts[record["status"]] += 1
                 bar.set_postfix(counts, refresh=False)
                 bar.update()
-        if pool:
-            pool.close()
-            pool.join()
     finally:
-        if pool:
-            pool.terminate()
         bar.close()
+
+
+def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
+    """Records of `todo` converted by `jobs` forked workers, in the order they finish.
+
+    At most `2 * jobs` files are in flight, so when a worker dies (the OS kills it, or a
+    reader crashes the interpreter) only those are suspects: each is converted again
+    alone in a fresh process, and the one whose process dies again is recorded as failed
+    (`WORKER_DIED`); then the run goes on with a new pool. A pool is renewed every
+    `TASKS_PER_POOL * jobs` files.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    context = multiprocessing.get_context("fork")
+    queue = list(reversed(todo))  # pop() from the end takes them in order
+    while queue:
+        suspects: list[Source] = []
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            running: dict = {}
+            budget = TASKS_PER_POOL * jobs
+            while (queue and budget) or running:
+                while queue and budget and len(running) < 2 * jobs:
+                    source = queue.pop()
+                    running[pool.submit(convert, source)] = source
+                    budget -= 1
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                try:
+                    for future in finished:
+                        record = future.result()
+                        del running[future]
+                        yield record
+                except BrokenProcessPool:
+                    suspects = list(running.values())
+                    break
+        for source in suspects:
+            yield _convert_alone(convert, source, context)
+
+
+def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -> dict:
+    """Convert one file in a fresh process; a failed record if that process dies too."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            return pool.submit(convert, source).result()
+    except BrokenProcessPool:
+        return _record(source, FAILED, WORKER_DIED)
 
 
 def _write_index(sources: list[Source], out: Path) -> int:

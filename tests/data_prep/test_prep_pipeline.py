@@ -137,6 +137,40 @@ def test_two_jobs_give_the_same_outputs_as_one(tmp_path):
     assert output_files(tmp_path / "j2") == output_files(tmp_path / "j1")
 
 
+def test_a_worker_killed_by_the_os_fails_its_file_and_the_run_goes_on(tmp_path, monkeypatch):
+    import os
+    import signal
+    import threading
+
+    from data_prep import pipeline
+
+    read = pipeline.read_music
+
+    def read_or_die(path):
+        if "crash" in Path(path).name:
+            os.kill(os.getpid(), signal.SIGKILL)  # as the OS kills a worker out of memory
+        return read(path)
+
+    monkeypatch.setattr(pipeline, "read_music", read_or_die)  # forked workers inherit it
+    monkeypatch.setattr(pipeline, "TASKS_PER_POOL", 2)  # renew pools often, too
+    src = tmp_path / "src"
+    for i in range(9):
+        write_song(src / f"song{i}.mid", i)
+    write_song(src / "crash.mid", 20)
+    out = tmp_path / "out"
+    summary = []
+    worker = threading.Thread(target=lambda: summary.append(run(src, out, jobs=2)), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the run hung after a worker died"
+    assert summary[0].counts == {"ok": 9, "skipped": 0, "failed": 1}
+    records = {r["source"]: (r["status"], r["reason"]) for r in manifest_lines(out)}
+    assert records["crash.mid"] == ("failed", pipeline.WORKER_DIED)
+    assert {records[f"song{i}.mid"] for i in range(9)} == {("ok", "")}
+    assert sorted(p.name for p in (out / "notes").iterdir()) == sorted(f"{r['id']}.npy" for r in manifest_lines(out)
+                                                                       if r["status"] == "ok")
+
+
 def test_shards_merge_into_the_outputs_of_one_run(tmp_path):
     src = mixed_tree(tmp_path / "src")
     whole = run(src, tmp_path / "whole")
