@@ -29,9 +29,10 @@ class MusicReadError(ValueError):
 def read_music(path: str | os.PathLike) -> muspy.Music:
     """Read a MIDI, MusicXML/mxl, kern or abc file into a `muspy.Music`.
 
-    MIDI is read by muspy; MusicXML, kern and abc through music21 (the first piece of a
-    multi-piece abc file), because muspy's MusicXML reader keeps MusicXML's 1-based
-    programs. Raises FileNotFoundError or `MusicReadError` naming the file.
+    MIDI is read by muspy (after `fix_zero_length_notes`); MusicXML, kern and abc through
+    music21 (the first piece of a multi-piece abc file), because muspy's MusicXML reader
+    keeps MusicXML's 1-based programs. Raises FileNotFoundError or `MusicReadError`
+    naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -43,7 +44,7 @@ def read_music(path: str | os.PathLike) -> muspy.Music:
         raise MusicReadError(f"{path}: empty file")
     try:
         if suffix in MIDI_SUFFIXES:
-            music = muspy.read_midi(path)
+            music = _read_midi(path)
         else:
             music = _read_with_music21(path)
     except MusicReadError:
@@ -51,6 +52,69 @@ def read_music(path: str | os.PathLike) -> muspy.Music:
     except Exception as error:  # parsers raise anything from KeyError to EOFError
         raise MusicReadError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
     return music
+
+
+def _read_midi(path: Path) -> muspy.Music:
+    import mido
+
+    midi = mido.MidiFile(filename=str(path))
+    for track in midi.tracks:
+        fix_zero_length_notes(track)
+    music = muspy.from_mido(midi)
+    music.metadata.source_filename = path.name
+    return music
+
+
+def _is_note_off(message) -> bool:
+    return message.type == "note_off" or (message.type == "note_on" and message.velocity == 0)
+
+
+def fix_zero_length_notes(track) -> int:
+    """Put each zero-length note's note-off after its note-on, in place; returns how many.
+
+    Some writers (pretty_midi among them) write a note that starts and ends at the same
+    tick as note-off then note-on. A reader then sees a note-off with no sounding note
+    (ignored) and a note-on that nothing ends, so the note lasts to the end of the
+    track. Here such a note-off (no note of that channel and pitch sounding) moves after
+    the note-on of the same channel and pitch at the same tick, so the note is read with
+    duration 0 (the encoding makes that one tick). `track` is a `mido.MidiTrack`.
+    """
+    ticks, tick = [], 0
+    for message in track:
+        tick += message.time
+        ticks.append(tick)
+    messages = list(track)
+    sounding: dict[tuple[int, int], int] = {}
+    moved = 0
+    i = 0
+    while i < len(messages):
+        message = messages[i]
+        if message.type not in ("note_on", "note_off"):
+            i += 1
+            continue
+        key = (message.channel, message.note)
+        if not _is_note_off(message):
+            sounding[key] = sounding.get(key, 0) + 1
+        elif sounding.get(key, 0) > 0:
+            sounding[key] -= 1
+        else:
+            j = i + 1
+            while j < len(messages) and ticks[j] == ticks[i] and not (
+                    messages[j].type == "note_on" and messages[j].velocity > 0
+                    and (messages[j].channel, messages[j].note) == key):
+                j += 1
+            if j < len(messages) and ticks[j] == ticks[i]:
+                messages.insert(j, messages.pop(i))  # now after its note-on
+                moved += 1
+                continue  # messages[i] is the next message now
+        i += 1
+    if moved:
+        previous = 0
+        for k, (message, tick) in enumerate(zip(messages, ticks)):  # ticks are unchanged per slot
+            messages[k] = message.copy(time=tick - previous)
+            previous = tick
+        track[:] = messages
+    return moved
 
 
 def _read_with_music21(path: Path) -> muspy.Music:

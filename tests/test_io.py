@@ -46,6 +46,35 @@ def test_off_grid_onsets_and_durations_snap(tmp_path, encoding):
     assert note_set(decode(codes, encoding)) == [(3, 60, 12, 0, False), (14, 62, 16, 0, False)]
 
 
+def test_zero_length_notes_from_pretty_midi_stay_zero_length(tmp_path):
+    # pretty_midi writes a zero-length note as note-off then note-on at the same tick
+    write_pretty_midi(tmp_path / "z.mid", [(0, False, [(1, 60, 0), (2, 62, 1), (2, 60, 0), (3, 60, 1), (4, 60, 0)])])
+    notes = [(n.time, n.pitch, n.duration) for n in read_music(tmp_path / "z.mid").tracks[0].notes]
+    assert sorted(notes) == [(480, 60, 0), (960, 60, 0), (960, 62, 480), (1440, 60, 480), (1920, 60, 0)]
+
+
+def test_fix_zero_length_notes_moves_only_orphan_note_offs():
+    import mido
+
+    from mmt.io import fix_zero_length_notes
+
+    track = mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=80, time=0),
+        mido.Message("note_off", note=60, time=10),  # ends the sounding 60: kept
+        mido.Message("note_on", note=60, velocity=80, time=0),  # a repeat of 60 at tick 10
+        mido.Message("note_off", note=64, time=5),  # 64 is not sounding: a zero-length 64 ...
+        mido.Message("note_on", note=62, velocity=80, time=0),
+        mido.Message("note_on", note=64, velocity=80, time=0),  # ... starting at the same tick 15
+        mido.Message("note_off", note=67, time=5),  # a stray note-off, no note-on: kept in place
+        mido.Message("note_off", note=60, time=0),
+        mido.Message("note_off", note=62, time=0),
+    ])
+    assert fix_zero_length_notes(track) == 1
+    assert [(m.type, m.note, m.time) for m in track] == [
+        ("note_on", 60, 0), ("note_off", 60, 10), ("note_on", 60, 0), ("note_on", 62, 5), ("note_on", 64, 0),
+        ("note_off", 64, 0), ("note_off", 67, 5), ("note_off", 60, 0), ("note_off", 62, 0)]
+
+
 def test_write_midi_then_read_back(tmp_path, encoding):
     codes = encode(muspy.Music(resolution=12, tracks=[muspy.Track(program=73, notes=[muspy.Note(6, 70, 18)])]), encoding)
     path = write_midi(tmp_path / "out.mid", decode(codes, encoding))
