@@ -14,9 +14,10 @@ costs the new row's projections plus one attention read over the cache.
 
 `decode` reads the decoder's layers (`layers`, `layer_types`, each block's projections,
 `rotary_pos_emb.inv_freq`, `final_norm`): more of x-transformers than its public
-exports. Two guards keep that from breaking silently: the constructor checks the layer
-layout and says clearly when it is not the plain pre-norm one `decode` implements, and
-the tests compare `decode` with `forward` for every position embedding.
+exports. Two guards keep that from breaking silently: `new_cache` checks the layer
+layout and says clearly when it is not the plain pre-norm one `decode` implements
+(training and analysis do not depend on it), and the tests compare `decode` with
+`forward` for every position embedding.
 """
 
 from __future__ import annotations
@@ -108,7 +109,6 @@ class MusicTransformer(nn.Module):
             rotary_pos_emb=config.pos_emb == "rotary",
         )
         self.heads = nn.ModuleList(nn.Linear(config.dim, n_tokens[name]) for name in FIELDS)
-        self._check_decoder_layout()
 
     def _check_decoder_layout(self) -> None:
         """`decode` re-implements the decoder's step for its plain pre-norm layout; make sure it is that."""
@@ -169,6 +169,7 @@ class MusicTransformer(nn.Module):
         """An empty `KVCache` for `batch` sequences of up to `capacity` rows."""
         if batch < 1 or capacity < 1:
             raise ValueError(f"batch and capacity must be >= 1, got {batch} and {capacity}")
+        self._check_decoder_layout()
         first = self.decoder.layers[0][1]
         dim_head = first.to_q.out_features // first.heads
         parameter = next(self.parameters())

@@ -161,3 +161,19 @@ def test_rotate_turns_each_pair_of_the_first_dims_by_its_angle():
     torch.testing.assert_close(rotate(t, angles), torch.tensor([[0.0, 1.0, -3.0, -4.0, 5.0]]))
     back = rotate(rotate(t, angles), -angles)
     torch.testing.assert_close(back, t)
+
+
+@pytest.mark.parametrize("options, problem", [
+    ({"scale_residual": True}, "residual Residual"),
+    ({"sandwich_norm": True}, "norms other than one pre-norm"),
+    ({"macaron": True}, "layer types ('f', 'a', 'f')"),
+])
+def test_decode_refuses_a_decoder_layout_it_does_not_implement(options, problem):
+    from x_transformers import Decoder
+
+    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=4, max_seq_len=16, pos_emb="none"), Encoding()).eval()
+    model.decoder = Decoder(dim=32, depth=1, heads=4, **options)
+    model(torch.ones(1, 3, 6, dtype=torch.long))  # the full forward pass does not need the layout
+    with pytest.raises(RuntimeError, match="not the plain pre-norm layout") as error:
+        model.new_cache(1, 4)
+    assert problem in str(error.value)
