@@ -1,6 +1,6 @@
 """Dataset readers and the shared preparation pipeline behind `mmt prepare`.
 
-Each reader module (`lmd`, `sod`, `pop1k7`, `music21_corpus`, `folder`) only lists a
+Each reader module (`lmd`, `sod`, `pop1k7`, `music21_corpus`, `music21_tunes`, `folder`) only lists a
 dataset's files as `Source`s (relative path, id, split); `pipeline.prepare` reads,
 cleans, filters and writes them, the same way for every dataset. Modules load on first
 use, so `import data_prep` stays light.
@@ -14,7 +14,8 @@ import os
 from data_prep.filters import Filters, PrepareError
 
 # dataset name (the CLI's DATASET) -> reader module
-READERS = {"lmd": "lmd", "sod": "sod", "pop1k7": "pop1k7", "music21": "music21_corpus", "folder": "folder"}
+READERS = {"lmd": "lmd", "sod": "sod", "pop1k7": "pop1k7", "music21": "music21_corpus",
+           "music21-tunes": "music21_tunes", "folder": "folder"}
 DATASETS = tuple(READERS)
 
 

@@ -159,7 +159,7 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"file too large ({size / 2**20:.1f} MiB > {filters.max_file_mb:g} MiB)")
     try:
         with _time_limit(filters.timeout_s):
-            music = read_music(path)
+            music = read_music(path, source.piece)
             notes = clean_notes(notes_from_music(music, encoding.resolution))
     except _Timeout:
         return _record(source, FAILED, f"timed out after {filters.timeout_s:g} s")

@@ -6,6 +6,7 @@ A reader only lists files; reading, cleaning, filtering and writing happen once,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -26,6 +27,7 @@ class Source:
         id: the name of its notes file (`notes/<id>.npy`); unique among a listing's ok files.
         split: "train", "valid" or "test".
         skip: a reason to record it as skipped without reading it (a duplicate, not music), or "".
+        piece: which piece of a file holding several (0-based; abc tunes), as `read_music` takes it.
     """
 
     rel: str
@@ -33,6 +35,7 @@ class Source:
     id: str
     split: str
     skip: str = ""
+    piece: int = 0
 
 
 def digest(text: str, salt: str = "") -> int:
@@ -100,7 +103,7 @@ def make_unique(sources: list[Source]) -> list[Source]:
     for source in sources:
         if not source.skip and counts[source.id] > 1:
             suffix = hashlib.sha256(source.rel.encode("utf-8")).hexdigest()[:12]
-            source = Source(source.rel, source.path, f"{source.id[:80]}-{suffix}", source.split)
+            source = dataclasses.replace(source, id=f"{source.id[:80]}-{suffix}")
         out.append(source)
     return out
 

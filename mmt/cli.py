@@ -201,7 +201,7 @@ def _add_prepare(sub) -> None:
         "finished one.",
     )
     p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("src", help="the dataset's folder (music21: '-' for the corpus bundled with music21)")
+    p.add_argument("src", help="the dataset's folder (music21, music21-tunes: '-' for the corpus bundled with music21)")
     p.add_argument("out", help="the prepared directory to write (or resume)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--shard", metavar="I/N", help="prepare only shard I of N (1-based); merge shards by "

@@ -26,13 +26,14 @@ class MusicReadError(ValueError):
     """A music file could not be read; the message names the file and the reason."""
 
 
-def read_music(path: str | os.PathLike) -> muspy.Music:
+def read_music(path: str | os.PathLike, piece: int = 0) -> muspy.Music:
     """Read a MIDI, MusicXML/mxl, kern or abc file into a `muspy.Music`.
 
     MIDI is read by muspy (after `fix_zero_length_notes`); MusicXML, kern and abc through
-    music21 (the first piece of a multi-piece abc file), because muspy's MusicXML reader
-    keeps MusicXML's 1-based programs. Raises FileNotFoundError or `MusicReadError`
-    naming the file.
+    music21, because muspy's MusicXML reader keeps MusicXML's 1-based programs. An abc
+    file may hold many tunes: `piece` picks one (0-based, in file order; see
+    `abc_tunes`), and only that tune is parsed. Other formats hold one piece (0).
+    Raises FileNotFoundError or `MusicReadError` naming the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -43,8 +44,12 @@ def read_music(path: str | os.PathLike) -> muspy.Music:
     if path.stat().st_size == 0:
         raise MusicReadError(f"{path}: empty file")
     try:
+        if piece and suffix != ".abc":
+            raise MusicReadError(f"{path}: holds one piece, so there is no piece {piece + 1}")
         if suffix in MIDI_SUFFIXES:
             music = _read_midi(path)
+        elif suffix == ".abc":
+            music = _read_abc(path, piece)
         else:
             music = _read_with_music21(path)
     except MusicReadError:
@@ -117,10 +122,48 @@ def fix_zero_length_notes(track) -> int:
     return moved
 
 
+def abc_tunes(text: str) -> list[str]:
+    """The tunes of an abc file's text, each with the file header (lines before the first "X:").
+
+    A tune starts at a line beginning "X:" (its reference number) and runs to the next
+    one. Text with no "X:" line is one tune.
+    """
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("X:")]
+    if not starts:
+        return [text]
+    header = "".join(lines[:starts[0]])
+    return [header + "".join(lines[a:b]) for a, b in zip(starts, starts[1:] + [len(lines)])]
+
+
+def _abc_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def abc_tune_count(path: str | os.PathLike) -> int:
+    """How many tunes (pieces for `read_music`) an abc file holds."""
+    return len(abc_tunes(_abc_text(Path(path))))
+
+
+def _read_abc(path: Path, piece: int) -> muspy.Music:
+    import music21
+
+    tunes = abc_tunes(_abc_text(path))
+    if not 0 <= piece < len(tunes):
+        raise MusicReadError(f"{path}: holds {len(tunes)} tunes, so there is no piece {piece + 1}")
+    return _music_from_parsed(path, music21.converter.parse(tunes[piece], format="abc"))
+
+
 def _read_with_music21(path: Path) -> muspy.Music:
     import music21
 
-    parsed = music21.converter.parse(str(path))
+    return _music_from_parsed(path, music21.converter.parse(str(path)))
+
+
+def _music_from_parsed(path: Path, parsed) -> muspy.Music:
+    """A parsed music21 stream (its first score when it is an opus) as `muspy.Music`."""
+    import music21
+
     if isinstance(parsed, music21.stream.Opus):
         scores = list(parsed.scores)
         if not scores:

@@ -10,6 +10,7 @@ import pytest
 
 from conftest import write_pretty_midi
 from mmt import MusicReadError, decode, encode, read_music, write_csv, write_midi, write_musicxml, write_pianoroll_png
+from mmt.io import abc_tune_count, abc_tunes
 
 GRID_TRACKS = [
     (0, False, [(0, 60, 1), (1, 64, 0.5), (1.5, 67, 2), (4, 72, 4)]),        # piano
@@ -101,6 +102,37 @@ def test_read_kern_and_abc(tmp_path):
     abc = tmp_path / "tune.abc"
     abc.write_text("X:1\nT:Test\nM:4/4\nL:1/4\nK:C\nC D E F|G4|]\n")
     assert [n.pitch for n in read_music(abc).tracks[0].notes] == [60, 62, 64, 65, 67]
+
+
+THREE_TUNES = ("%abc-2.1\nA:a header line\n\n"
+               "X:1\nT:One\nM:4/4\nL:1/4\nK:C\nC D E F|G4|]\n\n"
+               "X:7\nT:Two\nM:3/4\nL:1/4\nK:G\nG A B|d3|]\n\n"
+               "X:8\nT:Three\nM:2/4\nL:1/8\nK:C\nc2 e2|g4|]\n")
+
+
+def test_abc_tunes_split_a_file_and_keep_its_header():
+    tunes = abc_tunes(THREE_TUNES)
+    assert [t.splitlines()[2:4] for t in tunes] == [["", "X:1"], ["", "X:7"], ["", "X:8"]]
+    assert all(t.startswith("%abc-2.1\nA:a header line\n") for t in tunes)
+    assert abc_tunes("T:No reference\nK:C\nCDE|]\n") == ["T:No reference\nK:C\nCDE|]\n"]
+
+
+def test_read_music_reads_one_tune_of_a_many_tune_abc_file(tmp_path):
+    path = tmp_path / "three.abc"
+    path.write_text(THREE_TUNES)
+    assert abc_tune_count(path) == 3
+    pieces = [read_music(path, piece) for piece in range(3)]
+    assert [[(n.time, n.pitch, n.duration) for n in m.tracks[0].notes] for m in pieces] == [
+        [(0, 60, 24), (24, 62, 24), (48, 64, 24), (72, 65, 24), (96, 67, 96)],
+        [(0, 67, 24), (24, 69, 24), (48, 71, 24), (72, 74, 72)],  # K:G: B and d as written, no sharps
+        [(0, 72, 24), (24, 76, 24), (48, 79, 48)],
+    ]
+    assert read_music(path).tracks[0].notes == pieces[0].tracks[0].notes
+    with pytest.raises(MusicReadError, match="three.abc: holds 3 tunes, so there is no piece 4"):
+        read_music(path, 3)
+    write_pretty_midi(tmp_path / "one.mid", [(0, False, [(0, 60, 1)])])
+    with pytest.raises(MusicReadError, match="one.mid: holds one piece, so there is no piece 2"):
+        read_music(tmp_path / "one.mid", 1)
 
 
 def test_read_errors_name_the_file(tmp_path):

@@ -185,6 +185,32 @@ def test_music21_corpus_copy(tmp_path):
     assert notes[:3].tolist() == [[0, 0, 57, 6, 53], [0, 0, 64, 12, 53], [0, 0, 73, 6, 53]]
 
 
+def test_music21_tunes_lists_and_prepares_every_tune(tmp_path):
+    corpus = tmp_path / "corpus"
+    copy_corpus_files(["bach/bwv66.6.mxl"], corpus)
+    (corpus / "folk").mkdir()
+    body = "CDEF GABc|" * 4 + "]\n"
+    (corpus / "folk" / "book.abc").write_text("".join(f"X:{x}\nT:Tune {x}\nM:4/4\nL:1/8\nK:C\n"
+                                                      + body.replace("C", "^C", x - 1) for x in (1, 2, 3)))
+    assert [(s.rel, s.id, s.piece) for s in list_sources("music21", corpus)] == [
+        ("bach/bwv66.6.mxl", "bach__bwv66.6.mxl", 0), ("folk/book.abc", "folk__book.abc", 0)]
+    sources = list_sources("music21-tunes", corpus)
+    assert [(s.rel, s.id, s.piece, s.split) for s in sources] == [
+        ("bach/bwv66.6.mxl", "bach__bwv66.6.mxl", 0, hash_split("bach/bwv66.6.mxl")),
+        ("folk/book.abc", "folk__book.abc", 0, hash_split("folk/book.abc")),
+        ("folk/book.abc#2", "folk__book.abc_2", 1, hash_split("folk/book.abc#2")),
+        ("folk/book.abc#3", "folk__book.abc_3", 2, hash_split("folk/book.abc#3")),
+    ]
+    out = tmp_path / "out"
+    summary = run("music21-tunes", corpus, out)
+    assert summary.counts == {"ok": 4, "skipped": 0, "failed": 0}
+    first_pitches = [np.load(out / "notes" / f"{name}.npy")[:3, 2].tolist()
+                     for name in ("folk__book.abc", "folk__book.abc_2", "folk__book.abc_3")]
+    assert first_pitches == [[60, 62, 64], [61, 62, 64], [61, 62, 64]]  # tune x sharpens its first x - 1 Cs
+    assert [np.load(out / "notes" / f"{name}.npy")[:, 2].tolist().count(61)
+            for name in ("folk__book.abc", "folk__book.abc_2", "folk__book.abc_3")] == [0, 1, 2]
+
+
 def test_music21_bundled_listing():
     """`-` lists music21's own corpus (music21 10.5): every file, .rntxt analyses skipped."""
     import music21
@@ -204,6 +230,13 @@ def test_music21_bundled_listing():
     # the same listing as walking a copy of the corpus folder
     walked = list_sources("music21", corpus_root())
     assert [(s.rel, s.id, s.split, s.skip) for s in walked] == [(s.rel, s.id, s.split, s.skip) for s in sources]
+    # every tune: 86 abc files hold 12,978 tunes, 11,832 more pieces than files
+    tunes = list_sources("music21-tunes", "-")
+    assert len(tunes) == 3194 + 11832 == 15026
+    assert len({s.id for s in tunes}) == len(tunes)
+    assert collections.Counter(s.piece > 0 for s in tunes)[True] == 11832
+    assert [(s.rel, s.piece) for s in tunes if s.rel.startswith("essenFolksong/altdeu10.abc")][:3] == [
+        ("essenFolksong/altdeu10.abc", 0), ("essenFolksong/altdeu10.abc#10", 9), ("essenFolksong/altdeu10.abc#100", 99)]
 
 
 # ---------------------------------------------------------------------- folder, splits, ids
