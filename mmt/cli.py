@@ -364,7 +364,7 @@ def _add_demo(sub) -> None:
     p.add_argument("--model", help="a checkpoint directory instead of the bundled model")
     p.add_argument("--train", action="store_true",
                    help="prepare the whole corpus and train configs/music21-small.yaml from scratch first "
-                   "(about an hour on two CPU cores)")
+                   "(about half an hour on two CPU cores)")
     p.add_argument("-n", "--samples", type=int, default=d.n_samples, help=f"samples per mode (default: {d.n_samples})")
     p.add_argument("--eval-pieces", type=int, default=d.n_eval,
                    help=f"test pieces evaluated (default: {d.n_eval})")

@@ -3,7 +3,7 @@
 Steps (each one resumable: a second run reuses what the first one wrote):
 
 1. prepare: `mmt prepare music21 - DATA` for the test split only, at most
-   `prepare_limit` files (the full corpus takes about half an hour on two cores; the
+   `prepare_limit` files (the full corpus takes about 6.5 minutes on two cores; the
    bundled model is already trained). With `train=True` the whole corpus is prepared.
 2. model: the bundled `models/music21-small/` (or, with `train=True`, a model trained
    from scratch with `configs/music21-small.yaml` into OUT/train/).
