@@ -361,10 +361,12 @@ def _add_demo(sub) -> None:
     )
     p.add_argument("--out", default=str(d.out), help=f"output folder (default: {d.out})")
     p.add_argument("--data", default=str(d.data), help=f"prepared corpus folder (default: {d.data})")
+    p.add_argument("--train-data", default=str(d.train_data),
+                   help=f"with --train, the folder for the whole corpus, every tune (default: {d.train_data})")
     p.add_argument("--model", help="a checkpoint directory instead of the bundled model")
     p.add_argument("--train", action="store_true",
-                   help="prepare the whole corpus and train configs/music21-small.yaml from scratch first "
-                   "(about half an hour on two CPU cores)")
+                   help="prepare the whole corpus (music21-tunes) and train configs/music21-small.yaml from "
+                   "scratch first (about 40 minutes on two CPU cores)")
     p.add_argument("-n", "--samples", type=int, default=d.n_samples, help=f"samples per mode (default: {d.n_samples})")
     p.add_argument("--eval-pieces", type=int, default=d.n_eval,
                    help=f"test pieces evaluated (default: {d.n_eval})")
@@ -378,7 +380,7 @@ def _add_demo(sub) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mmt.demo import DemoConfig, DemoError, run_demo
 
-    config = DemoConfig(out=Path(args.out), data=Path(args.data), model=Path(args.model) if args.model else None,
+    config = DemoConfig(out=Path(args.out), data=Path(args.data), train_data=Path(args.train_data), model=Path(args.model) if args.model else None,
                         train=args.train, n_samples=args.samples, n_eval=args.eval_pieces, seed=args.seed,
                         jobs=args.jobs, audio=not args.no_audio, device=args.device)
     try:

@@ -3,10 +3,12 @@
 Steps (each one resumable: a second run reuses what the first one wrote):
 
 1. prepare: `mmt prepare music21 - DATA` for the test split only, at most
-   `prepare_limit` files (the full corpus takes about 6.5 minutes on two cores; the
-   bundled model is already trained). With `train=True` the whole corpus is prepared.
+   `prepare_limit` files (the bundled model is already trained). With `train=True`,
+   also the whole corpus with every tune, `mmt prepare music21-tunes - TRAIN_DATA`
+   (about 11 minutes on two cores). Each music21 piece has the same source, id and split
+   in both listings, so the test pieces are never trained on.
 2. model: the bundled `models/music21-small/` (or, with `train=True`, a model trained
-   from scratch with `configs/music21-small.yaml` into OUT/train/).
+   from scratch with `configs/music21-small.yaml` on TRAIN_DATA into OUT/train/).
 3. samples: `n_samples` songs in each mode: unconditioned; instrument-informed (a string
    quartet: violin, viola, cello, as the encoding has one code per instrument); and the
    continuation of the first 8 bars of the first test piece. MIDI, CSV, piano roll and,
@@ -41,9 +43,10 @@ class DemoConfig:
 
     Attributes:
         out: the output folder (samples/, evaluation/, report/).
-        data: the prepared corpus folder (prepared there when missing).
+        data: the prepared corpus folder (its test split is prepared there when missing).
+        train_data: with `train`, the folder for the whole corpus with every tune.
         model: a checkpoint directory; None: the bundled model (or the trained one).
-        train: train `configs/music21-small.yaml` from scratch first (prepares the whole corpus).
+        train: train `configs/music21-small.yaml` from scratch first (prepares `train_data`).
         prepare_limit: files of the test split prepared when not training.
         n_samples: samples per mode.
         n_eval: test pieces evaluated (ground truth and each mode).
@@ -59,6 +62,7 @@ class DemoConfig:
 
     out: Path = Path("out/demo")
     data: Path = Path("data/music21")
+    train_data: Path = Path("data/music21-tunes")
     model: Path | None = None
     train: bool = False
     prepare_limit: int = 120
@@ -89,14 +93,17 @@ def _step(log: Callable[[str], None], text: str) -> float:
 
 
 def prepare_corpus(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
-    """Prepare the corpus into `config.data`: the test split's first files, or all of it to train."""
+    """Prepare the test split's first files into `config.data` (and, to train, all of `train_data`)."""
     from data_prep import prepare_dataset
 
-    splits, limit = (None, None) if config.train else (("test",), config.prepare_limit)
-    summary = prepare_dataset("music21", "-", config.data, jobs=config.jobs, splits=splits, limit=limit, log=log)
-    counts = summary.counts
-    log(f"{config.data}: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
-        f"({summary.processed} prepared now in {summary.seconds:.0f} s)")
+    runs = [("music21", config.data, ("test",), config.prepare_limit)]
+    if config.train:
+        runs.append(("music21-tunes", config.train_data, None, None))
+    for dataset, data, splits, limit in runs:
+        summary = prepare_dataset(dataset, "-", data, jobs=config.jobs, splits=splits, limit=limit, log=log)
+        counts = summary.counts
+        log(f"{data}: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
+            f"({summary.processed} prepared now in {summary.seconds:.0f} s)")
     if not (config.data / "test.txt").is_file() or not test_ids(config.data):
         raise DemoError(f"{config.data}: no test pieces were prepared; see {config.data / 'manifest.jsonl'}")
     return config.data
@@ -116,7 +123,7 @@ def train_model(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
         raise DemoError(f"{TRAIN_CONFIG}: the training config is missing (run from a clone of the repository)")
     run = config.out / "train"
     resume = (run / "last").is_dir()
-    result = train(load_config(TRAIN_CONFIG), run, data_dir=config.data, resume=resume, device=config.device)
+    result = train(load_config(TRAIN_CONFIG), run, data_dir=config.train_data, resume=resume, device=config.device)
     log(f"trained {result.step} steps, best valid loss {result.best_valid_loss:.4f} at step {result.best_step}")
     return run / "best"
 
@@ -179,7 +186,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     started = time.perf_counter()
     bundled = None if config.train else model_path(config)  # fail before any slow step
     config.out.mkdir(parents=True, exist_ok=True)
-    t = _step(log, "1/5 prepare the music21 corpus" + (" (all of it, to train)" if config.train else " (test split)"))
+    t = _step(log, "1/5 prepare the music21 corpus (test split" + (", and all of it to train)" if config.train else ")"))
     prepare_corpus(config, log)
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, "2/5 model")

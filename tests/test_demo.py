@@ -72,3 +72,29 @@ def test_demo_refuses_bad_settings_before_any_work(tmp_path, capsys):
     assert code == 2
     assert "mmt demo: error: n_samples must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()
+
+
+def test_demo_train_prepares_every_tune_to_train_and_the_test_split_to_evaluate(tmp_path, monkeypatch):
+    import data_prep
+
+    from mmt import demo
+
+    calls = []
+
+    def fake_prepare(dataset, src, out, **kwargs):
+        calls.append((dataset, src, out, kwargs["splits"], kwargs["limit"]))
+        out.mkdir(parents=True)
+        (out / "test.txt").write_text("piece\n")
+        return type("Summary", (), {"counts": {"ok": 1, "skipped": 0, "failed": 0}, "processed": 1, "seconds": 0})()
+
+    monkeypatch.setattr(data_prep, "prepare_dataset", fake_prepare)
+    config = DemoConfig(out=tmp_path / "demo", data=tmp_path / "eval", train_data=tmp_path / "tunes", train=True,
+                        prepare_limit=5)
+    demo.prepare_corpus(config, log=lambda line: None)
+    assert calls == [("music21", "-", tmp_path / "eval", ("test",), 5),
+                     ("music21-tunes", "-", tmp_path / "tunes", None, None)]
+    trained = []
+    monkeypatch.setattr("mmt.training.train", lambda cfg, run, data_dir, **kw: trained.append(data_dir) or
+                        type("Result", (), {"step": 1, "best_valid_loss": 1.0, "best_step": 1})())
+    assert demo.train_model(config, log=lambda line: None) == tmp_path / "demo" / "train" / "best"
+    assert trained == [tmp_path / "tunes"]
