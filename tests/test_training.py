@@ -251,6 +251,39 @@ def test_early_stopping_after_patience_validations_without_improvement(prepared,
     assert more.stopped_early and more.step == 10
 
 
+def test_tensorboard_gets_the_logged_values(prepared, tmp_path, monkeypatch):
+    # tensorboard is optional and not a test dependency: a recording writer stands in for
+    # torch's SummaryWriter, and the values it gets must be those of the CSV logs.
+    from mmt import training
+
+    class Recorder:
+        def __init__(self):
+            self.scalars, self.closed = [], False
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, step, float(value)))
+
+        def close(self):
+            self.closed = True
+
+    recorder, made_in = Recorder(), []
+    monkeypatch.setattr(training, "_tensorboard_writer", lambda log_dir: made_in.append(log_dir) or recorder)
+    config = tiny_config(prepared, max_steps=8, tensorboard=True)
+    train(load_config(write_config(tmp_path / "tiny.yaml", config)), tmp_path / "run", progress=False)
+    assert made_in == [tmp_path / "run" / "tensorboard"] and recorder.closed
+    by_tag: dict[str, dict[int, float]] = {}
+    for tag, step, value in recorder.scalars:
+        by_tag.setdefault(tag, {})[step] = value
+    assert sorted(by_tag) == sorted(["train/loss", "train/lr", "train/tokens_per_s", "valid/loss"]
+                                    + [f"valid/{f}" for f in FIELDS])
+    train_log, log = rows(tmp_path / "run" / "train_log.csv"), rows(tmp_path / "run" / "log.csv")
+    assert by_tag["train/loss"] == pytest.approx({row["step"]: row["loss"] for row in train_log}, rel=1e-6)
+    assert by_tag["train/lr"] == pytest.approx({row["step"]: row["lr"] for row in train_log}, rel=1e-6)
+    assert by_tag["valid/loss"] == pytest.approx({row["step"]: row["valid_loss"] for row in log}, rel=1e-6)
+    assert by_tag["valid/pitch"] == pytest.approx({row["step"]: row["valid_pitch"] for row in log}, rel=1e-6)
+    assert sorted(by_tag["valid/loss"]) == [4, 8]
+
+
 # ---------------------------------------------------------------------- errors
 def test_unknown_config_key_is_an_error_naming_it(prepared, tmp_path, capsys):
     config = tiny_config(prepared)
