@@ -375,6 +375,7 @@ def prepare(
         started = time.perf_counter()
         if todo:
             _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, len(mine), dataset)
+            _clean_temporaries(out)  # a worker killed mid-write (see `_convert_in_workers`) leaves one
         seconds = time.perf_counter() - started
         # Compact this run's journal (latest record per file, sorted), so a resumed run and an
         # uninterrupted one leave the same bytes.

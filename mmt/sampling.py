@@ -26,6 +26,11 @@ How a sample is drawn:
 
 - A sample stops at its own end-of-song. With `max_beats` (or `max_bars`), a note that
   would start at or after the limit is replaced by end-of-song, so the song ends cleanly.
+  The beat field cannot go past the encoding's last beat (`max_beat` - 1): a model that
+  wants later beats can only draw that one, so a long sample would pile its notes onto
+  it. A note drawn on the last beat therefore ends the sample too (once end-of-song is
+  allowed: with `min_new_rows` the sample keeps going, as benchmarks of untrained models
+  need).
 
 Beyond the model's context (`max_seq_len` rows): with rotary or no position embedding the
 cache keeps the first rows (start-of-song, the instrument header and start-of-notes:
@@ -272,6 +277,9 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
                              params.top_p[field], generator)
 
     n = encoding.n_tokens
+    if allow_eos:  # the last beat ends the sample (see the module docstring)
+        last_beat = (encoding.max_beat - 1) * encoding.resolution
+        limit_ticks = last_beat if limit_ticks is None else min(limit_ticks, last_beat)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos))
     beat = draw(Field.BEAT, codes_from(state.last_beat, n["beat"]))
     same_beat = beat == state.last_beat

@@ -253,3 +253,21 @@ def test_the_command_refuses_a_mode_without_its_inputs(checkpoint, tmp_path, cap
     assert "needs --instruments" in capsys.readouterr().err
     assert main(["generate", str(checkpoint), "--mode", "continuation", "--out", str(tmp_path)]) == 2
     assert "needs --prompt" in capsys.readouterr().err
+
+
+def test_a_note_on_the_last_beat_ends_the_sample_instead_of_piling_up():
+    # An untrained model jumps ahead in beats, so it soon reaches the encoding's last beat
+    # (63 with max_beat 64, code 64): there the sample must end, not stack notes on it.
+    model = tiny("rotary")
+    samples = generate(model, instruments=["piano"], n_samples=16, max_new_rows=300, seed=2)
+    last_code = ENCODING.n_tokens["beat"] - 1
+    ended_at_last = 0
+    for codes in samples:
+        check_song(codes, 3, 300)
+        notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+        assert not np.any(notes[:, Field.BEAT] == last_code)
+        ended_at_last += codes[-1, Field.TYPE] == RowType.END_OF_SONG and len(codes) < 303
+    assert ended_at_last == 16
+    # with end-of-song held off by min_new_rows, the sample runs on at the last beat
+    held = generate(model, instruments=["piano"], max_new_rows=300, min_new_rows=300, seed=2)[0]
+    assert len(held) == 303 and held[-1, Field.BEAT] == last_code
