@@ -13,11 +13,11 @@
   (ids of the ok files), `encoding.json` and `prepare.json` (the settings).
 
 Robustness: a file that cannot be read is recorded as failed with its reason and the
-run goes on, also when it kills its worker process (see `_convert_in_workers`); each finished file is appended at once to a journal
-(`records/<all|shard-I-of-N>.jsonl`), so a run killed at any point resumes where it
-stopped; every file is written atomically and the index files are only rewritten when
-their content changes, so a second run over a finished OUT does no work and changes no
-file. `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
+run goes on, also when it kills its worker process (see `_convert_in_workers`); each
+finished file is appended at once to a journal (`records/<all|shard-I-of-N>.jsonl`), so
+a run killed at any point resumes where it stopped; every file is written atomically and
+the index files are only rewritten when their content changes, so a second run over a
+finished OUT does no work and changes no file. `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
 copying their OUT folders into one and running once more without `--shard`.
 `--splits` and `--limit` narrow a run to part of the listing (see `select_sources`);
 they are not settings of OUT, so a later run without them completes the same OUT.
@@ -392,7 +392,8 @@ def _load_records_file(path: Path) -> list[dict]:
     return _read_journal(path) if path.is_file() else []
 
 
-WORKER_DIED = "the worker process died while reading it (killed by the OS, e.g. out of memory, or a crash in a reader)"
+WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g. out of memory, "
+               "or a crash in a reader)")
 TASKS_PER_POOL = 100  # files per worker before the pool is renewed (readers' caches would grow)
 
 

@@ -201,7 +201,8 @@ def _add_prepare(sub) -> None:
         "finished one.",
     )
     p.add_argument("dataset", choices=DATASETS)
-    p.add_argument("src", help="the dataset's folder (music21, music21-tunes: '-' for the corpus bundled with music21)")
+    p.add_argument("src", help="the dataset's folder (music21, music21-tunes: '-' for the corpus bundled "
+                   "with music21)")
     p.add_argument("out", help="the prepared directory to write (or resume)")
     p.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--shard", metavar="I/N", help="prepare only shard I of N (1-based); merge shards by "
@@ -380,9 +381,10 @@ def _add_demo(sub) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from mmt.demo import DemoConfig, DemoError, run_demo
 
-    config = DemoConfig(out=Path(args.out), data=Path(args.data), train_data=Path(args.train_data), model=Path(args.model) if args.model else None,
-                        train=args.train, n_samples=args.samples, n_eval=args.eval_pieces, seed=args.seed,
-                        jobs=args.jobs, audio=not args.no_audio, device=args.device)
+    config = DemoConfig(out=Path(args.out), data=Path(args.data), train_data=Path(args.train_data),
+                        model=Path(args.model) if args.model else None, train=args.train,
+                        n_samples=args.samples, n_eval=args.eval_pieces, seed=args.seed, jobs=args.jobs,
+                        audio=not args.no_audio, device=args.device)
     try:
         run_demo(config)
     except DemoError as error:

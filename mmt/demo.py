@@ -186,7 +186,8 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     started = time.perf_counter()
     bundled = None if config.train else model_path(config)  # fail before any slow step
     config.out.mkdir(parents=True, exist_ok=True)
-    t = _step(log, "1/5 prepare the music21 corpus (test split" + (", and all of it to train)" if config.train else ")"))
+    scope = "test split, and all of it to train" if config.train else "test split"
+    t = _step(log, f"1/5 prepare the music21 corpus ({scope})")
     prepare_corpus(config, log)
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, "2/5 model")

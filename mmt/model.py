@@ -254,9 +254,9 @@ class MusicTransformer(nn.Module):
         moved = slice(keep_first + drop, end)
         keys = cache.keys[..., moved, :]
         angles = self._rotary_angles(torch.full((1,), -drop, device=keys.device))
-        if angles is not None:
-            keys = rotate(keys, angles)
-        cache.keys[..., keep_first:end - drop, :] = keys.clone()
+        # a new tensor either way: the source and target ranges overlap
+        keys = keys.clone() if angles is None else rotate(keys, angles)
+        cache.keys[..., keep_first:end - drop, :] = keys
         cache.values[..., keep_first:end - drop, :] = cache.values[..., moved, :].clone()
         cache.length = end - drop
 

@@ -278,8 +278,8 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
 
     n = encoding.n_tokens
     if allow_eos:  # the last beat ends the sample (see the module docstring)
-        last_beat = (encoding.max_beat - 1) * encoding.resolution
-        limit_ticks = last_beat if limit_ticks is None else min(limit_ticks, last_beat)
+        last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
+        limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos))
     beat = draw(Field.BEAT, codes_from(state.last_beat, n["beat"]))
     same_beat = beat == state.last_beat
@@ -419,8 +419,8 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
     if n_prompt > context:  # a long prompt (rotary / no position embedding): its sink and latest rows
         sink = _sink_rows(state, n_prompt - 1, context)
         fed = torch.cat([fed[:, :sink], fed[:, n_prompt - (context - sink):]], dim=1)
-    cache = model.new_cache(batch, min(context, fed.shape[1] + max_new_rows) if model.supports_long_context
-                            else fed.shape[1] + max_new_rows)
+    # never more than the context: past it the window slides (or, absolute positions, `_check_context` stops)
+    cache = model.new_cache(batch, min(context, fed.shape[1] + max_new_rows))
     logits = [lg[:, -1] for lg in model.decode(fed, cache)]
     steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
     for step in steps:
