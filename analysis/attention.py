@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from analysis import AnalysisError
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding
 
@@ -51,7 +52,7 @@ def offset_range(field: str, encoding: Encoding) -> np.ndarray:
     if field == "instrument":
         return np.arange(2)
     if field not in RELATIVE_FIELDS:
-        raise ValueError(f"field must be one of {', '.join(RELATIVE_FIELDS)}, got {field!r}")
+        raise AnalysisError(f"field must be one of {', '.join(RELATIVE_FIELDS)}, got {field!r}")
     n_values = encoding.n_tokens[field] - 1  # code 0 is "undefined"
     return np.arange(-(n_values - 1), n_values)
 
@@ -153,7 +154,7 @@ def group_attention(result: RelativeAttention, group: Sequence[int], others: Seq
     index = {int(k): i for i, k in enumerate(result.offsets)}
     missing = [k for k in (*group, *others) if k not in index]
     if missing or not group or not others:
-        raise ValueError(f"{result.field}: offsets {missing} not in the result, or an empty group")
+        raise AnalysisError(f"{result.field}: offsets {missing} not in the result, or an empty group")
     g, o = [index[k] for k in group], [index[k] for k in others]
     per_head = result.gamma[..., g].sum(axis=-1).reshape(-1)  # (layers * heads,)
     per_head = per_head[np.isfinite(per_head)]
@@ -197,7 +198,7 @@ def musical_groups(resolution: int, beat_window: int = 16, pitch_window: int = 2
     - instrument_same: the same instrument against a different one.
     """
     if beat_window < 4 or pitch_window < 12:
-        raise ValueError(f"beat_window must be >= 4 and pitch_window >= 12, got {beat_window}, {pitch_window}")
+        raise AnalysisError(f"beat_window must be >= 4 and pitch_window >= 12, got {beat_window}, {pitch_window}")
     bars = tuple(range(-4, -beat_window - 1, -4))
     consonant = (0, -7, 7, -12, 12)
     pitch_others = tuple(k for k in range(-pitch_window, pitch_window + 1) if k not in consonant)
@@ -233,7 +234,7 @@ class RelativeAttentionSums:
 
     def __add__(self, other: "RelativeAttentionSums") -> "RelativeAttentionSums":
         if self.field != other.field or self.weighted.shape != other.weighted.shape:
-            raise ValueError(
+            raise AnalysisError(
                 f"cannot add sums of {self.field} {self.weighted.shape} and {other.field} {other.weighted.shape}"
             )
         return RelativeAttentionSums(
@@ -291,7 +292,7 @@ def relative_attention_sums(
     if codes.dim() == 2:
         codes = codes[None]
     if attention.dim() != 5 or attention.shape[1] != codes.shape[0] or attention.shape[-1] != codes.shape[1]:
-        raise ValueError(
+        raise AnalysisError(
             f"attention must be (layers, B, heads, L, L) matching codes (B, L, 6) = {tuple(codes.shape)}, "
             f"got {tuple(attention.shape)}"
         )
@@ -300,7 +301,7 @@ def relative_attention_sums(
     b, s, t = valid.nonzero(as_tuple=True)
     bins = offset[b, s, t] - int(offsets[0])
     if len(bins) and (bins.min() < 0 or bins.max() >= len(offsets)):
-        raise ValueError(f"{field} codes out of range for this encoding")
+        raise AnalysisError(f"{field} codes out of range for this encoding")
     layers, _, heads = attention.shape[:3]
     weights = attention.transpose(1, 2)[:, :, b, s, t].double()  # (layers, heads, P)
     weighted = torch.zeros(layers, heads, len(offsets), dtype=torch.float64, device=attention.device)
@@ -368,7 +369,7 @@ def model_relative_attention(
     if batch:
         flush()
     if not sums:
-        raise ValueError("no sequences to analyse")
+        raise AnalysisError("no sequences to analyse")
     return {field: sums[field].result() for field in fields}
 
 
@@ -380,7 +381,7 @@ def split_sequences(
 
     dataset = MusicDataset(data_dir, split, encoding, max_seq_len, augment=False, seed=seed)
     if len(dataset) == 0:
-        raise ValueError(f"{data_dir}: split {split!r} is empty")
+        raise AnalysisError(f"{data_dir}: split {split!r} is empty")
     order = np.random.default_rng(seed).permutation(len(dataset))
     chosen = sorted(order[: n if n is not None else len(dataset)].tolist())
     return len(chosen), (dataset[i] for i in chosen)

@@ -32,17 +32,21 @@ import json
 import math
 import os
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import muspy
 import numpy as np
 
+from analysis import AnalysisError
 from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
+from mmt.config import SamplingParams
 from mmt.constants import Field, RowType
-from mmt.encoding import Encoding, decode, encode_notes
+from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic
+from mmt.prepared import PreparedData
+from mmt.request import MODES, GenerationRequest, run
 
 GROUND_TRUTH = "ground-truth"
 UNCONDITIONED = "unconditioned"
@@ -63,34 +67,33 @@ class EvaluationConfig:
         modes: generation modes: "unconditioned", "instrument", "continuation-<beats>".
             Empty for a ground-truth-only evaluation.
         seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
-        temperature, top_k, top_p: sampling filters passed to `mmt.generate`.
+        sampling: temperature, top-k and top-p.
         max_new_rows: the most rows generated per sample.
     """
 
     n_beats: int = 64
     modes: tuple[str, ...] = DEFAULT_MODES
     seed: int = 0
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
     max_new_rows: int = 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
         if self.n_beats < 1:
-            raise ValueError(f"n_beats must be >= 1, got {self.n_beats}")
+            raise AnalysisError(f"n_beats must be >= 1, got {self.n_beats}")
         if self.max_new_rows < 1:
-            raise ValueError(f"max_new_rows must be >= 1, got {self.max_new_rows}")
+            raise AnalysisError(f"max_new_rows must be >= 1, got {self.max_new_rows}")
         if len(set(self.modes)) != len(self.modes):
-            raise ValueError(f"modes repeat: {', '.join(self.modes)}")
+            raise AnalysisError(f"modes repeat: {', '.join(self.modes)}")
         for mode in self.modes:
-            parse_mode(mode)
+            _, prompt_beats = parse_mode(mode)
+            if prompt_beats is not None and prompt_beats >= self.n_beats:
+                raise AnalysisError(f"mode {mode}: the prompt must be shorter than the {self.n_beats} beats evaluated")
 
     def generation_settings(self) -> dict:
         """The settings that decide the generated samples (recorded and checked on resume)."""
-        settings = asdict(self)
-        settings.pop("modes")
-        return settings
+        return {"n_beats": self.n_beats, "seed": self.seed, **self.sampling.to_dict(),
+                "max_new_rows": self.max_new_rows}
 
 
 @dataclass(frozen=True)
@@ -105,49 +108,18 @@ class EvaluationResult:
 
 # ---------------------------------------------------------------------- pieces and modes
 def parse_mode(mode: str) -> tuple[str, int | None]:
-    """("unconditioned", None), ("instrument", None) or ("continuation", beats) for a mode name."""
-    if mode in (UNCONDITIONED, INSTRUMENT):
-        return mode, None
-    prefix = f"{CONTINUATION}-"
-    if mode.startswith(prefix) and mode[len(prefix):].isdigit() and int(mode[len(prefix):]) > 0:
-        return CONTINUATION, int(mode[len(prefix):])
-    raise ValueError(
-        f"unknown mode {mode!r}; modes are {UNCONDITIONED}, {INSTRUMENT} and {CONTINUATION}-<beats> "
-        f"(e.g. {CONTINUATION}-4)"
-    )
+    """(generation mode, prompt beats) of an evaluation mode name.
 
-
-def read_split(data_dir: str | os.PathLike, split: str) -> list[str]:
-    """Piece ids of `split` (`<data_dir>/<split>.txt`, one per line), in file order."""
-    path = Path(data_dir) / f"{split}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such split file (is {data_dir} a prepared data directory?)")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_data_encoding(data_dir: str | os.PathLike) -> Encoding:
-    """The encoding a prepared directory was written with (`encoding.json`)."""
-    path = Path(data_dir) / "encoding.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (is {data_dir} a prepared data directory?)")
-    return Encoding.load(path)
-
-
-def load_piece(data_dir: str | os.PathLike, piece_id: str, encoding: Encoding) -> np.ndarray:
-    """Codes of a prepared piece: `notes/<id>.npy` through `encode_notes`.
-
-    Raises ValueError naming the file when it is missing, unreadable or not an (N x 5) array.
+    A generation mode that takes a prompt is evaluated as `<mode>-<beats>`: the piece's
+    first `beats` beats are the prompt (e.g. "continuation-4"); the others by their name.
     """
-    path = Path(data_dir) / "notes" / f"{piece_id}.npy"
-    try:
-        notes = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such notes file") from None
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: cannot read ({error})") from error
-    if notes.ndim != 2 or notes.shape[1] != 5 or not np.issubdtype(notes.dtype, np.integer):
-        raise ValueError(f"{path}: expected an integer (N x 5) notes array, got {notes.dtype} {notes.shape}")
-    return encode_notes(notes, encoding)
+    name, _, beats = mode.rpartition("-")
+    if name in MODES and MODES[name].takes_prompt and beats.isdigit() and int(beats) > 0:
+        return name, int(beats)
+    if mode in MODES and not MODES[mode].takes_prompt:
+        return mode, None
+    examples = [m.name + ("-<beats>" if m.takes_prompt else "") for m in MODES.values()]
+    raise AnalysisError(f"unknown mode {mode!r}; modes are {', '.join(examples)} (e.g. {CONTINUATION}-4)")
 
 
 def header_instruments(codes: np.ndarray, encoding: Encoding) -> list[str]:
@@ -179,34 +151,17 @@ def sample_seed(seed: int, piece_index: int, mode: str) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0])
 
 
-def generate_sample(model, truth: muspy.Music, truth_codes: np.ndarray, data_encoding: Encoding,
-                    mode: str, config: EvaluationConfig, seed: int, device=None) -> np.ndarray:
-    """One sample of `mode` for a piece, by `mmt.generate` (codes from start-of-song)."""
-    import mmt
-    from mmt.sampling import prompt_from_music
-
-    kind, prompt_beats = parse_mode(mode)
-    prompt = None
-    instruments = None
-    if kind == INSTRUMENT:
-        instruments = header_instruments(truth_codes, data_encoding)
-    elif kind == CONTINUATION:
-        prompt = prompt_from_music(truth, model.encoding, n_beats=prompt_beats)
-    samples = mmt.generate(
-        model,
-        prompt,
-        n_samples=1,
-        instruments=instruments,
-        max_new_rows=config.max_new_rows,
-        max_beats=config.n_beats,
-        temperature=config.temperature,
-        top_k=config.top_k,
-        top_p=config.top_p,
-        seed=seed,
-        device=device,
-        progress=False,
-    )
-    return np.asarray(samples[0], dtype=np.int64)
+def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_encoding: Encoding,
+                  config: EvaluationConfig, seed: int):
+    """The generation request of `mode` for a piece: its instruments, or its opening as the prompt."""
+    name, prompt_beats = parse_mode(mode)
+    fields = {}
+    if MODES[name].takes_instruments:
+        fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
+    if MODES[name].takes_prompt:
+        fields.update(prompt=truth, prompt_beats=prompt_beats)
+    return GenerationRequest(mode=name, beats=config.n_beats - (prompt_beats or 0), n_samples=1,
+                             sampling=config.sampling, seed=seed, max_new_rows=config.max_new_rows, **fields)
 
 
 # ---------------------------------------------------------------------- statistics and tables
@@ -304,7 +259,7 @@ def _check_resume(settings_path: Path, settings: dict, overwrite: bool) -> None:
     keys = ("model", "data", "split", "generation")
     changed = [key for key in keys if old.get(key) != settings[key]]
     if changed:
-        raise ValueError(
+        raise AnalysisError(
             f"{settings_path}: an earlier evaluation in this folder used other settings "
             f"({', '.join(changed)}); choose another --out or pass --overwrite"
         )
@@ -345,11 +300,12 @@ def evaluate(
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if n is not None and n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    data_encoding = load_data_encoding(data_dir)
-    ids = read_split(data_dir, split)
+        raise AnalysisError(f"n must be >= 1, got {n}")
+    data = PreparedData(data_dir)
+    data_encoding = data.encoding
+    ids = data.split(split)
     if not ids:
-        raise ValueError(f"{data_dir / (split + '.txt')}: the split is empty")
+        raise AnalysisError(f"{data_dir / (split + '.txt')}: the split is empty")
     ids = ids[:n] if n is not None else ids
 
     model_name = None
@@ -362,7 +318,7 @@ def evaluate(
         else:
             model_name = f"<{type(model).__name__} in memory>"
         if model.encoding.resolution != data_encoding.resolution:
-            raise ValueError(
+            raise AnalysisError(
                 f"the model's encoding has {model.encoding.resolution} ticks per beat but "
                 f"{data_dir / 'encoding.json'} has {data_encoding.resolution}; they must match"
             )
@@ -393,7 +349,7 @@ def evaluate(
     bar = tqdm(total=len(ids) * len(modes), desc="evaluate", unit="sample", disable=not progress)
     for index, piece_id in enumerate(ids):
         try:
-            truth_codes = load_piece(data_dir, piece_id, data_encoding)
+            truth_codes = data.codes(piece_id)
             truth = decode(truth_codes, data_encoding)
         except ValueError as error:
             failures.append({"id": piece_id, "mode": "*", "error": str(error)})
@@ -412,10 +368,9 @@ def evaluate(
                         except (OSError, ValueError):
                             codes = None  # a damaged sample is made again
                     if codes is None:
-                        codes = generate_sample(
-                            model, truth, truth_codes, data_encoding, mode, config,
-                            sample_seed(config.seed, index, mode), device=device,
-                        )
+                        request = piece_request(mode, truth, truth_codes, data_encoding, config,
+                                                sample_seed(config.seed, index, mode))
+                        codes = run(model, request, device=device).samples[0]
                         write_atomic(path, lambda tmp, c=codes: _save_npy(tmp, c))
                     music = decode(codes, model.encoding)
                 rows.append({"id": piece_id, "mode": mode, **compute_metrics(trim_music(music, config.n_beats))})

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from analysis import AnalysisError
 from analysis.attention import (
     RELATIVE_FIELDS,
     GroupAttention,
@@ -85,12 +86,12 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         if self.n_sequences is not None and self.n_sequences < 1:
-            raise ValueError(f"n_sequences must be >= 1, got {self.n_sequences}")
+            raise AnalysisError(f"n_sequences must be >= 1, got {self.n_sequences}")
         for name, least in (("batch_size", 1), ("beat_window", 4), ("pitch_window", 12), ("beat_similarity_beats", 1)):
             if getattr(self, name) < least:
-                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)}")
+                raise AnalysisError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.max_samples < 0:
-            raise ValueError(f"max_samples must be >= 0, got {self.max_samples}")
+            raise AnalysisError(f"max_samples must be >= 0, got {self.max_samples}")
 
 
 # --------------------------------------------------------------------------- inputs

@@ -4,7 +4,7 @@ Prints one JSON object. Every method runs the same random weights (a rotary mode
 that 1024 rows fit without an absolute position table; paper size by default:
 `ModelConfig()`'s dim 512, depth 6, 8 heads) for `--rows` new rows after start-of-song.
 An untrained model would end its songs after a few rows, so end-of-song is switched off
-for every method (`generate(..., min_new_rows=rows)`; the baseline masks it out too),
+for every method (`sample(..., min_new_rows=rows)`; the baseline masks it out too),
 and every sample runs the full length.
 
 - `baseline`: the original MMT's way: every step re-runs the whole sequence through the
@@ -35,7 +35,9 @@ import torch
 from mmt import sampling
 from mmt.constants import FIELDS, Field, RowType
 from mmt.encoding import Encoding
-from mmt.model import ModelConfig, MusicTransformer
+from mmt.config import ModelConfig
+from mmt.model import MusicTransformer
+from mmt.request import start_of_song
 
 
 def synchronize(device: torch.device) -> None:
@@ -85,7 +87,7 @@ def run_ours(model, rows: int, batch: int, seed: int, device: torch.device) -> t
     try:
         synchronize(device)
         start = time.perf_counter()
-        samples = sampling.generate(model, n_samples=batch, max_new_rows=rows, min_new_rows=rows, seed=seed,
+        samples = sampling.sample(model, start_of_song(), n_samples=batch, max_new_rows=rows, min_new_rows=rows, seed=seed,
                                     device=device)
         synchronize(device)
         seconds = time.perf_counter() - start
@@ -131,7 +133,7 @@ def main() -> None:
         "model": {**config.to_dict(), "parameters": model.n_parameters()},
         "rows": args.rows,
     }
-    sampling.generate(model, max_new_rows=8, min_new_rows=8, seed=args.seed, device=device)  # warm-up
+    sampling.sample(model, start_of_song(), max_new_rows=8, min_new_rows=8, seed=args.seed, device=device)  # warm-up
 
     baseline_rows = args.rows if args.baseline_rows is None else args.baseline_rows
     if baseline_rows > 0:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mmt.errors import MMTError
 
-class PrepareError(ValueError):
+
+class PrepareError(MMTError, ValueError):
     """A preparation cannot start (bad arguments, an OUT prepared with other settings, a lock held)."""
 
 

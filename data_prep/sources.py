@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmt.data import SPLITS  # the one definition of the split names
+from mmt.prepared import SPLITS  # the one definition of the split names
 from mmt.io import MIDI_SUFFIXES, SUFFIXES
 
 

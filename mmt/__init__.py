@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from mmt.config import ModelConfig, SamplingParams
 from mmt.constants import FIELDS, Field, NoteCol, RowType
 from mmt.encoding import Encoding, EncodingError, decode, encode, encode_notes, notes_from_music
+from mmt.errors import GenerationError, MMTError
 from mmt.io import (
     MusicReadError,
     read_music,
@@ -13,6 +15,7 @@ from mmt.io import (
     write_pianoroll_png,
     write_wav,
 )
+from mmt.request import GenerationRequest, generate
 
 __version__ = "0.1.0"
 
@@ -21,7 +24,6 @@ _LAZY = {
     "MusicTransformer": "mmt.model",
     "load_model": "mmt.checkpoint",
     "save_model": "mmt.checkpoint",
-    "generate": "mmt.sampling",
 }
 
 
@@ -34,7 +36,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "FIELDS", "Field", "NoteCol", "RowType", "Encoding", "EncodingError", "encode", "encode_notes",
-    "decode", "notes_from_music", "MusicReadError", "read_music", "write_csv", "write_midi",
-    "write_musicxml", "write_pianoroll_png", "write_wav", *_LAZY,
+    "FIELDS", "Field", "NoteCol", "RowType", "ModelConfig", "SamplingParams", "MMTError", "GenerationError",
+    "Encoding", "EncodingError", "encode", "encode_notes", "decode", "notes_from_music", "MusicReadError",
+    "read_music", "write_csv", "write_midi", "write_musicxml", "write_pianoroll_png", "write_wav",
+    "GenerationRequest", "generate", *_LAZY,
 ]

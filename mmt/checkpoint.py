@@ -26,16 +26,18 @@ import torch
 from torch import nn
 
 from mmt.encoding import Encoding, EncodingError
+from mmt.errors import MMTError
 from mmt.model import ModelConfig, MusicTransformer
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "mmt-checkpoint"
 FORMAT_VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parent / "models"
 _RESERVED = {"format", "format_version", "model", "encoding", "weights_sha256", "mmt_version"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MMTError, ValueError):
     """A checkpoint directory is missing, damaged or does not match the model."""
 
 
@@ -177,11 +179,22 @@ def save_model(
     return write_directory(directory, writers)
 
 
+def bundled_models() -> list[str]:
+    """Names of the models that ship with the package (`mmt/models/<name>/`)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG).is_file())
+
+
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint directory for `path`: itself, or `<path>/best` for a training run's folder."""
+    """The checkpoint directory for `path`: itself, `<path>/best` for a training run's folder,
+    or the bundled model of that name (e.g. "music21-small") when no such path exists."""
     path = Path(path)
+    if not path.exists() and str(path) in bundled_models():
+        return BUNDLED_DIR / str(path)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint directory")
+        names = ", ".join(bundled_models()) or "none"
+        raise CheckpointError(f"{path}: no such checkpoint directory (bundled models: {names})")
     if not path.is_dir():
         raise CheckpointError(f"{path}: a checkpoint is a directory (with {WEIGHTS} and {CONFIG}), not a file")
     if not (path / CONFIG).exists():

@@ -21,14 +21,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ClassVar, Union
 
 from mmt.constants import FIELDS
+from mmt.errors import MMTError
 
-# The model's config lives with the model (it is all the model needs to be rebuilt).
-# `mmt.model` imports torch, so it is re-exported lazily to keep `import mmt.config` light.
 __all__ = [
-    "ConfigError", "ModelConfig", "TrainingConfig", "DataConfig", "SamplingConfig",
+    "ConfigError", "ModelConfig", "TrainingConfig", "DataConfig", "SamplingParams",
     "ExperimentConfig", "load_config", "config_from_dict",
 ]
 
@@ -36,16 +35,35 @@ LR_SCHEDULES = ("linear", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-class ConfigError(ValueError):
+class ConfigError(MMTError, ValueError):
     """A config file or dict is invalid; the message names the file and the key."""
 
 
-def __getattr__(name: str):
-    if name == "ModelConfig":
-        from mmt.model import ModelConfig
+POS_EMBS = ("absolute", "rotary", "none")
 
-        return ModelConfig
-    raise AttributeError(f"module 'mmt.config' has no attribute {name!r}")
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shape. `pos_emb`: "absolute" (APE), "rotary" (RPE) or "none" (NPE)."""
+
+    dim: int = 512
+    depth: int = 6
+    heads: int = 8
+    dropout: float = 0.1
+    max_seq_len: int = 1024
+    pos_emb: str = "absolute"
+
+    def __post_init__(self) -> None:
+        if self.pos_emb not in POS_EMBS:
+            raise ConfigError(f"pos_emb must be one of {', '.join(POS_EMBS)}, got {self.pos_emb!r}")
+        if self.dim % self.heads:
+            raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        for name in ("dim", "depth", "heads", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -102,29 +120,29 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         for name in ("batch_size", "max_steps", "valid_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "num_workers"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("decay_steps", "valid_batches", "patience", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
+                raise ConfigError(f"{name} must be >= 1 or null, got {value}")
         if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+            raise ConfigError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
 
 
 @dataclass(frozen=True)
@@ -152,67 +170,74 @@ class DataConfig:
         for name in ("max_seq_len", "max_beat"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or null, got {value}")
-
-
-FieldValue = Union[float, int, None, dict]
+                raise ConfigError(f"{name} must be >= 1 or null, got {value}")
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
-    """Default sampling settings for `mmt generate`.
+class SamplingParams:
+    """How the next row's fields are drawn: the one validator of sampling settings.
 
-    Each of `temperature`, `top_k` and `top_p` is either one value for every field or a
-    mapping field name -> value (fields not named use the default: temperature 1.0,
-    no top-k, no top-p). `value_for(name, field)` resolves one.
+    Each of `temperature`, `top_k` and `top_p` is one value for every field or a mapping
+    field name -> value (fields not named take the default: temperature 1.0, no top-k,
+    no top-p). Temperature 0 is greedy. This is the `sampling:` section of a config, is
+    saved with a checkpoint, and is what `mmt.generate` and every command sample with.
+
+    Attributes:
+        temperature: logits are divided by it; 0 <= temperature <= `MAX_TEMPERATURE`.
+        top_k: keep the k most likely codes of a field (None: off).
+        top_p: keep the smallest set of codes whose probability reaches p (None: off).
     """
 
     temperature: float | dict = 1.0
     top_k: int | None | dict = None
     top_p: float | None | dict = None
-    seed: int = 0
 
-    _DEFAULTS = {"temperature": 1.0, "top_k": None, "top_p": None}
+    DEFAULTS: ClassVar[dict] = {"temperature": 1.0, "top_k": None, "top_p": None}
+    MAX_TEMPERATURE: ClassVar[float] = 100.0
 
     def __post_init__(self) -> None:
-        for name in ("temperature", "top_k", "top_p"):
+        for name in self.DEFAULTS:
             value = getattr(self, name)
-            if isinstance(value, dict):
+            if isinstance(value, typing.Mapping):
                 unknown = sorted(set(value) - set(FIELDS))
                 if unknown:
-                    raise ValueError(f"{name}: unknown field(s) {', '.join(map(str, unknown))}; "
-                                     f"fields are {', '.join(FIELDS)}")
-                # A mapping is frozen as a sorted tuple-of-pairs view would hurt readability;
-                # copy it so the caller's dict cannot change the config afterwards.
-                object.__setattr__(self, name, types.MappingProxyType(dict(value)))
+                    raise ConfigError(f"{name}: unknown field(s) {', '.join(map(str, unknown))}; "
+                                      f"fields are {', '.join(FIELDS)}")
                 for key, item in value.items():
-                    _check_sampling_value(f"{name}.{key}", name, item)
+                    _check_sampling_value(f"{name} of {key}", name, item)
+                # a read-only copy: the caller's dict cannot change the settings afterwards
+                object.__setattr__(self, name, types.MappingProxyType(dict(value)))
             else:
                 _check_sampling_value(name, name, value)
 
     def value_for(self, name: str, field_name: str):
-        """The setting `name` ("temperature", "top_k", "top_p") for one field."""
+        """The setting `name` ("temperature", "top_k", "top_p") of one field."""
         value = getattr(self, name)
         if isinstance(value, typing.Mapping):
-            return value.get(field_name, self._DEFAULTS[name])
+            return value.get(field_name, self.DEFAULTS[name])
         return value
 
-    def per_field(self, name: str) -> dict:
-        """The setting `name` as a dict over every field."""
-        return {f: self.value_for(name, f) for f in FIELDS}
+    def per_field(self, name: str) -> tuple:
+        """The setting `name` of every field, in `FIELDS` order."""
+        return tuple(self.value_for(name, f) for f in FIELDS)
+
+    def to_dict(self) -> dict:
+        return {name: dict(v) if isinstance(v, typing.Mapping) else v
+                for name, v in ((n, getattr(self, n)) for n in self.DEFAULTS)}
 
 
 def _check_sampling_value(label: str, kind: str, value) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "temperature":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{label} must be a number > 0, got {value!r}")
+        if not number or not 0 <= value <= SamplingParams.MAX_TEMPERATURE:
+            raise ConfigError(f"{label} must be a number from 0 (greedy) to {SamplingParams.MAX_TEMPERATURE:g}, "
+                              f"got {value!r}")
     elif kind == "top_k":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{label} must be an integer >= 1 or null, got {value!r}")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(f"{label} must be an integer >= 1 or null (off), got {value!r}")
     elif kind == "top_p":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not 0 < value <= 1):
-            raise ValueError(f"{label} must be a number in (0, 1] or null, got {value!r}")
+        if value is not None and (not number or not 0 < value <= 1):
+            raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -220,16 +245,10 @@ class ExperimentConfig:
     """Everything one `mmt train` run needs: model, training, data and sampling sections."""
 
     name: str = "experiment"
-    model: Any = None  # ModelConfig; typed loosely so this module imports without torch
+    model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-
-    def __post_init__(self) -> None:
-        if self.model is None:
-            from mmt.model import ModelConfig
-
-            object.__setattr__(self, "model", ModelConfig())
+    sampling: SamplingParams = field(default_factory=SamplingParams)
 
     @property
     def data_max_seq_len(self) -> int:
@@ -256,10 +275,7 @@ class ExperimentConfig:
 SECTIONS = ("model", "training", "data", "sampling")
 
 
-def _section_classes() -> dict[str, type]:
-    from mmt.model import ModelConfig
-
-    return {"model": ModelConfig, "training": TrainingConfig, "data": DataConfig, "sampling": SamplingConfig}
+SECTION_CLASSES = {"model": ModelConfig, "training": TrainingConfig, "data": DataConfig, "sampling": SamplingParams}
 
 
 def _type_ok(value, annotation) -> tuple[bool, Any]:
@@ -350,8 +366,7 @@ def config_from_dict(data: dict, source: str = "<dict>") -> ExperimentConfig:
     name = data.get("name", Path(source).stem if source != "<dict>" else "experiment")
     if not isinstance(name, str):
         raise ConfigError(f"{source}: 'name' must be a string, got {name!r}")
-    classes = _section_classes()
-    sections = {s: _build_section(classes[s], data.get(s), source, s) for s in SECTIONS}
+    sections = {s: _build_section(SECTION_CLASSES[s], data.get(s), source, s) for s in SECTIONS}
     return ExperimentConfig(name=name, **sections)
 
 

@@ -24,14 +24,13 @@ runs and several processes all see the same items.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from mmt.constants import DRUM_PROGRAM, Field, NoteCol, RowType
 from mmt.encoding import Encoding, encode_notes
+from mmt.prepared import DataError, PreparedData
 
-SPLITS = ("train", "valid", "test")
 DEFAULT_PITCH_SHIFT = (-5, 6)
 
 
@@ -174,35 +173,26 @@ class MusicDataset:
         seed: int = 0,
         pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
     ) -> None:
-        self.root = Path(prepared_dir)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such prepared data directory (run `mmt prepare`)")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        list_path = self.root / f"{split}.txt"
-        if not list_path.is_file():
-            raise FileNotFoundError(f"{list_path}: no such split file (run `mmt prepare`)")
-        stored_path = self.root / "encoding.json"
-        stored = Encoding.load(stored_path) if stored_path.is_file() else None
+        self.data = PreparedData(prepared_dir)
+        self.ids = self.data.split(split)
+        stored = self.data.encoding if self.data.encoding_path.is_file() else None
         if encoding is None:
-            if stored is None:
-                raise FileNotFoundError(f"{stored_path}: no such file, and no encoding was given")
-            encoding = stored
+            encoding = self.data.encoding  # raises naming the missing file
         if stored is not None and stored.resolution != encoding.resolution:
-            raise ValueError(
-                f"{stored_path}: notes were prepared at resolution {stored.resolution}, "
+            raise DataError(
+                f"{self.data.encoding_path}: notes were prepared at resolution {stored.resolution}, "
                 f"but the encoding has resolution {encoding.resolution}"
             )
         if max_seq_len < 3:
-            raise ValueError(f"max_seq_len must be >= 3, got {max_seq_len}")
+            raise DataError(f"max_seq_len must be >= 3, got {max_seq_len}")
         max_beat = encoding.max_beat if max_beat is None else int(max_beat)
         if not 1 <= max_beat <= encoding.max_beat:
-            raise ValueError(f"max_beat must be in 1..{encoding.max_beat} (the encoding's max_beat), got {max_beat}")
+            raise DataError(f"max_beat must be in 1..{encoding.max_beat} (the encoding's max_beat), got {max_beat}")
         if int(seed) < 0:
-            raise ValueError(f"seed must be >= 0, got {seed}")
+            raise DataError(f"seed must be >= 0, got {seed}")
         low, high = (int(v) for v in pitch_shift)
         if low > 0 or high < 0:
-            raise ValueError(f"pitch_shift must contain 0, got ({low}, {high})")
+            raise DataError(f"pitch_shift must contain 0, got ({low}, {high})")
         self.split = split
         self.encoding = encoding
         self.max_seq_len = int(max_seq_len)
@@ -211,8 +201,6 @@ class MusicDataset:
         self.seed = int(seed)
         self.pitch_shift = (low, high)
         self.epoch = 0
-        text = list_path.read_text(encoding="utf-8")
-        self.ids = [line.strip() for line in text.splitlines() if line.strip()]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -227,16 +215,7 @@ class MusicDataset:
 
     def load_notes(self, index: int) -> np.ndarray:
         """The stored notes of item `index` (N x 5 int64); a malformed file raises naming it."""
-        path = self.root / "notes" / f"{self.ids[index]}.npy"
-        try:
-            notes = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such notes file (listed in {self.split}.txt)") from None
-        except ValueError as error:
-            raise ValueError(f"{path}: not a notes array ({error})") from error
-        if notes.ndim != 2 or notes.shape[1] != 5 or not np.issubdtype(notes.dtype, np.integer):
-            raise ValueError(f"{path}: expected an (N, 5) integer array, got {notes.dtype} {notes.shape}")
-        return notes.astype(np.int64, copy=False)
+        return self.data.notes(self.ids[index])
 
     def __getitem__(self, index: int) -> np.ndarray:
         if not -len(self) <= index < len(self):

@@ -32,13 +32,14 @@ from mmt.constants import (
     RowType,
     TYPE_NAMES,
 )
+from mmt.errors import MMTError
 from mmt.files import write_text_atomic
 
 DEFAULT_TEMPO = 100.0
 DEFAULT_VELOCITY = 64
 
 
-class EncodingError(ValueError):
+class EncodingError(MMTError, ValueError):
     """An encoding file or specification is invalid."""
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from mmt.constants import FIELDS
 from mmt.encoding import Encoding, decode, describe_rows
+from mmt.errors import MMTError
 from mmt.files import write_atomic, write_text_atomic
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -22,7 +23,7 @@ MUSIC21_SUFFIXES = (".krn", ".abc")
 SUFFIXES = MIDI_SUFFIXES + MUSICXML_SUFFIXES + MUSIC21_SUFFIXES
 
 
-class MusicReadError(ValueError):
+class MusicReadError(MMTError, ValueError):
     """A music file could not be read; the message names the file and the reason."""
 
 

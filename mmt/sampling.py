@@ -1,11 +1,12 @@
-"""Cached, batched, grammar-constrained generation: `generate` and `prompt_from_music`.
+"""The sampler: cached, batched, grammar-constrained continuation of a prompt (`sample`).
 
+`mmt.generate` (in `mmt.request`) builds the prompt of each mode and calls `sample`.
 How a sample is drawn:
 
 - One pass over the prompt (start-of-song alone, an instrument header, or a user's
-  song) fills the model's preallocated key/value cache (`MusicTransformer.new_cache`,
-  `decode`); after that every step feeds only the newest row (`model.decode(row,
-  cache)`), so a step costs one row's forward pass plus attention over the cached rows.
+  song) fills a preallocated key/value cache (`mmt.decoding.CachedDecoder`); after that
+  every step feeds only the newest row, so a step costs one row's forward pass plus
+  attention over the cached rows.
 - All samples of a batch move in lockstep and every field of the next row is sampled
   for the whole batch at once (Gumbel-max over masked, filtered logits); there is no
   per-sample Python loop. A finished sample keeps being fed padding rows (all zeros),
@@ -24,7 +25,7 @@ How a sample is drawn:
     never decreases within the same beat; its instrument is one declared in the header.
     Drums take any pitch the encoding has (it defines no narrower drum range).
 
-- A sample stops at its own end-of-song. With `max_beats` (or `max_bars`), a note that
+- A sample stops at its own end-of-song. With `max_beats`, a note that
   would start at or after the limit is replaced by end-of-song, so the song ends cleanly.
   The beat field cannot go past the encoding's last beat (`max_beat` - 1): a model that
   wants later beats can only draw that one, so a long sample would pile its notes onto
@@ -37,102 +38,44 @@ cache keeps the first rows (start-of-song, the instrument header and start-of-no
 the "attention sink") plus a sliding window of the latest rows, as in StreamingLLM
 (Xiao et al., 2023). When the cache is full, the oldest `window_shift` rows after the
 sink are cut out of every layer's cached keys and values
-(`MusicTransformer.drop_cached_rows`); the kept rows move up and their keys are rotated
+(`CachedDecoder.drop_rows`); the kept rows move up and their keys are rotated
 back accordingly, so they sit at positions 0..len-1 inside the cache, as StreamingLLM
 assigns them. The cost of a shift is one copy of the cache (no recomputation); rows
 past the window are no longer seen. With absolute
-position embeddings the model cannot go past its context: a `ValueError` says so when a
+position embeddings the model cannot go past its context: a `GenerationError` says so when a
 sample still running would need a row beyond `max_seq_len`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from mmt.constants import FIELDS, Field, RowType
-from mmt.encoding import Encoding, encode, grammar_violations
+from mmt.config import SamplingParams
+from mmt.constants import Field, RowType
+from mmt.decoding import CachedDecoder
+from mmt.encoding import Encoding, grammar_violations
+from mmt.errors import GenerationError
 
-DEFAULT_BEATS_PER_BAR = 4.0
 DEFAULT_WINDOW_SHIFT = 32
 
 
 # ---------------------------------------------------------------------- prompts
-def beats_per_bar(music) -> float:
-    """Quarter-note beats per bar of a `muspy.Music`'s first time signature (4 without one)."""
-    signatures = sorted(music.time_signatures, key=lambda ts: ts.time)
-    if not signatures:
-        return DEFAULT_BEATS_PER_BAR
-    ts = signatures[0]
-    if ts.numerator < 1 or ts.denominator < 1:
-        return DEFAULT_BEATS_PER_BAR
-    return ts.numerator * 4.0 / ts.denominator
-
-
-def prompt_from_music(music, encoding: Encoding, n_beats: float | None = None,
-                      n_bars: float | None = None) -> np.ndarray:
-    """A generation prompt from a song: its first `n_beats` beats or `n_bars` bars.
-
-    Bars use the song's first time signature (`beats_per_bar`; 4/4 without one). With
-    neither limit, the whole song is kept.
-
-    Returns:
-        int64 codes: start-of-song, the instrument header (every instrument of the song,
-        also those with no note before the cut), start-of-notes, the notes starting before
-        the cut; no end-of-song.
-    """
-    if n_beats is not None and n_bars is not None:
-        raise ValueError("give n_beats or n_bars, not both")
-    if n_bars is not None:
-        n_beats = n_bars * beats_per_bar(music)
-    if n_beats is not None and n_beats <= 0:
-        raise ValueError(f"the prompt must keep a positive number of beats, got {n_beats}")
-    codes = encode(music, encoding)
-    codes = codes[codes[:, Field.TYPE] != RowType.END_OF_SONG]
-    if n_beats is None:
-        return codes
-    cut = round(n_beats * encoding.resolution)
-    is_note = codes[:, Field.TYPE] == RowType.NOTE
-    onset = (codes[:, Field.BEAT] - 1) * encoding.resolution + codes[:, Field.POSITION] - 1
-    return codes[~is_note | (onset < cut)]
-
-
-def instrument_prompt(instruments: Sequence[str | int], encoding: Encoding) -> np.ndarray:
-    """Start-of-song, one row per instrument (names or GM programs; sorted, distinct), start-of-notes."""
-    if len(instruments) == 0:
-        raise ValueError("instrument mode needs at least one instrument")
-    codes = sorted({encoding.instrument_code(_as_program(i)) for i in instruments})
-    rows = np.zeros((len(codes) + 2, 6), dtype=np.int64)
-    rows[0, Field.TYPE] = RowType.START_OF_SONG
-    rows[1:-1, Field.TYPE] = RowType.INSTRUMENT
-    rows[1:-1, Field.INSTRUMENT] = codes
-    rows[-1, Field.TYPE] = RowType.START_OF_NOTES
-    return rows
-
-
-def _as_program(value: str | int) -> str | int:
-    """A GM program given as text ("40") becomes an int; names stay names."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
-
-
 def check_prompt(prompt: np.ndarray, encoding: Encoding) -> np.ndarray:
-    """`prompt` as an int64 (L x 6) array, or a ValueError saying what is wrong with it."""
+    """`prompt` as an int64 (L x 6) array, or a GenerationError saying what is wrong with it."""
     prompt = np.asarray(prompt)
     if prompt.ndim != 2 or prompt.shape[1] != 6 or len(prompt) == 0:
-        raise ValueError(f"a prompt must be a non-empty (L, 6) code array, got shape {prompt.shape}")
+        raise GenerationError(f"a prompt must be a non-empty (L, 6) code array, got shape {prompt.shape}")
     if not np.issubdtype(prompt.dtype, np.integer):
-        raise ValueError(f"a prompt must hold integer codes, got {prompt.dtype}")
+        raise GenerationError(f"a prompt must hold integer codes, got {prompt.dtype}")
     prompt = prompt.astype(np.int64)
     types = prompt[:, Field.TYPE]
     if np.any(types == RowType.END_OF_SONG):
-        raise ValueError("the prompt holds an end-of-song row; a prompt is a song to continue")
+        raise GenerationError("the prompt holds an end-of-song row; a prompt is a song to continue")
     probe = prompt
     if not np.any(types == RowType.START_OF_NOTES):
         son = np.zeros((1, 6), dtype=np.int64)
@@ -140,43 +83,11 @@ def check_prompt(prompt: np.ndarray, encoding: Encoding) -> np.ndarray:
         probe = np.vstack([prompt, son])
     problems = grammar_violations(probe, encoding, complete=False)
     if problems:
-        raise ValueError(f"the prompt is not a well-formed song start: {'; '.join(problems)}")
+        raise GenerationError(f"the prompt is not a well-formed song start: {'; '.join(problems)}")
     return prompt
 
 
-# ---------------------------------------------------------------------- sampling settings
-def per_field(value, name: str, default) -> tuple:
-    """A scalar or a {field: value} dict as one value per field in `FIELDS` order."""
-    if isinstance(value, Mapping):
-        unknown = sorted(set(value) - set(FIELDS))
-        if unknown:
-            raise ValueError(f"{name}: unknown field(s) {', '.join(unknown)}; fields are {', '.join(FIELDS)}")
-        return tuple(value.get(f, default) for f in FIELDS)
-    return (default if value is None else value,) * len(FIELDS)
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Temperature, top-k and top-p of every field (`FIELDS` order); None switches a filter off."""
-
-    temperature: tuple[float, ...]
-    top_k: tuple[int | None, ...]
-    top_p: tuple[float | None, ...]
-
-    @classmethod
-    def build(cls, temperature=1.0, top_k=None, top_p=None) -> "SamplingParams":
-        params = cls(per_field(temperature, "temperature", 1.0), per_field(top_k, "top_k", None),
-                     per_field(top_p, "top_p", None))
-        for f, t, k, p in zip(FIELDS, params.temperature, params.top_k, params.top_p):
-            if t is None or t < 0 or math.isnan(t):
-                raise ValueError(f"temperature of {f} must be >= 0 (0: greedy), got {t}")
-            if k is not None and k < 1:
-                raise ValueError(f"top_k of {f} must be >= 1, got {k}")
-            if p is not None and not 0 < p <= 1:
-                raise ValueError(f"top_p of {f} must be in (0, 1], got {p}")
-        return params
-
-
+# ---------------------------------------------------------------------- drawing
 def sample_masked(logits: Tensor, allowed: Tensor, temperature: float, top_k: int | None,
                   top_p: float | None, generator: torch.Generator) -> Tensor:
     """One code per batch row from `logits` (B, V) restricted to `allowed` (B, V) (at least one True).
@@ -272,9 +183,10 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     def codes_from(minimum: Tensor, n: int) -> Tensor:  # allowed: code >= max(1, minimum)
         return torch.arange(n, device=device)[None, :] >= minimum.clamp(min=1)[:, None]
 
+    temperature, top_k, top_p = (params.per_field(name) for name in ("temperature", "top_k", "top_p"))
+
     def draw(field: Field, allowed: Tensor) -> Tensor:
-        return sample_masked(logits[field], allowed, params.temperature[field], params.top_k[field],
-                             params.top_p[field], generator)
+        return sample_masked(logits[field], allowed, temperature[field], top_k[field], top_p[field], generator)
 
     n = encoding.n_tokens
     if allow_eos:  # the last beat ends the sample (see the module docstring)
@@ -310,81 +222,64 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     return rows.masked_fill(state.finished[:, None], 0)
 
 
-# ---------------------------------------------------------------------- generate
-def generate(
+# ---------------------------------------------------------------------- the sampler
+def sample(
     model,
-    prompt: np.ndarray | None = None,
+    prompt: np.ndarray,
     *,
     n_samples: int = 1,
-    instruments: Sequence[str | int] | None = None,
+    params: SamplingParams = SamplingParams(),
+    seed: int = 0,
     max_new_rows: int = 1024,
     max_beats: float | None = None,
-    max_bars: float | None = None,
-    beats_per_bar: float = DEFAULT_BEATS_PER_BAR,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    seed: int | None = None,
-    device=None,
-    progress: bool = False,
     min_new_rows: int = 0,
     window_shift: int = DEFAULT_WINDOW_SHIFT,
+    device=None,
+    progress: bool = False,
 ) -> list[np.ndarray]:
-    """Sample songs from a `MusicTransformer` (see the module docstring for the method).
+    """Continue `prompt` `n_samples` times (see the module docstring for the method).
+
+    This is the engine under `mmt.generate`, which builds the prompt for each mode;
+    call it directly to sample from code arrays.
 
     Args:
         model: a `MusicTransformer` (its `.encoding` defines the codes).
-        prompt: codes to continue (start-of-song, header, maybe start-of-notes and notes;
-            no end-of-song), e.g. from `prompt_from_music`. None: start-of-song alone.
+        prompt: codes to continue: start-of-song, the header, maybe start-of-notes and
+            notes; no end-of-song.
         n_samples: samples drawn together as one batch.
-        instruments: instrument mode: names or GM programs; the header is exactly these
-            (sorted, distinct) and notes use only them. Not together with `prompt`.
+        params: temperature, top-k and top-p of each field.
+        seed: seeds a `torch.Generator`; the same seed (and settings) gives the same samples.
         max_new_rows: the most rows added to the prompt; a sample that reaches it is cut
             there without end-of-song.
         max_beats: a note that would start at or after this beat (counted from the song's
-            start, prompt included) ends the sample with end-of-song instead.
-        max_bars: the same in bars of `beats_per_bar` beats (4 by default: bars of 4/4;
-            pass the prompt's `beats_per_bar(music)` to follow its time signature).
-        temperature, top_k, top_p: a scalar or a {field: value} dict (fields not named
-            keep 1.0 / off). Temperature 0 is greedy.
-        seed: seeds a `torch.Generator`; the same seed (and settings) gives the same samples.
-        device: where to run; the model is moved there. Default: the model's device.
-        progress: show a progress bar over the steps.
+            start) ends the sample with end-of-song instead.
         min_new_rows: end-of-song is not allowed before this many new rows (benchmarks use
             it to run untrained models to full length).
         window_shift: past the context (rotary / no position embedding), rows dropped
             from the cache window at a time.
+        device: where to run; the model is moved there. Default: the model's device.
+        progress: show a progress bar over the steps.
 
     Returns:
-        `n_samples` int64 arrays (rows x 6), each starting with the prompt (or
-        start-of-song) and ending with end-of-song unless cut at `max_new_rows`.
+        `n_samples` int64 arrays (rows x 6), each starting with the prompt and ending with
+        end-of-song unless cut at `max_new_rows`.
 
     Raises:
-        ValueError: bad arguments, a malformed prompt, or (absolute position embedding)
-            a sample that needs more rows than the model's context.
+        GenerationError: bad arguments, a malformed prompt, or (absolute position
+            embedding) a sample that needs more rows than the model's context.
     """
     from tqdm.auto import tqdm
 
     encoding: Encoding = model.encoding
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if max_new_rows < 1:
-        raise ValueError(f"max_new_rows must be >= 1, got {max_new_rows}")
-    if window_shift < 1:
-        raise ValueError(f"window_shift must be >= 1, got {window_shift}")
-    if max_beats is not None and max_bars is not None:
-        raise ValueError("give max_beats or max_bars, not both")
-    if max_bars is not None:
-        max_beats = max_bars * beats_per_bar
+    for name, value, low in (("n_samples", n_samples, 1), ("max_new_rows", max_new_rows, 1),
+                             ("min_new_rows", min_new_rows, 0), ("window_shift", window_shift, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise GenerationError(f"{name} must be an integer >= {low}, got {value!r}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise GenerationError(f"seed must be an integer in 0 .. 2**63-1, got {seed!r}")
+    if max_beats is not None and not (math.isfinite(max_beats) and max_beats > 0):
+        raise GenerationError(f"max_beats must be a positive number, got {max_beats!r}")
     limit_ticks = None if max_beats is None else round(max_beats * encoding.resolution)
-    params = SamplingParams.build(temperature, top_k, top_p)
-    if instruments is not None:
-        if prompt is not None:
-            raise ValueError("give a prompt or instruments, not both")
-        prompt = instrument_prompt(instruments, encoding)
-    elif prompt is None:
-        prompt = np.zeros((1, 6), dtype=np.int64)
-        prompt[0, Field.TYPE] = RowType.START_OF_SONG
     prompt = check_prompt(prompt, encoding)
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -392,7 +287,7 @@ def generate(
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+    generator.manual_seed(seed)
     try:
         with torch.inference_mode():
             rows = _run(model, prompt, n_samples, max_new_rows, min_new_rows, limit_ticks, params,
@@ -420,8 +315,8 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
         sink = _sink_rows(state, n_prompt - 1, context)
         fed = torch.cat([fed[:, :sink], fed[:, n_prompt - (context - sink):]], dim=1)
     # never more than the context: past it the window slides (or, absolute positions, `_check_context` stops)
-    cache = model.new_cache(batch, min(context, fed.shape[1] + max_new_rows))
-    logits = [lg[:, -1] for lg in model.decode(fed, cache)]
+    decoder = CachedDecoder(model, batch, min(context, fed.shape[1] + max_new_rows))
+    logits = [lg[:, -1] for lg in decoder(fed)]
     steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
@@ -433,20 +328,20 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
         length = torch.where(ended, torch.full_like(length, index + 1), length)
         if step == max_new_rows - 1 or bool(state.finished.all()):
             break
-        if cache.length >= context:
+        if decoder.length >= context:
             if not model.supports_long_context:
-                _check_context(model, cache.length + 1)
+                _check_context(model, decoder.length + 1)
             if sink is None:
                 sink = _sink_rows(state, index, context)
-            model.drop_cached_rows(cache, sink, min(window_shift, cache.length - sink - 1))
-        logits = [lg[:, -1] for lg in model.decode(rows[:, None], cache)]
+            decoder.drop_rows(sink, min(window_shift, decoder.length - sink - 1))
+        logits = [lg[:, -1] for lg in decoder(rows[:, None])]
     codes = out.cpu().numpy()
     return [codes[i, :n].copy() for i, n in enumerate(length.tolist())]
 
 
 def _check_context(model, rows: int) -> None:
     if not model.supports_long_context and rows > model.config.max_seq_len:
-        raise ValueError(
+        raise GenerationError(
             f"this model uses absolute position embeddings and cannot go past its context of "
             f"{model.config.max_seq_len} rows (a sample needs {rows}); lower max_new_rows, set "
             f"max_beats, or use a rotary / no-position-embedding model"
@@ -457,11 +352,11 @@ def _sink_rows(state: GrammarState, index: int, context: int) -> int:
     """Rows kept at the cache's start: start-of-song through start-of-notes of every sample."""
     live = ~state.finished
     if bool((live & ~state.in_notes).any()):
-        raise ValueError(
+        raise GenerationError(
             f"a sample's instrument header fills the model's context ({context} rows); "
             "the sliding window needs start-of-notes inside it"
         )
     sink = int(state.son_row[live].max()) + 1 if bool(live.any()) else 1
     if sink >= context - 1:
-        raise ValueError(f"the header ({sink} rows) leaves no room for a sliding window in {context} rows")
+        raise GenerationError(f"the header ({sink} rows) leaves no room for a sliding window in {context} rows")
     return sink

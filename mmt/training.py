@@ -48,6 +48,7 @@ from mmt.config import ExperimentConfig, TrainingConfig, config_from_dict
 from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate
 from mmt.encoding import Encoding
+from mmt.errors import MMTError
 from mmt.files import atomic_path, write_text_atomic
 from mmt.model import MusicTransformer, compute_loss
 
@@ -57,7 +58,7 @@ LOG_COLUMNS = ["step", "epoch", "lr", "train_loss", *(f"valid_{f}" for f in FIEL
 TRAIN_LOG_COLUMNS = ["step", "epoch", "loss", *(f"loss_{f}" for f in FIELDS), "lr", "grad_norm"]
 
 
-class TrainingError(ValueError):
+class TrainingError(MMTError, ValueError):
     """A training run cannot start or resume (bad out dir, incompatible checkpoint, no data)."""
 
 

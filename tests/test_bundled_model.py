@@ -1,4 +1,6 @@
-"""The bundled model (models/music21-small) loads and generates in each mode."""
+"""The bundled model (`music21-small`) loads by name, has learned the corpus, and generates in each mode."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,9 +8,11 @@ import torch
 
 import mmt
 from mmt.constants import Field, RowType
-from mmt.demo import BUNDLED_MODEL
+from mmt.checkpoint import resolve_checkpoint
 from mmt.encoding import decode, encode_notes, grammar_violations
-from mmt.sampling import prompt_from_music
+from mmt.request import prompt_from_music
+
+BUNDLED_MODEL = "music21-small"
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +29,22 @@ def header_instruments(codes, encoding):
 def test_bundled_model_is_the_music21_small_config(model):
     from mmt.config import load_config
 
-    config = load_config("configs/music21-small.yaml")
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "music21-small.yaml")
     assert model.config == config.model
-    assert (BUNDLED_MODEL / "README.md").is_file() and (BUNDLED_MODEL / "log.csv").is_file()
+    folder = resolve_checkpoint(BUNDLED_MODEL)
+    assert folder.parent.name == "models" and folder.parent.parent.name == "mmt"
+    assert (folder / "README.md").is_file() and (folder / "log.csv").is_file()
 
 
 def test_unconditioned_sample_is_well_formed(model):
-    codes = mmt.generate(model, n_samples=1, max_bars=2, top_p=0.9, seed=0)[0]
+    codes = mmt.generate(model, n_samples=1, bars=2, top_p=0.9, seed=0)[0]
     assert codes[0, Field.TYPE] == RowType.START_OF_SONG
     assert grammar_violations(codes, model.encoding, complete=False) == []
     assert len(decode(codes, model.encoding).tracks) >= 1
 
 
 def test_instrument_sample_uses_the_string_quartet(model):
-    codes = mmt.generate(model, instruments=["violin", "viola", "cello"], max_bars=2, top_p=0.9, seed=0)[0]
+    codes = mmt.generate(model, instruments=["violin", "viola", "cello"], bars=2, top_p=0.9, seed=0)[0]
     assert header_instruments(codes, model.encoding) == ["violin", "viola", "cello"]
     assert grammar_violations(codes, model.encoding, complete=False) == []
 
@@ -47,7 +53,7 @@ def test_continuation_keeps_the_prompt(model):
     notes = np.array([[beat, 0, pitch, 12, 0] for beat, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
     music = decode(encode_notes(notes, model.encoding), model.encoding)
     prompt = prompt_from_music(music, model.encoding, n_beats=4)
-    codes = mmt.generate(model, prompt, max_bars=2, top_p=0.9, seed=0)[0]
+    codes = mmt.generate(model, prompt=prompt, bars=2, top_p=0.9, seed=0)[0]
     np.testing.assert_array_equal(codes[: len(prompt)], prompt)
     assert len(codes) > len(prompt)
     assert grammar_violations(codes, model.encoding, complete=False) == []

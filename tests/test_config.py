@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmt.config import (
-    ConfigError, DataConfig, ExperimentConfig, ModelConfig, SamplingConfig, TrainingConfig,
+    ConfigError, DataConfig, ExperimentConfig, ModelConfig, SamplingParams, TrainingConfig,
     config_from_dict, load_config,
 )
 
@@ -40,8 +40,8 @@ sampling: {temperature: {pitch: 0.9}, top_k: 8}
     assert config.data_max_seq_len == 128
     assert config.sampling.value_for("temperature", "pitch") == 0.9
     assert config.sampling.value_for("temperature", "beat") == 1.0
-    assert config.sampling.per_field("top_k") == {f: 8 for f in
-                                                  ("type", "beat", "position", "pitch", "duration", "instrument")}
+    assert config.sampling.per_field("top_k") == (8, 8, 8, 8, 8, 8)
+    assert config.sampling.per_field("temperature") == (1.0, 1.0, 1.0, 0.9, 1.0, 1.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.training.lr = 1.0
 
@@ -55,7 +55,7 @@ def test_missing_sections_take_defaults(tmp_path):
     config = load_config(write(tmp_path, "model: {dim: 32, heads: 4}\n"))
     assert config.name == "exp"  # the file's stem
     assert config.training == TrainingConfig()
-    assert config.sampling == SamplingConfig()
+    assert config.sampling == SamplingParams()
     assert isinstance(config, ExperimentConfig)
 
 
@@ -80,10 +80,31 @@ def test_bad_value_names_section(tmp_path):
         load_config(write(tmp_path, "model: {pos_emb: learned}\n"))
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"temperature": float("inf")}, "temperature must be a number from 0 .greedy. to 100"),
+    ({"temperature": 3.5e38}, "temperature must be a number from 0 .greedy. to 100"),
+    ({"temperature": float("nan")}, "temperature must be a number from 0 .greedy. to 100"),
+    ({"temperature": -1}, "temperature must be a number from 0 .greedy. to 100"),
+    ({"top_k": 0}, "top_k must be an integer >= 1 or null"),
+    ({"top_p": 2}, "top_p must be a number in .0, 1. or null"),
+    ({"top_p": {"pitch": 0}}, "top_p of pitch must be a number in .0, 1. or null"),
+])
+def test_absurd_sampling_values_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        SamplingParams(**settings)
+
+
+def test_greedy_and_per_field_sampling_values_are_accepted():
+    params = SamplingParams(temperature=0, top_p={"pitch": 0.9})
+    assert params.per_field("temperature") == (0, 0, 0, 0, 0, 0)
+    assert params.per_field("top_p") == (None, None, None, 0.9, None, None)
+    assert params.to_dict() == {"temperature": 0, "top_k": None, "top_p": {"pitch": 0.9}}
+
+
 def test_sampling_field_names_are_checked():
     with pytest.raises(ConfigError, match=r"unknown field\(s\) tempo"):
         config_from_dict({"sampling": {"temperature": {"tempo": 1.0}}})
-    with pytest.raises(ConfigError, match=r"top_p.pitch must be a number in \(0, 1\]"):
+    with pytest.raises(ConfigError, match=r"top_p of pitch must be a number in \(0, 1\]"):
         config_from_dict({"sampling": {"top_p": {"pitch": 1.5}}})
 
 

@@ -19,6 +19,8 @@ from mmt.data import (
     window_starts,
 )
 from mmt.encoding import grammar_violations
+from mmt.prepared import DataError
+from tests.factories import write_prepared
 
 SOS, INST, SON, NOTE, EOS = 1, 2, 3, 4, 5
 
@@ -47,13 +49,8 @@ NOTES_CODES = np.array(
 )
 
 
-def make_prepared(root, pieces: dict[str, np.ndarray], encoding: Encoding, split: str = "train"):
-    (root / "notes").mkdir(parents=True)
-    for name, notes in pieces.items():
-        np.save(root / "notes" / f"{name}.npy", np.asarray(notes, dtype=np.int64))
-    (root / f"{split}.txt").write_text("".join(f"{name}\n" for name in pieces))
-    encoding.save(root / "encoding.json")
-    return root
+def make_prepared(root, pieces: dict[str, np.ndarray], encoding: Encoding):
+    return write_prepared(root, pieces, {"train": list(pieces)}, encoding)
 
 
 def long_piece(n_beats: int) -> np.ndarray:
@@ -251,11 +248,11 @@ def test_items_are_well_formed_prefixes(notes, max_seq_len, max_beat, seed):
 # ---------------------------------------------------------------------- errors
 def test_dataset_errors_name_the_problem(tmp_path, encoding):
     root = make_prepared(tmp_path / "d", {"a": NOTES}, encoding)
-    with pytest.raises(FileNotFoundError, match="valid.txt"):
+    with pytest.raises(DataError, match="valid.txt"):
         MusicDataset(root, "valid", encoding, 64)
     with pytest.raises(ValueError, match="split"):
         MusicDataset(root, "dev", encoding, 64)
-    with pytest.raises(FileNotFoundError, match="prepared data directory"):
+    with pytest.raises(DataError, match="prepared data directory"):
         MusicDataset(tmp_path / "missing", "train", encoding, 64)
     with pytest.raises(ValueError, match="resolution"):
         MusicDataset(root, "train", Encoding(resolution=24), 64)
@@ -263,10 +260,10 @@ def test_dataset_errors_name_the_problem(tmp_path, encoding):
         MusicDataset(root, "train", encoding, 64, max_beat=encoding.max_beat + 1)
     assert MusicDataset(root, "train", None, 64).encoding == encoding  # read from encoding.json
     np.save(root / "notes" / "a.npy", np.zeros((3, 4), dtype=np.int64))
-    with pytest.raises(ValueError, match=r"a\.npy.*\(N, 5\)"):
+    with pytest.raises(DataError, match=r"a\.npy: expected an integer \(N x 5\) notes array"):
         MusicDataset(root, "train", encoding, 64)[0]
     (root / "train.txt").write_text("a\nb\n")
-    with pytest.raises(FileNotFoundError, match=r"b\.npy"):
+    with pytest.raises(DataError, match=r"b\.npy"):
         MusicDataset(root, "train", encoding, 64)[1]
 
 

@@ -9,8 +9,8 @@ import torch
 
 from mmt import Encoding
 from mmt.checkpoint import save_model
-from mmt.cli import main
-from mmt.demo import DemoConfig, DemoError, model_path, run_demo
+from mmt_app.cli import main
+from mmt_app.demo import DemoConfig, DemoError, model_path, run_demo
 from mmt.model import ModelConfig, MusicTransformer
 
 
@@ -41,9 +41,9 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_model, capsys)
     assert len(manifest) == 3 and all('"split": "test"' in line for line in manifest)
     # 3. one sample per mode, each as MIDI, CSV and piano roll
     names = sorted(p.name for p in paths["samples"].iterdir())
-    assert names == sorted(f"{mode}-1.{ext}" for mode in ("unconditioned", "instrument", "continuation")
+    assert names == sorted(f"{mode}-001.{ext}" for mode in ("unconditioned", "instrument", "continuation")
                            for ext in ("mid", "csv", "png"))
-    quartet = (paths["samples"] / "instrument-1.csv").read_text()
+    quartet = (paths["samples"] / "instrument-001.csv").read_text()
     assert {"violin", "viola", "cello"} <= set(re.findall(r"[a-z]+", quartet))
     # 4. the evaluation table has the ground truth and every mode
     table = paths["evaluation"].read_text()
@@ -58,7 +58,7 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_model, capsys)
 
 
 def test_demo_without_a_model_names_the_folder(tmp_path):
-    with pytest.raises(DemoError, match="no model there"):
+    with pytest.raises(DemoError, match="nothing: no such checkpoint directory .bundled models: music21-small."):
         model_path(DemoConfig(model=tmp_path / "nothing"))
     code = main(["demo", "--model", str(tmp_path / "nothing"), "--data", str(tmp_path / "data"),
                  "--out", str(tmp_path / "out")])
@@ -77,7 +77,7 @@ def test_demo_refuses_bad_settings_before_any_work(tmp_path, capsys):
 def test_demo_train_prepares_every_tune_to_train_and_the_test_split_to_evaluate(tmp_path, monkeypatch):
     import data_prep
 
-    from mmt import demo
+    from mmt_app import demo
 
     calls = []
 

@@ -23,7 +23,7 @@ import yaml
 
 from mmt import Encoding
 from mmt.checkpoint import load_model, read_checkpoint_info
-from mmt.cli import main
+from mmt_app.cli import main
 from mmt.config import load_config
 from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate

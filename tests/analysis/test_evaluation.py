@@ -19,7 +19,7 @@ from analysis.evaluation import (
 )
 from analysis.metrics import METRICS, compute_metrics
 from mmt import Encoding, decode, encode_notes
-from mmt.cli import main
+from mmt_app.cli import main
 from mmt.constants import DRUM_PROGRAM, NoteCol
 
 RES = 12
@@ -176,7 +176,7 @@ def test_n_and_beats_choose_pieces_and_length(prepared, tmp_path):
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--split", "nosuch"], "nosuch.txt: no such split file"),
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--modes", "instrument"], "--modes needs a MODEL"),
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "-n", "0"], "n must be >= 1"),
-        (["--ground-truth-only", "--data", "{out}", "--out", "{out}"], "encoding.json: no such file"),
+        (["--ground-truth-only", "--data", "{out}", "--out", "{out}"], "no such prepared data directory"),
     ],
     ids=["no-model", "no-split", "modes-without-model", "n-zero", "not-prepared"],
 )

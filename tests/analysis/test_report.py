@@ -22,7 +22,7 @@ from analysis.report import (
     training_sentence,
 )
 from mmt import Encoding, encode_notes, save_model
-from mmt.cli import main
+from mmt_app.cli import main
 from mmt.constants import FIELDS
 from mmt.training import LOG_COLUMNS
 from mmt.model import ModelConfig, MusicTransformer

@@ -15,7 +15,7 @@ from prep_trees import output_files, write_bad_files, write_midi_file
 
 from data_prep import prepare_dataset
 from data_prep.filters import Filters
-from mmt.cli import main
+from mmt_app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

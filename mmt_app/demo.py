@@ -7,8 +7,9 @@ Steps (each one resumable: a second run reuses what the first one wrote):
    also the whole corpus with every tune, `mmt prepare music21-tunes - TRAIN_DATA`
    (about 11 minutes on two cores). Each music21 piece has the same source, id and split
    in both listings, so the test pieces are never trained on.
-2. model: the bundled `models/music21-small/` (or, with `train=True`, a model trained
-   from scratch with `configs/music21-small.yaml` on TRAIN_DATA into OUT/train/).
+2. model: the bundled `music21-small` (`mmt.load_model("music21-small")`; or, with
+   `train=True`, a model trained from scratch with the bundled model's own experiment
+   config on TRAIN_DATA into OUT/train/).
 3. samples: `n_samples` songs in each mode: unconditioned; instrument-informed (a string
    quartet: violin, viola, cello, as the encoding has one code per instrument); and the
    continuation of the first 8 bars of the first test piece. MIDI, CSV, piano roll and,
@@ -26,14 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO / "models" / "music21-small"
-TRAIN_CONFIG = REPO / "configs" / "music21-small.yaml"
+from mmt.errors import MMTError
+from mmt.prepared import PreparedData
+
+BUNDLED_MODEL = "music21-small"
 STRING_QUARTET = ("violin", "viola", "cello")
 MODES = ("unconditioned", "instrument", "continuation")
 
 
-class DemoError(RuntimeError):
+class DemoError(MMTError, ValueError):
     """The demo cannot run (no bundled model, nothing prepared)."""
 
 
@@ -46,7 +48,7 @@ class DemoConfig:
         data: the prepared corpus folder (its test split is prepared there when missing).
         train_data: with `train`, the folder for the whole corpus with every tune.
         model: a checkpoint directory; None: the bundled model (or the trained one).
-        train: train `configs/music21-small.yaml` from scratch first (prepares `train_data`).
+        train: train the bundled model's experiment config from scratch first (prepares `train_data`).
         prepare_limit: files of the test split prepared when not training.
         n_samples: samples per mode.
         n_eval: test pieces evaluated (ground truth and each mode).
@@ -80,11 +82,11 @@ class DemoConfig:
     def __post_init__(self) -> None:
         for name in ("prepare_limit", "n_samples", "n_eval", "n_analysis", "prompt_bars", "bars", "jobs"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise DemoError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.bars <= self.prompt_bars:
-            raise ValueError(f"bars ({self.bars}) must be more than prompt_bars ({self.prompt_bars})")
+            raise DemoError(f"bars ({self.bars}) must be more than prompt_bars ({self.prompt_bars})")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise DemoError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 def _step(log: Callable[[str], None], text: str) -> float:
@@ -104,76 +106,61 @@ def prepare_corpus(config: DemoConfig, log: Callable[[str], None] = print) -> Pa
         counts = summary.counts
         log(f"{data}: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed "
             f"({summary.processed} prepared now in {summary.seconds:.0f} s)")
-    if not (config.data / "test.txt").is_file() or not test_ids(config.data):
+    if not (config.data / "test.txt").is_file() or not PreparedData(config.data).split("test"):
         raise DemoError(f"{config.data}: no test pieces were prepared; see {config.data / 'manifest.jsonl'}")
     return config.data
 
 
-def test_ids(data: Path) -> list[str]:
-    """The ids of the prepared test split."""
-    return [line for line in (data / "test.txt").read_text(encoding="utf-8").split() if line]
-
-
 def train_model(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
-    """Train `configs/music21-small.yaml` from scratch into OUT/train; returns its best checkpoint."""
+    """Train the bundled model's experiment from scratch into OUT/train; returns its best checkpoint."""
+    from mmt.checkpoint import resolve_checkpoint
     from mmt.config import load_config
     from mmt.training import train
 
-    if not TRAIN_CONFIG.is_file():
-        raise DemoError(f"{TRAIN_CONFIG}: the training config is missing (run from a clone of the repository)")
     run = config.out / "train"
     resume = (run / "last").is_dir()
-    result = train(load_config(TRAIN_CONFIG), run, data_dir=config.train_data, resume=resume, device=config.device)
+    experiment = load_config(resolve_checkpoint(BUNDLED_MODEL) / "config.yaml")
+    result = train(experiment, run, data_dir=config.train_data, resume=resume, device=config.device)
     log(f"trained {result.step} steps, best valid loss {result.best_valid_loss:.4f} at step {result.best_step}")
     return run / "best"
 
 
 def model_path(config: DemoConfig) -> Path:
     """The checkpoint the demo uses (bundled unless given)."""
-    path = Path(config.model) if config.model else BUNDLED_MODEL
-    if not (path / "config.json").is_file() and not (path / "best" / "config.json").is_file():
-        raise DemoError(f"{path}: no model there (the bundled model lives in models/music21-small/ of the "
-                        "repository; pass --model DIR, or --train to train one)")
-    return path
+    from mmt.checkpoint import CheckpointError, resolve_checkpoint
 
-
-def piece_music(data: Path, piece_id: str, encoding):
-    """A prepared piece as muspy Music (through the encoding, as the model sees it)."""
-    import numpy as np
-
-    from mmt.encoding import Encoding, decode, encode_notes
-
-    data_encoding = Encoding.load(data / "encoding.json")
-    notes = np.load(data / "notes" / f"{piece_id}.npy")
-    return decode(encode_notes(notes, data_encoding), encoding)
+    try:
+        return resolve_checkpoint(config.model or BUNDLED_MODEL)
+    except CheckpointError as error:
+        raise DemoError(f"{error}; pass --model DIR, or --train to train one") from None
 
 
 def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print) -> Path:
     """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
-    import mmt
-    from mmt.io import audio_available, write_codes
-    from mmt.sampling import prompt_from_music
+    from mmt.config import SamplingParams
+    from mmt.io import audio_available
+    from mmt.request import GenerationRequest, run
 
-    encoding = model.encoding
     out = config.out / "samples"
     audio = config.audio and audio_available()
     if config.audio and not audio:
         log("audio: fluidsynth or a GM soundfont is missing, so no WAVs "
             "(Debian/Ubuntu: apt-get install fluidsynth fluid-soundfont-gm, or `make audio`)")
-    piece = test_ids(config.data)[0]
-    prompt = prompt_from_music(piece_music(config.data, piece, encoding), encoding, n_bars=config.prompt_bars)
-    requests = {
-        "unconditioned": {},
-        "instrument": {"instruments": list(STRING_QUARTET)},
-        "continuation": {"prompt": prompt},
-    }
-    for mode, kwargs in requests.items():
-        samples = mmt.generate(model, n_samples=config.n_samples, max_bars=config.bars, top_p=config.top_p,
-                               seed=config.seed, device=config.device, **kwargs)
-        for k, codes in enumerate(samples):
-            paths = write_codes(out, f"{mode}-{k + 1}", codes, encoding, audio=audio)
-            log(f"{mode} {k + 1}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
-    log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} ({len(prompt)} rows)")
+    data = PreparedData(config.data)
+    piece = data.split("test")[0]
+    common = {"n_samples": config.n_samples, "sampling": SamplingParams(top_p=config.top_p), "seed": config.seed}
+    requests = [
+        GenerationRequest(bars=config.bars, **common),
+        GenerationRequest(mode="instrument", instruments=STRING_QUARTET, bars=config.bars, **common),
+        GenerationRequest(mode="continuation", prompt=data.music(piece), prompt_bars=config.prompt_bars,
+                          bars=config.bars - config.prompt_bars, **common),
+    ]
+    for request in requests:
+        generation = run(model, request, device=config.device)
+        for codes, paths in zip(generation.samples, generation.write(out, audio=audio, first=1)):
+            log(f"{paths['midi'].stem}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
+    log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} "
+        f"({len(generation.prompt.codes)} rows)")
     return out
 
 
@@ -182,6 +169,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     from analysis.evaluation import EvaluationConfig, evaluate
     from analysis.report import ReportConfig, write_report
     from mmt.checkpoint import load_model
+    from mmt.config import SamplingParams
 
     started = time.perf_counter()
     bundled = None if config.train else model_path(config)  # fail before any slow step
@@ -200,7 +188,7 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     t = _step(log, f"4/5 evaluate on {config.n_eval} test pieces")
     evaluation = config.out / "evaluation"
     evaluate(config.data, evaluation, model, split="test", n=config.n_eval,
-             config=EvaluationConfig(seed=config.seed, top_p=config.top_p), device=config.device)
+             config=EvaluationConfig(seed=config.seed, sampling=SamplingParams(top_p=config.top_p)), device=config.device)
     log((evaluation / "metrics.md").read_text(encoding="utf-8"))
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, "5/5 analyze")

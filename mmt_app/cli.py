@@ -1,4 +1,4 @@
-"""The `mmt` command line: argparse -> library calls. The only place argparse lives.
+"""The `mmt` command line: argparse -> library calls. The only place argparse lives (app layer).
 
 Each subcommand has its own section: `_add_<name>(sub)` builds its parser and
 `_cmd_<name>(args)` runs it, importing what it needs so `mmt --help` stays fast.
@@ -10,8 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmt.errors import MMTError
 
-class CommandError(Exception):
+
+class CommandError(MMTError):
     """A user-facing failure: printed as `mmt <command>: error: <message>`, exit status 2."""
 
 
@@ -58,7 +60,7 @@ def _add_evaluate(sub) -> None:
                    help="generation modes: unconditioned, instrument, continuation-<beats> "
                    "(default: unconditioned instrument continuation-4 continuation-16)")
     p.add_argument("--ground-truth-only", action="store_true", help="evaluate the ground truth alone (no MODEL)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1.0)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: 1.0)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default: off)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default: 1024)")
@@ -80,11 +82,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CommandError("MODEL is required (or pass --ground-truth-only, or '-' as MODEL)")
     config = EvaluationConfig(
         n_beats=args.beats,
-        modes=tuple(args.modes) if args.modes else DEFAULT_MODES,
+        modes=() if ground_truth_only else tuple(args.modes or DEFAULT_MODES),
         seed=args.seed,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
+        sampling=_sampling(args),
         max_new_rows=args.max_rows,
     )
     result = evaluate(
@@ -105,6 +105,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if result.failures:
         print(f"{len(result.failures)} failure(s) recorded in {out / 'failures.csv'}", file=sys.stderr)
     return 0
+
+
+def _sampling(args: argparse.Namespace):
+    """The sampling settings of --temperature, --top-k and --top-p (defaults where not given)."""
+    from mmt.config import SamplingParams
+
+    given = {name: getattr(args, name) for name in ("temperature", "top_k", "top_p")
+             if getattr(args, name) is not None}
+    return SamplingParams(**given)
 
 
 # ============================================================================ train
@@ -255,33 +264,32 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ generate
-GENERATE_MODES = ("unconditioned", "instrument", "continuation")
-
-
 def _add_generate(sub) -> None:
+    from mmt.request import MODES
+
     p = sub.add_parser(
         "generate",
         help="sample songs from a trained model (unconditioned, given instruments, or continuing a file)",
         description="Sample songs with a KV cache, all samples in one batch, under the song grammar. "
         "Per sample, --out gets <mode>-<k>.mid, .csv (the codes), .png (piano roll) and, with --audio, "
-        ".wav. Modes: unconditioned; instrument (--instruments: names or GM programs; the song uses "
-        "exactly those); continuation (--prompt FILE cut to --prompt-beats or --prompt-bars, then "
-        "continued). --bars limits the song length: for continuation, bars added after the prompt "
-        "(bar length from the prompt's time signature); otherwise bars of 4/4.",
+        ".wav. Modes: " + "; ".join(f"{m.name} ({m.help})" for m in MODES.values()) + ". --bars and "
+        "--beats count what is added after the prompt (bar length from the prompt's time signature; "
+        "otherwise bars of 4/4).",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run's folder: its best/)")
-    p.add_argument("--mode", choices=GENERATE_MODES, default="unconditioned", help="default: unconditioned")
+    p.add_argument("--mode", choices=list(MODES), default="unconditioned", help="default: unconditioned")
     p.add_argument("--instruments", nargs="+", metavar="NAME_OR_PROGRAM",
                    help="instrument mode: e.g. piano violin cello, or GM programs 0 40 42")
     p.add_argument("--prompt", metavar="FILE", help="continuation mode: a MIDI/MusicXML/kern/abc file")
     cut = p.add_mutually_exclusive_group()
-    cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats")
+    cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats (default: all of it)")
     cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
-    p.add_argument("--bars", type=float, default=None,
-                   help="stop after this many bars (continuation: bars after the prompt; default: no limit)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--bars", type=float, help="add at most this many bars (default: no limit)")
+    length.add_argument("--beats", type=float, help="add at most this many beats (default: no limit)")
     p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, 0 = greedy (default 1.0)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, and printed)")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 = greedy (default 1.0)")
     p.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes per field (default: off)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default 1024)")
@@ -294,52 +302,27 @@ def _add_generate(sub) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from mmt.checkpoint import load_model
-    from mmt.constants import RowType
-    from mmt.io import audio_available, read_music, write_codes
-    from mmt.sampling import DEFAULT_BEATS_PER_BAR, beats_per_bar, generate, prompt_from_music
+    from mmt.constants import Field, RowType
+    from mmt.io import audio_available
+    from mmt.request import GenerationRequest, run
 
-    if args.mode == "instrument" and not args.instruments:
-        raise CommandError("--mode instrument needs --instruments (names or GM programs)")
-    if args.mode != "instrument" and args.instruments:
-        raise CommandError(f"--instruments belongs to --mode instrument, not {args.mode}")
-    continuation = args.mode == "continuation"
-    if continuation and not args.prompt:
-        raise CommandError("--mode continuation needs --prompt FILE")
-    if continuation and args.prompt_beats is None and args.prompt_bars is None:
-        raise CommandError("--mode continuation needs --prompt-beats N or --prompt-bars N")
-    if not continuation and (args.prompt or args.prompt_beats is not None or args.prompt_bars is not None):
-        raise CommandError(f"--prompt, --prompt-beats and --prompt-bars belong to --mode continuation, not {args.mode}")
-    if args.n_samples < 1:
-        raise CommandError(f"-n must be >= 1, got {args.n_samples}")
-    if args.bars is not None and args.bars <= 0:
-        raise CommandError(f"--bars must be positive, got {args.bars}")
-
-    model = load_model(args.model, device=args.device or "cpu")
-    encoding = model.encoding
-    prompt, max_beats = None, None
-    bar_beats = DEFAULT_BEATS_PER_BAR
-    if continuation:
-        music = read_music(args.prompt)
-        bar_beats = beats_per_bar(music)
-        prompt = prompt_from_music(music, encoding, n_beats=args.prompt_beats, n_bars=args.prompt_bars)
-        prompt_beats = args.prompt_beats if args.prompt_beats is not None else args.prompt_bars * bar_beats
-        if args.bars is not None:
-            max_beats = prompt_beats + args.bars * bar_beats
-        n_prompt_notes = int((prompt[:, 0] == RowType.NOTE).sum())
-        print(f"{args.prompt}: prompt of {prompt_beats:g} beats, {n_prompt_notes} notes, {len(prompt)} rows")
-    elif args.bars is not None:
-        max_beats = args.bars * bar_beats
-    samples = generate(
-        model, prompt, n_samples=args.n_samples, instruments=args.instruments, max_new_rows=args.max_rows,
-        max_beats=max_beats, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        seed=args.seed, device=args.device, progress=not args.quiet,
+    # the request is checked before the model loads, so a bad argument fails at once
+    request = GenerationRequest.build(
+        mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
+        prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
+        n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows,
+        sampling=_sampling(args),
     )
+    model = load_model(args.model, device=args.device or "cpu")
+    generation = run(model, request, device=args.device, progress=not args.quiet)
+    prompt = generation.prompt
+    if request.mode == "continuation":
+        n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
+        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
     audio = args.audio and audio_available()
-    out = Path(args.out)
-    for k, codes in enumerate(samples):
-        stem = f"{args.mode}-{k:03d}"
-        paths = write_codes(out, stem, codes, encoding, audio=audio)
-        print(f"{stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
+    for codes, paths in zip(generation.samples, generation.write(args.out, audio=audio)):
+        print(f"{paths['midi'].stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
+    print(f"seed {generation.request.seed} (--seed {generation.request.seed} draws these samples again)")
     if args.audio and not audio:
         print("mmt generate: no WAV written: audio needs fluidsynth and a GM soundfont "
               "(`apt-get install fluidsynth fluid-soundfont-gm`, or set MMT_SOUNDFONT to an .sf2 file); "
@@ -349,14 +332,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 # ============================================================================ demo
 def _add_demo(sub) -> None:
-    from mmt.demo import DemoConfig
+    from mmt_app.demo import DemoConfig
 
     d = DemoConfig()
     p = sub.add_parser(
         "demo",
         help="the whole pipeline on music21's bundled corpus with the bundled model",
         description="Prepare the test split of music21's bundled corpus, load the bundled model "
-        "(models/music21-small), generate samples in each mode (unconditioned, a string quartet, the "
+        "(music21-small), generate samples in each mode (unconditioned, a string quartet, the "
         "continuation of a test piece's first 8 bars), evaluate them against the test split and write "
         "the analysis report. Everything goes to --out; a second run reuses what the first wrote.",
     )
@@ -366,7 +349,7 @@ def _add_demo(sub) -> None:
                    help=f"with --train, the folder for the whole corpus, every tune (default: {d.train_data})")
     p.add_argument("--model", help="a checkpoint directory instead of the bundled model")
     p.add_argument("--train", action="store_true",
-                   help="prepare the whole corpus (music21-tunes) and train configs/music21-small.yaml from "
+                   help="prepare the whole corpus (music21-tunes) and train the bundled model's config from "
                    "scratch first (about 40 minutes on two CPU cores)")
     p.add_argument("-n", "--samples", type=int, default=d.n_samples, help=f"samples per mode (default: {d.n_samples})")
     p.add_argument("--eval-pieces", type=int, default=d.n_eval,
@@ -379,7 +362,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from mmt.demo import DemoConfig, DemoError, run_demo
+    from mmt_app.demo import DemoConfig, DemoError, run_demo
 
     config = DemoConfig(out=Path(args.out), data=Path(args.data), train_data=Path(args.train_data),
                         model=Path(args.model) if args.model else None, train=args.train,
@@ -411,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CommandError, FileNotFoundError, ValueError) as error:
+    except (MMTError, FileNotFoundError) as error:
         print(f"mmt {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

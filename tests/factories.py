@@ -1,0 +1,41 @@
+"""The one tiny-model factory and the one prepared-folder builder the tests share.
+
+After audiocraft's 'debug' models: built in code, no downloads, small enough that a
+forward pass takes milliseconds on one CPU thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mmt import Encoding, ModelConfig
+from mmt.model import MusicTransformer
+
+
+def tiny_model(pos_emb: str = "rotary", *, dim: int = 32, depth: int = 2, heads: int = 4, max_seq_len: int = 64,
+               dropout: float = 0.0, encoding: Encoding | None = None, seed: int = 0) -> MusicTransformer:
+    """An untrained `MusicTransformer` with seeded weights, in eval mode."""
+    torch.manual_seed(seed)
+    config = ModelConfig(dim=dim, depth=depth, heads=heads, max_seq_len=max_seq_len, pos_emb=pos_emb,
+                         dropout=dropout)
+    return MusicTransformer(config, encoding or Encoding()).eval()
+
+
+def write_prepared(root: Path, pieces: Mapping[str, np.ndarray], splits: Mapping[str, Sequence[str]],
+                   encoding: Encoding | None = None) -> Path:
+    """A prepared directory as `mmt prepare` writes it: notes/<id>.npy, <split>.txt, encoding.json.
+
+    `splits` maps a split name to its ids in order (ids need not have a notes file, to test
+    missing ones); a split not named has no list file.
+    """
+    (root / "notes").mkdir(parents=True, exist_ok=True)
+    for name, notes in pieces.items():
+        np.save(root / "notes" / f"{name}.npy", np.asarray(notes, dtype=np.int64))
+    for split, ids in splits.items():
+        (root / f"{split}.txt").write_text("".join(f"{piece}\n" for piece in ids))
+    (encoding or Encoding()).save(root / "encoding.json")
+    return root
