@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -47,3 +48,22 @@ def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> P
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` atomically (UTF-8)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, command: str, error: type[Exception]) -> Iterator[None]:
+    """Hold `<folder>/.lock` so that two runs of `command` never write one folder at once.
+
+    The lock is an advisory `flock`, which the kernel frees when its holder dies (even by
+    SIGKILL), so a crashed run never blocks the next one. A second run raises `error`.
+    """
+    path = Path(folder) / ".lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(f"{folder}: another `{command}` is writing this folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

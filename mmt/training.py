@@ -49,7 +49,7 @@ from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate
 from mmt.encoding import Encoding
 from mmt.errors import MMTError
-from mmt.files import atomic_path, write_text_atomic
+from mmt.files import atomic_path, folder_lock, write_text_atomic
 from mmt.model import MusicTransformer, compute_loss
 
 STATE_FILE = "training_state.pt"
@@ -261,22 +261,43 @@ class TrainingResult:
     history: list[dict] = field(default_factory=list)
 
 
-def _state_dict(optimizer, scheduler, step, epoch, epoch_step, best, bad_validations, rng_states,
-                world_size, config: ExperimentConfig) -> dict:
-    return {
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "epoch_step": epoch_step,
-        "items_into_epoch": epoch_step * config.training.batch_size * world_size,
-        "best_valid_loss": best[0],
-        "best_step": best[1],
-        "bad_validations": bad_validations,
-        "rng_states": rng_states,
-        "world_size": world_size,
-        "config": config.to_dict(),
-    }
+@dataclass
+class TrainState:
+    """Where a run stands: what `training_state.pt` saves beside the optimiser and RNG states."""
+
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0
+    best_loss: float | None = None
+    best_step: int | None = None
+    bad_validations: int = 0
+
+    def improves(self, loss: float) -> bool:
+        """Record a validation loss; True when it is the best so far."""
+        if self.best_loss is None or loss < self.best_loss:
+            self.best_loss, self.best_step, self.bad_validations = loss, self.step, 0
+            return True
+        self.bad_validations += 1
+        return False
+
+    def out_of_patience(self, patience: int | None) -> bool:
+        return patience is not None and self.bad_validations >= patience
+
+
+@dataclass
+class _Since:
+    """Training figures accumulated since the last validation."""
+
+    tokens: float = 0.0
+    seconds: float = 0.0
+    steps: int = 0
+    loss_sum: float = 0.0
+
+    def add(self, tokens: float, seconds: float, loss: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+        self.steps += 1
+        self.loss_sum += loss
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -293,11 +314,12 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
 
 
 def _load_state(path: Path) -> dict:
+    """The saved training state; tensors and plain values only (no code runs from the file)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainingError(f"{path}: no training state to resume from") from None
-    except Exception as error:  # torch raises many types for a damaged pickle/zip
+    except Exception as error:  # torch raises many types for a damaged or foreign pickle/zip
         raise TrainingError(f"{path}: damaged training state ({type(error).__name__}: {error})") from None
 
 
@@ -332,17 +354,19 @@ def train(
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> TrainingResult:
     """Train a `MusicTransformer` as `config` says; see the module docstring for the files written.
 
     Args:
         config: the experiment (model, training and data sections are used).
-        out_dir: the run's directory.
+        out_dir: the run's directory (locked while the run writes it).
         data_dir: a prepared directory; overrides `config.data.path`.
         resume: continue the run in `out_dir` from `last/` (the config's `max_steps` may
             be raised to train further; the model section must match).
         device: "cpu", "cuda" or "auto"; overrides `config.training.device`.
         progress: show a progress bar (on rank 0).
+        threads: torch CPU threads; overrides `config.training.threads`.
 
     Returns:
         a `TrainingResult`; `interrupted` is True when SIGINT/SIGTERM stopped the run
@@ -362,280 +386,311 @@ def train(
         else:
             torch_device = torch.device(device_kind)
         rng_devices = [torch_device] if torch_device.type == "cuda" else []
-        threads = torch.get_num_threads()
-        if tc.threads is not None:
-            torch.set_num_threads(tc.threads)
-        try:
-            with torch.random.fork_rng(devices=rng_devices):
-                return _train(config, out_dir, data_path, resume, torch_device, progress, dist_info)
-        finally:
+        saved_threads = torch.get_num_threads()
+        threads = threads if threads is not None else tc.threads
+        if threads is not None:
             torch.set_num_threads(threads)
+        lock = contextlib.nullcontext()
+        if dist_info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = folder_lock(out_dir, "mmt train", TrainingError)
+        try:
+            with lock, torch.random.fork_rng(devices=rng_devices):
+                run = _Run(config, out_dir, data_path, resume, torch_device, progress, dist_info)
+                return run.loop()
+        finally:
+            torch.set_num_threads(saved_threads)
     finally:
         if dist_info.initialised_here:
             dist.destroy_process_group()
 
 
-def _train(config: ExperimentConfig, out_dir: Path, data_path: Path, resume: bool, device: torch.device,
-           progress: bool, dist_info: _Dist) -> TrainingResult:
-    from tqdm import tqdm
+class _Run:
+    """One training run: its fixed parts (data, model, optimiser, logs) and the named steps of the loop."""
 
-    tc = config.training
-    rank, world = dist_info.rank, dist_info.world_size
-    last_dir, best_dir = out_dir / "last", out_dir / "best"
+    def __init__(self, config: ExperimentConfig, out_dir: Path, data_path: Path, resume: bool,
+                 device: torch.device, progress: bool, dist_info: _Dist) -> None:
+        self.config, self.tc = config, config.training
+        self.out_dir, self.data_path, self.device, self.dist = out_dir, data_path, device, dist_info
+        self.last_dir, self.best_dir = out_dir / "last", out_dir / "best"
+        self.progress = progress
+        saved = self._saved_state() if resume else self._check_fresh()
+        self._data(saved)
+        self._model(saved)
+        self.state = TrainState()
+        self.resumed = saved is not None
+        if self.resumed:
+            self._restore(saved)
+        self.use_bf16 = self.tc.bf16 and device.type == "cuda"
+        self.history: list[dict] = []
+        self.stop = {"stop": False}
 
-    # ---- the out dir: fresh or resumed
-    state = None
-    if resume:
-        if dist_info.is_main and recover_directory(last_dir):
-            print(f"mmt train: {last_dir}: restored the previous checkpoint (a crash cut its replacement short)")
-        dist_info.barrier()
-        if not (last_dir / STATE_FILE).exists():
-            raise TrainingError(f"{last_dir}: nothing to resume (no {STATE_FILE}); run without --resume")
-        state = _load_state(last_dir / STATE_FILE)
-        info = read_checkpoint_info(last_dir)
-        saved_model = config_from_dict(state["config"], source=str(last_dir / STATE_FILE)).model
-        if saved_model != config.model:
+    # ---- setup
+    def _check_fresh(self) -> None:
+        """Refuse a folder that holds a resumable run; one that crashed before its first checkpoint starts afresh."""
+        if self.dist.is_main:
+            recover_directory(self.last_dir)
+        if (self.last_dir / STATE_FILE).exists():
             raise TrainingError(
-                f"{last_dir}: the checkpoint's model section {saved_model} differs from the config's "
-                f"{config.model}; resume with the config the run started with"
+                f"{self.out_dir}: already holds a training run; pass --resume to continue it or choose another --out"
             )
-    elif (last_dir / STATE_FILE).exists() or (out_dir / "log.csv").exists():
-        raise TrainingError(
-            f"{out_dir}: already holds a training run; pass --resume to continue it or choose another --out"
-        )
+        if (self.out_dir / "log.csv").exists() and self.dist.is_main:
+            print(f"mmt train: {self.out_dir}: an earlier run stopped before its first checkpoint; starting afresh")
 
-    # ---- data
-    train_set = MusicDataset(data_path, config.data.train_split, None, config.data_max_seq_len,
-                             max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed)
-    encoding: Encoding = train_set.encoding
-    valid_set = MusicDataset(data_path, config.data.valid_split, encoding, config.data_max_seq_len,
-                             max_beat=config.data.max_beat, augment=False, seed=tc.seed)
-    if len(train_set) == 0:
-        raise TrainingError(f"{data_path / (config.data.train_split + '.txt')}: the training split is empty")
-    if len(valid_set) == 0:
-        raise TrainingError(f"{data_path / (config.data.valid_split + '.txt')}: the validation split is empty")
-    if state is not None and Encoding.from_dict(info["encoding"]) != encoding:
-        raise TrainingError(f"{last_dir}: the checkpoint's encoding differs from {data_path / 'encoding.json'}")
-    valid_items = list(range(len(valid_set)))
-    if tc.valid_batches is not None:
-        valid_items = valid_items[: tc.valid_batches * tc.batch_size]
-    valid_items = valid_items[rank::world]
-    loader_generator = torch.Generator().manual_seed(tc.seed)  # keeps DataLoader off the global RNG
+    def _saved_state(self) -> dict:
+        if self.dist.is_main and recover_directory(self.last_dir):
+            print(f"mmt train: {self.last_dir}: restored the previous checkpoint (a crash cut its replacement short)")
+        self.dist.barrier()
+        if not (self.last_dir / STATE_FILE).exists():
+            raise TrainingError(f"{self.last_dir}: nothing to resume (no {STATE_FILE}); run without --resume")
+        state = _load_state(self.last_dir / STATE_FILE)
+        saved_model = config_from_dict(state["config"], source=str(self.last_dir / STATE_FILE)).model
+        if saved_model != self.config.model:
+            raise TrainingError(
+                f"{self.last_dir}: the checkpoint's model section {saved_model} differs from the config's "
+                f"{self.config.model}; resume with the config the run started with"
+            )
+        return state
 
-    def loader(dataset, batches):
-        return torch.utils.data.DataLoader(
-            dataset, batch_sampler=batches, collate_fn=collate, num_workers=tc.num_workers,
-            generator=loader_generator, pin_memory=device.type == "cuda",
-        )
+    def _data(self, saved: dict | None) -> None:
+        config, tc, data_path = self.config, self.tc, self.data_path
+        self.train_set = MusicDataset(data_path, config.data.train_split, None, config.data_max_seq_len,
+                                      max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed)
+        self.encoding: Encoding = self.train_set.encoding
+        self.valid_set = MusicDataset(data_path, config.data.valid_split, self.encoding, config.data_max_seq_len,
+                                      max_beat=config.data.max_beat, augment=False, seed=tc.seed)
+        for split, dataset in (("training", self.train_set), ("validation", self.valid_set)):
+            if len(dataset) == 0:
+                raise TrainingError(f"{data_path / (dataset.split + '.txt')}: the {split} split is empty")
+        if saved is not None:
+            info = read_checkpoint_info(self.last_dir)
+            if Encoding.from_dict(info["encoding"]) != self.encoding:
+                raise TrainingError(f"{self.last_dir}: the checkpoint's encoding differs from "
+                                    f"{data_path / 'encoding.json'}")
+        items = list(range(len(self.valid_set)))
+        if tc.valid_batches is not None:
+            items = items[: tc.valid_batches * tc.batch_size]
+        self.valid_items = items[self.dist.rank::self.dist.world_size]
+        self.loader_generator = torch.Generator().manual_seed(tc.seed)  # keeps DataLoader off the global RNG
 
-    # ---- model, optimiser, schedule
-    torch.manual_seed(tc.seed)
-    model = MusicTransformer(config.model, encoding).to(device)
-    if state is not None:
-        from mmt.checkpoint import load_model
+    def _model(self, saved: dict | None) -> None:
+        tc = self.tc
+        torch.manual_seed(tc.seed)
+        self.model = MusicTransformer(self.config.model, self.encoding).to(self.device)
+        if saved is not None:
+            from mmt.checkpoint import load_model
 
-        model.load_state_dict(load_model(last_dir).state_dict())
-    torch.manual_seed(tc.seed + 1 + rank)  # dropout stream, distinct per process
-    optimizer = make_optimizer(model, tc)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
-    step, epoch, epoch_step = 0, 0, 0
-    best_loss, best_step, bad_validations = None, None, 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch = state["step"], state["epoch"]
-        best_loss, best_step, bad_validations = state["best_valid_loss"], state["best_step"], state["bad_validations"]
-        if state["world_size"] == world:
-            epoch_step = state["epoch_step"]
-            _set_rng_state(state["rng_states"][rank], device)
+            self.model.load_state_dict(load_model(self.last_dir).state_dict())
+        torch.manual_seed(tc.seed + 1 + self.dist.rank)  # dropout stream, distinct per process
+        self.optimizer = make_optimizer(self.model, tc)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, tc))
+        self.ddp_model = self.model
+        if self.dist.world_size > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def _restore(self, saved: dict) -> None:
+        tc, state, world, rank = self.tc, self.state, self.dist.world_size, self.dist.rank
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        state.step, state.epoch = saved["step"], saved["epoch"]
+        state.best_loss, state.best_step = saved["best_valid_loss"], saved["best_step"]
+        state.bad_validations = saved["bad_validations"]
+        if saved["world_size"] == world:
+            state.epoch_step = saved["epoch_step"]
+            _set_rng_state(saved["rng_states"][rank], self.device)
         else:  # same items, but dropout cannot replay exactly with another process count
-            epoch_step = state["items_into_epoch"] // (tc.batch_size * world)
-            torch.manual_seed(tc.seed + 1 + rank + 1000 * step)
-    ddp_model = model
-    if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            state.epoch_step = saved["items_into_epoch"] // (tc.batch_size * world)
+            torch.manual_seed(tc.seed + 1 + rank + 1000 * state.step)
 
-    use_bf16 = tc.bf16 and device.type == "cuda"
-
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
-
-    # ---- logs
-    log = train_log = writer = None
-    if dist_info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def _open_logs(self, resumed: bool) -> None:
+        self.log = self.train_log = self.writer = None
+        if not self.dist.is_main:
+            return
         import yaml
 
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-        keep = step if state is not None else None
-        log = _CsvLog(out_dir / "log.csv", LOG_COLUMNS, keep)
-        train_log = _CsvLog(out_dir / "train_log.csv", TRAIN_LOG_COLUMNS, keep)
-        if tc.tensorboard:
-            writer = _tensorboard_writer(out_dir / "tensorboard")
-            if writer is None and state is None:
+        write_text_atomic(self.out_dir / "config.yaml", yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        keep = self.state.step if resumed else None
+        self.log = _CsvLog(self.out_dir / "log.csv", LOG_COLUMNS, keep)
+        self.train_log = _CsvLog(self.out_dir / "train_log.csv", TRAIN_LOG_COLUMNS, keep)
+        if self.tc.tensorboard:
+            self.writer = _tensorboard_writer(self.out_dir / "tensorboard")
+            if self.writer is None and not resumed:
                 print("mmt train: tensorboard is not installed; writing log.csv only")
 
-    def save(directory: Path, metrics: dict, with_state: bool) -> None:
-        rng_states = [_rng_state(device)]
+    def _close_logs(self) -> None:
+        for log in (self.log, self.train_log, self.writer):
+            if log is not None:
+                log.close()
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+
+    def loader(self, dataset, batches):
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.tc.num_workers,
+            generator=self.loader_generator, pin_memory=self.device.type == "cuda",
+        )
+
+    # ---- the loop
+    def loop(self) -> TrainingResult:
+        from tqdm import tqdm
+
+        tc, state = self.tc, self.state
+        self._open_logs(self.resumed)
+        self.started = time.perf_counter()
+        # a resumed run that had already run out of patience (under this config's patience) stays stopped
+        stopped_early, interrupted = state.out_of_patience(tc.patience), False
+        since, totals = _Since(), _Since()
+        self.bar = tqdm(total=tc.max_steps, initial=state.step, desc=self.config.name, unit="step",
+                        dynamic_ncols=True, disable=not (self.progress and self.dist.is_main))
+        self.recent: list[float] = []
+        self.first_step = state.step + 1
+        try:
+            with _stop_on_signals(self.stop):
+                while state.step < tc.max_steps and not (stopped_early or interrupted):
+                    self.train_set.set_epoch(state.epoch)
+                    batches = epoch_batches(len(self.train_set), tc.batch_size, self.dist.world_size,
+                                            self.dist.rank, tc.seed, state.epoch, state.epoch_step)
+                    t_last = time.perf_counter()
+                    for batch in self.loader(self.train_set, batches):
+                        values, tokens = self.train_step(batch)
+                        now = time.perf_counter()
+                        since.add(tokens, now - t_last, values[0])  # data loading included, validation not
+                        self.log_step(values)
+                        stop_now, at_end = values[-1] > 0, state.step >= tc.max_steps
+                        if state.step % tc.valid_every == 0 or at_end or stop_now:
+                            self.validate_and_save(since, totals)
+                            since = _Since()
+                            stopped_early = state.out_of_patience(tc.patience)
+                            interrupted = stop_now
+                            if stopped_early or interrupted or at_end:
+                                break
+                        t_last = time.perf_counter()
+                    else:
+                        state.epoch, state.epoch_step = state.epoch + 1, 0
+        finally:
+            self.bar.close()
+            self._close_logs()
+        if self.dist.is_main:
+            if stopped_early:
+                print(f"mmt train: stopped early at step {state.step}: no improvement in {tc.patience} validations")
+            if interrupted:
+                print(f"mmt train: interrupted at step {state.step}; continue with --resume")
+        return TrainingResult(
+            out_dir=self.out_dir, step=state.step, best_step=state.best_step, best_valid_loss=state.best_loss,
+            stopped_early=stopped_early, interrupted=interrupted,
+            tokens_per_s=totals.tokens / totals.seconds if totals.seconds > 0 else float("nan"),
+            history=self.history,
+        )
+
+    def train_step(self, batch: dict) -> tuple[list[float], float]:
+        """One optimiser step; returns ([loss, each field's loss, stop request], tokens) summed over processes."""
+        model, tc = self.model, self.tc
+        self.ddp_model.train()
+        codes = batch["codes"].to(self.device, non_blocking=True)
+        mask = batch["mask"].to(self.device, non_blocking=True)
+        with self.autocast():
+            loss, losses = compute_loss(self.ddp_model, codes, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip is not None:
+            self.grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        else:
+            self.grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.detach().norm() for p in model.parameters() if p.grad is not None]))
+        self.lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state.step += 1
+        self.state.epoch_step += 1
+        # One small all-reduce per step: the logged losses and a stop request from any
+        # process (so every process stops at the same step).
+        report = torch.stack([loss.detach().float(), *(losses[f].detach().float() for f in FIELDS),
+                              torch.tensor(float(self.stop["stop"]), device=self.device)]).double()
+        report[:-1] /= self.dist.world_size
+        self.dist.sum_(report)
+        return report.tolist(), mask[:, :-1].sum().item()
+
+    def log_step(self, values: list[float]) -> None:
+        step, lr = self.state.step, self.lr
+        if self.dist.is_main:
+            self.train_log.write({"step": step, "epoch": self.state.epoch, "loss": values[0],
+                                  **{f"loss_{f}": values[1 + i] for i, f in enumerate(FIELDS)},
+                                  "lr": lr, "grad_norm": float(self.grad_norm)})
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss", values[0], step)
+                self.writer.add_scalar("train/lr", lr, step)
+        self.recent.append(values[0])
+        self.bar.update(1)
+        if step % self.tc.log_every == 0 or step in (self.first_step, self.tc.max_steps):
+            # tqdm shows steps/s (s/step when slower than one step a second)
+            self.bar.set_postfix(loss=f"{sum(self.recent) / len(self.recent):.3f}", lr=f"{lr:.2e}")
+            self.recent.clear()
+
+    def validate_and_save(self, since: _Since, totals: _Since) -> None:
+        """Validate, log the row, save `best/` (when improved) and `last/`."""
+        state, world = self.state, self.dist.world_size
+        tokens = self.dist.sum_(torch.tensor(since.tokens, dtype=torch.float64, device=self.device)).item()
+        wall = torch.tensor([since.seconds], dtype=torch.float64, device=self.device)
+        if world > 1:
+            dist.all_reduce(wall, op=dist.ReduceOp.MAX)
+        wall = wall.item()
+        metrics = evaluate(self.model, self.loader(self.valid_set, _chunks(self.valid_items, self.tc.batch_size)),
+                           self.device, self.autocast, self.dist)
+        improved = state.improves(metrics["total"])
+        row = {
+            "step": state.step, "epoch": state.epoch, "lr": self.lr,
+            "train_loss": since.loss_sum / max(since.steps, 1),
+            **{f"valid_{f}": metrics[f] for f in FIELDS}, "valid_loss": metrics["total"],
+            "tokens_per_s": tokens / wall if wall > 0 else float("nan"),
+            "steps_per_s": since.steps / wall if wall > 0 else float("nan"),
+            "elapsed_s": time.perf_counter() - self.started, "best": int(improved),
+        }
+        self.history.append(row)
+        totals.tokens += tokens
+        totals.seconds += wall
+        if self.dist.is_main:
+            self.log.write(row)
+            if self.writer is not None:
+                for f in FIELDS:
+                    self.writer.add_scalar(f"valid/{f}", metrics[f], state.step)
+                self.writer.add_scalar("valid/loss", metrics["total"], state.step)
+                self.writer.add_scalar("train/tokens_per_s", row["tokens_per_s"], state.step)
+            self.bar.write(f"step {state.step}: valid loss {metrics['total']:.4f}"
+                           f"{' (best)' if improved else ''}, {row['tokens_per_s']:.0f} tokens/s")
+        checkpoint_metrics = {"valid_loss": metrics["total"], **{f"valid_{f}": metrics[f] for f in FIELDS},
+                              "best_valid_loss": state.best_loss, "best_step": state.best_step}
+        # (an epoch_step at the epoch's end resumes into an empty remainder, then the next
+        # epoch, as the uninterrupted loop does)
+        if improved:
+            self.save(self.best_dir, checkpoint_metrics, with_state=False)
+        self.save(self.last_dir, checkpoint_metrics, with_state=True)
+        self.dist.barrier()
+
+    def save(self, directory: Path, metrics: dict, with_state: bool) -> None:
+        """A checkpoint of the model (and, in `last/`, everything needed to resume) on rank 0."""
+        world, state = self.dist.world_size, self.state
+        rng_states = [_rng_state(self.device)]
         if world > 1:
             gathered = [None] * world
             dist.all_gather_object(gathered, rng_states[0])
             rng_states = gathered
-        if not dist_info.is_main:
+        if not self.dist.is_main:
             return
         extra = {}
         if with_state:
-            snapshot = _state_dict(optimizer, scheduler, step, epoch, epoch_step, (best_loss, best_step),
-                                   bad_validations, rng_states, world, config)
+            snapshot = {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "step": state.step, "epoch": state.epoch, "epoch_step": state.epoch_step,
+                "items_into_epoch": state.epoch_step * self.tc.batch_size * world,
+                "best_valid_loss": state.best_loss, "best_step": state.best_step,
+                "bad_validations": state.bad_validations, "rng_states": rng_states, "world_size": world,
+                "config": self.config.to_dict(),
+            }
             extra[STATE_FILE] = lambda p: torch.save(snapshot, p)
-        save_model(model, directory, extra_files=extra, step=step, epoch=epoch, metrics=metrics,
-                   experiment=config.to_dict(), data=str(data_path))
-
-    # ---- loop
-    history: list[dict] = []
-    stop = {"stop": False}
-    interrupted = False
-    # a resumed run that had already run out of patience (under this config's patience) stays stopped
-    stopped_early = tc.patience is not None and bad_validations >= tc.patience
-    tokens_since = torch.zeros((), dtype=torch.float64)
-    train_loss_sum, train_loss_count = 0.0, 0
-    steps_since, train_time = 0, 0.0
-    started = time.perf_counter()
-    total_tokens, total_train_time = 0.0, 0.0
-    bar = tqdm(total=tc.max_steps, initial=step, desc=config.name, unit="step", dynamic_ncols=True,
-               disable=not (progress and dist_info.is_main))
-    recent: list[float] = []
-    first_step = step + 1
-    t_last = time.perf_counter()
-    try:
-        with _stop_on_signals(stop):
-            while step < tc.max_steps and not stopped_early:
-                train_set.set_epoch(epoch)
-                batches = epoch_batches(len(train_set), tc.batch_size, world, rank, tc.seed, epoch, epoch_step)
-                for batch in loader(train_set, batches):
-                    ddp_model.train()
-                    codes = batch["codes"].to(device, non_blocking=True)
-                    mask = batch["mask"].to(device, non_blocking=True)
-                    with autocast():
-                        loss, losses = compute_loss(ddp_model, codes, mask)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if tc.grad_clip is not None:
-                        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                    else:
-                        grad_norm = torch.linalg.vector_norm(
-                            torch.stack([p.grad.detach().norm() for p in model.parameters() if p.grad is not None]))
-                    lr = optimizer.param_groups[0]["lr"]
-                    optimizer.step()
-                    scheduler.step()
-                    step += 1
-                    epoch_step += 1
-                    # One small all-reduce per step: the logged losses and a stop request
-                    # from any process (so every process stops at the same step).
-                    report = torch.stack([loss.detach().float(), *(losses[f].detach().float() for f in FIELDS),
-                                          torch.tensor(float(stop["stop"]), device=device)]).double()
-                    report[:-1] /= world
-                    dist_info.sum_(report)
-                    tokens = mask[:, :-1].sum().double().cpu()
-                    tokens_since += tokens
-                    now = time.perf_counter()
-                    train_time += now - t_last  # data loading included, validation not
-                    t_last = now
-                    steps_since += 1
-                    values = report.tolist()
-                    train_loss_sum += values[0]
-                    train_loss_count += 1
-                    if dist_info.is_main:
-                        train_log.write({"step": step, "epoch": epoch, "loss": values[0],
-                                         **{f"loss_{f}": values[1 + i] for i, f in enumerate(FIELDS)},
-                                         "lr": lr, "grad_norm": float(grad_norm)})
-                        if writer is not None:
-                            writer.add_scalar("train/loss", values[0], step)
-                            writer.add_scalar("train/lr", lr, step)
-                    recent.append(values[0])
-                    bar.update(1)
-                    if step % tc.log_every == 0 or step in (first_step, tc.max_steps):
-                        # tqdm shows steps/s (s/step when slower than one step a second)
-                        bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}", lr=f"{lr:.2e}")
-                        recent.clear()
-                    stop_now = values[-1] > 0
-                    at_end = step >= tc.max_steps
-                    if step % tc.valid_every == 0 or at_end or stop_now:
-                        # ---- validate, log, checkpoint
-                        tokens_all = dist_info.sum_(tokens_since.clone().to(device)).item()
-                        time_all = torch.tensor([train_time], dtype=torch.float64, device=device)
-                        time_max = time_all
-                        if world > 1:
-                            dist.all_reduce(time_max, op=dist.ReduceOp.MAX)
-                        wall = time_max.item()
-                        metrics = evaluate(model, loader(valid_set, _chunks(valid_items, tc.batch_size)),
-                                           device, autocast, dist_info)
-                        improved = best_loss is None or metrics["total"] < best_loss
-                        if improved:
-                            best_loss, best_step, bad_validations = metrics["total"], step, 0
-                        else:
-                            bad_validations += 1
-                        row = {
-                            "step": step, "epoch": epoch, "lr": lr,
-                            "train_loss": train_loss_sum / max(train_loss_count, 1),
-                            **{f"valid_{f}": metrics[f] for f in FIELDS}, "valid_loss": metrics["total"],
-                            "tokens_per_s": tokens_all / wall if wall > 0 else float("nan"),
-                            "steps_per_s": steps_since / wall if wall > 0 else float("nan"),
-                            "elapsed_s": time.perf_counter() - started, "best": int(improved),
-                        }
-                        history.append(row)
-                        total_tokens += tokens_all
-                        total_train_time += wall
-                        tokens_since.zero_()
-                        train_loss_sum, train_loss_count, steps_since, train_time = 0.0, 0, 0, 0.0
-                        if dist_info.is_main:
-                            log.write(row)
-                            if writer is not None:
-                                for f in FIELDS:
-                                    writer.add_scalar(f"valid/{f}", metrics[f], step)
-                                writer.add_scalar("valid/loss", metrics["total"], step)
-                                writer.add_scalar("train/tokens_per_s", row["tokens_per_s"], step)
-                            bar.write(f"step {step}: valid loss {metrics['total']:.4f}"
-                                      f"{' (best)' if improved else ''}, {row['tokens_per_s']:.0f} tokens/s")
-                        stopped_early = tc.patience is not None and bad_validations >= tc.patience
-                        checkpoint_metrics = {"valid_loss": metrics["total"],
-                                              **{f"valid_{f}": metrics[f] for f in FIELDS},
-                                              "best_valid_loss": best_loss, "best_step": best_step}
-                        # (an epoch_step at the epoch's end resumes into an empty remainder,
-                        # then the next epoch, as the uninterrupted loop does)
-                        if improved:
-                            save(best_dir, checkpoint_metrics, with_state=False)
-                        save(last_dir, checkpoint_metrics, with_state=True)
-                        dist_info.barrier()
-                        t_last = time.perf_counter()
-                        if stop_now:
-                            interrupted = True
-                        if stopped_early or interrupted or at_end:
-                            break
-                    if stopped_early or interrupted:
-                        break
-                if stopped_early or interrupted or step >= tc.max_steps:
-                    break
-                epoch, epoch_step = epoch + 1, 0
-    finally:
-        bar.close()
-        if log is not None:
-            log.close()
-            train_log.close()
-        if writer is not None:
-            writer.close()
-    if dist_info.is_main:
-        if stopped_early:
-            print(f"mmt train: stopped early at step {step}: no improvement in {tc.patience} validations")
-        if interrupted:
-            print(f"mmt train: interrupted at step {step}; continue with --resume")
-    return TrainingResult(
-        out_dir=out_dir, step=step, best_step=best_step, best_valid_loss=best_loss,
-        stopped_early=stopped_early, interrupted=interrupted,
-        tokens_per_s=total_tokens / total_train_time if total_train_time > 0 else float("nan"),
-        history=history,
-    )
+        save_model(self.model, directory, extra_files=extra, step=state.step, epoch=state.epoch, metrics=metrics,
+                   experiment=self.config.to_dict(), data=str(self.data_path))
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

@@ -57,3 +57,28 @@ def test_continuation_keeps_the_prompt(model):
     np.testing.assert_array_equal(codes[: len(prompt)], prompt)
     assert len(codes) > len(prompt)
     assert grammar_violations(codes, model.encoding, complete=False) == []
+
+
+def test_the_bundled_weights_have_learned_the_corpus(model):
+    """Its loss on three corpus pieces is far below that of the same network untrained.
+
+    (Measured: 5.12 nats per row against 23.94 for seeded random weights; every other test
+    here checks what the sampler's masks guarantee with any weights, this one does not.)
+    """
+    from music21 import corpus
+
+    from mmt.data import collate, crop_codes
+    from mmt.model import compute_loss
+    from tests.factories import tiny_model
+
+    works = ("bach/bwv66.6", "bach/bwv1.6", "schumann_robert/opus41no1/movement2")
+    pieces = [crop_codes(mmt.encode(mmt.read_music(corpus.getWork(w)), model.encoding), model.config.max_seq_len)
+              for w in works]
+    batch = collate(pieces)
+    untrained = tiny_model(model.config.pos_emb, dim=model.config.dim, depth=model.config.depth,
+                           heads=model.config.heads, max_seq_len=model.config.max_seq_len, encoding=model.encoding)
+    with torch.no_grad():
+        learned = compute_loss(model, batch["codes"], batch["mask"])[0].item()
+        random = compute_loss(untrained, batch["codes"], batch["mask"])[0].item()
+    assert random > 20.0
+    assert learned < 7.0

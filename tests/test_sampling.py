@@ -275,3 +275,11 @@ def test_a_note_on_the_last_beat_ends_the_sample_instead_of_piling_up():
     # with end-of-song held off by min_new_rows, the sample runs on at the last beat
     held = generate(model, instruments=["piano"], max_new_rows=300, min_new_rows=300, seed=2)[0]
     assert len(held) == 303 and held[-1, Field.BEAT] == last_code
+
+
+def test_the_command_takes_a_thread_count(checkpoint, tmp_path, capsys):
+    assert main(["generate", str(checkpoint), "--max-rows", "5", "--seed", "1", "--threads", "1",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert torch.get_num_threads() == 1
+    assert main(["generate", str(checkpoint), "--threads", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "mmt generate: error: --threads must be >= 1, got 0" in capsys.readouterr().err

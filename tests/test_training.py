@@ -95,7 +95,7 @@ def test_train_command_writes_checkpoints_and_logs(prepared, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "tiny: 12 steps, best valid loss" in printed and "tokens/s" in printed
 
-    assert sorted(p.name for p in out.iterdir()) == ["best", "config.yaml", "last", "log.csv", "train_log.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "best", "config.yaml", "last", "log.csv", "train_log.csv"]
     assert sorted(p.name for p in (out / "last").iterdir()) == ["config.json", "model.safetensors", STATE_FILE]
     assert sorted(p.name for p in (out / "best").iterdir()) == ["config.json", "model.safetensors"]
     assert load_config(out / "config.yaml") == load_config(config)
@@ -142,6 +142,19 @@ def test_a_second_fresh_run_into_the_same_directory_is_refused(prepared, tmp_pat
     train(config, tmp_path / "run", progress=False)
     with pytest.raises(TrainingError, match="already holds a training run; pass --resume"):
         train(config, tmp_path / "run", progress=False)
+
+
+def test_a_run_that_crashed_before_its_first_checkpoint_starts_afresh(prepared, tmp_path, capsys):
+    config = load_config(write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=2, valid_every=2)))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.csv").write_text(",".join(LOG_COLUMNS) + "\n")  # what a run killed at step 1 leaves
+    (run / "train_log.csv").write_text(",".join(TRAIN_LOG_COLUMNS) + "\n1,0,30.0,5,5,5,5,5,5,0.001,1.0\n")
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train(config, run, resume=True, progress=False)
+    assert train(config, run, progress=False).step == 2
+    assert "stopped before its first checkpoint; starting afresh" in capsys.readouterr().out
+    assert [row["step"] for row in rows(run / "train_log.csv")] == [1, 2]
 
 
 # ---------------------------------------------------------------------- resume
@@ -224,6 +237,39 @@ def test_resume_refuses_another_model_and_a_damaged_state(prepared, tmp_path):
     assert (tmp_path / "run" / "last" / STATE_FILE).exists()
     with pytest.raises(TrainingError, match="nothing to resume"):
         train(load_config(tmp_path / "a.yaml"), tmp_path / "fresh", resume=True, progress=False)
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a crafted training_state.pt could hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_never_runs_code_from_a_crafted_training_state(prepared, tmp_path):
+    config = load_config(write_config(tmp_path / "a.yaml", tiny_config(prepared, max_steps=2, valid_every=2)))
+    train(config, tmp_path / "run", progress=False)
+    marker = tmp_path / "pwned"
+    torch.save({"step": _Payload(marker)}, tmp_path / "run" / "last" / STATE_FILE)
+    with pytest.raises(TrainingError, match=rf"{STATE_FILE}: damaged training state .*UnpicklingError"):
+        train(config, tmp_path / "run", resume=True, progress=False)
+    assert not marker.exists()
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(prepared, tmp_path):
+    from mmt.files import folder_lock
+
+    config = load_config(write_config(tmp_path / "a.yaml", tiny_config(prepared, max_steps=2, valid_every=2)))
+    (tmp_path / "run").mkdir()
+    with folder_lock(tmp_path / "run", "mmt train", TrainingError):  # a run in progress holds the folder
+        for resume in (False, True):
+            with pytest.raises(TrainingError, match=r"run: another `mmt train` is writing this folder"):
+                train(config, tmp_path / "run", resume=resume, progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+    assert train(config, tmp_path / "run", progress=False).step == 2  # free again once the first run ends
 
 
 # ---------------------------------------------------------------------- early stopping
@@ -311,8 +357,8 @@ def test_two_process_gloo_ddp_run(prepared, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("tiny: 6 steps") == 1  # only rank 0 reports
-    assert sorted(p.name for p in out.iterdir()) == ["best", "config.yaml", "last", "log.csv", "train_log.csv"]
-    state = torch.load(out / "last" / STATE_FILE, weights_only=False)
+    assert sorted(p.name for p in out.iterdir()) == [".lock", "best", "config.yaml", "last", "log.csv", "train_log.csv"]
+    state = torch.load(out / "last" / STATE_FILE, weights_only=True)
     assert state["world_size"] == 2 and state["step"] == 6
     assert len(state["rng_states"]) == 2
     # 9 items, 2 processes x 2 per step -> 3 steps per epoch

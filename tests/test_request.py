@@ -1,0 +1,112 @@
+"""The generation request: one checked description of what to draw, run the same way everywhere."""
+
+from __future__ import annotations
+
+import math
+
+import muspy
+import numpy as np
+import pytest
+
+from mmt import GenerationError, GenerationRequest, SamplingParams, generate
+from mmt.constants import Field, RowType
+from mmt.request import MODES, run
+from tests.factories import tiny_model
+
+
+def scale_music(n_beats: int = 12, numerator: int = 3) -> muspy.Music:
+    notes = [muspy.Note(time=12 * b, pitch=60 + b % 12, duration=12) for b in range(n_beats)]
+    return muspy.Music(resolution=12, tempos=[muspy.Tempo(time=0, qpm=90.0)],
+                       time_signatures=[muspy.TimeSignature(time=0, numerator=numerator, denominator=4)],
+                       tracks=[muspy.Track(program=40, notes=notes)])
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"mode": "jazz"}, "unknown mode 'jazz'; modes are unconditioned, instrument, continuation"),
+    ({"mode": "instrument"}, "mode instrument needs instruments"),
+    ({"instruments": ("piano",)}, "instruments belong to the instrument mode, not unconditioned"),
+    ({"mode": "continuation"}, "mode continuation needs a prompt"),
+    ({"prompt_bars": 2}, "a prompt and its cut belong to the continuation mode"),
+    ({"bars": 4, "beats": 4}, "give beats or bars, not both"),
+    ({"bars": float("nan")}, "bars must be a positive number, got nan"),
+    ({"beats": 0}, "beats must be a positive number, got 0"),
+    ({"seed": 2**70}, "seed must be an integer in 0 .. 2\\*\\*63-1"),
+    ({"seed": -1}, "seed must be an integer in 0 .. 2\\*\\*63-1"),
+    ({"n_samples": 0}, "n_samples must be an integer >= 1, got 0"),
+    ({"max_new_rows": 2.5}, "max_new_rows must be an integer >= 1, got 2.5"),
+])
+def test_bad_requests_are_refused_when_built(fields, message):
+    with pytest.raises(GenerationError, match=message):
+        GenerationRequest(**fields)
+
+
+def test_build_infers_the_mode_and_takes_sampling_keywords():
+    assert GenerationRequest.build().mode == "unconditioned"
+    assert GenerationRequest.build(instruments=["violin"]).mode == "instrument"
+    request = GenerationRequest.build(prompt="song.mid", prompt_bars=2, top_p=0.9, temperature=0.5)
+    assert request.mode == "continuation"
+    assert request.sampling == SamplingParams(temperature=0.5, top_p=0.9)
+    with pytest.raises(GenerationError, match="temperature must be a number from 0"):
+        GenerationRequest.build(temperature=math.inf)
+
+
+def test_settings_record_everything_needed_to_draw_again():
+    request = GenerationRequest(mode="instrument", instruments=("violin", 42), bars=4, n_samples=2, seed=7,
+                                sampling=SamplingParams(top_p={"pitch": 0.9}))
+    assert request.settings() == {
+        "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
+        "prompt_bars": None, "beats": None, "bars": 4, "n_samples": 2,
+        "sampling": {"temperature": 1.0, "top_k": None, "top_p": {"pitch": 0.9}}, "seed": 7, "max_new_rows": 1024,
+    }
+
+
+def test_without_a_seed_run_draws_one_and_records_it():
+    model = tiny_model()
+    generation = run(model, GenerationRequest(max_new_rows=6))
+    seed = generation.request.seed
+    assert isinstance(seed, int) and 0 <= seed < 2**63
+    again = run(model, GenerationRequest(max_new_rows=6, seed=seed))
+    assert all(np.array_equal(a, b) for a, b in zip(generation.samples, again.samples))
+
+
+def test_continuation_adds_only_after_the_cut_and_bars_follow_the_prompt_meter():
+    # 3/4: a cut after 2 bars is beat 6; 1 more bar ends the song before beat 9
+    model = tiny_model()
+    generation = run(model, GenerationRequest(mode="continuation", prompt=scale_music(), prompt_bars=2, bars=1,
+                                              n_samples=8, seed=0, max_new_rows=60))
+    assert generation.prompt.start_beats == 6.0 and generation.prompt.beats_per_bar == 3.0
+    prompt = generation.prompt.codes
+    assert prompt[prompt[:, Field.TYPE] == RowType.NOTE, Field.BEAT].tolist() == [1, 2, 3, 4, 5, 6]
+    for codes in generation.samples:
+        np.testing.assert_array_equal(codes[: len(prompt)], prompt)
+        added = codes[len(prompt):]
+        onsets = (added[added[:, Field.TYPE] == RowType.NOTE, Field.BEAT] - 1).tolist()
+        assert all(onset >= 5 for onset in onsets)  # never before the prompt's last note
+        assert all(onset < 9 for onset in onsets)
+
+
+def test_generate_takes_a_request_or_its_fields_not_both():
+    model = tiny_model()
+    request = GenerationRequest(mode="instrument", instruments=("piano", "cello"), max_new_rows=5, seed=3)
+    by_request = generate(model, request)
+    by_fields = generate(model, instruments=["piano", "cello"], max_new_rows=5, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(by_request, by_fields))
+    assert by_request[0][1:3, Field.INSTRUMENT].tolist() == [1, 27]  # piano, cello
+    with pytest.raises(GenerationError, match="not both"):
+        generate(model, request, seed=4)
+
+
+def test_an_unknown_instrument_is_a_generation_error():
+    with pytest.raises(GenerationError, match="kazoo"):
+        generate(tiny_model(), instruments=["kazoo"], max_new_rows=5, seed=0)
+
+
+def test_every_mode_is_offered_by_the_command_and_the_evaluation():
+    from analysis.evaluation import parse_mode
+    from mmt_app.cli import build_parser
+
+    generate_parser = build_parser()._subparsers._group_actions[0].choices["generate"]
+    mode_action = next(a for a in generate_parser._actions if a.dest == "mode")
+    assert list(mode_action.choices) == list(MODES) == ["unconditioned", "instrument", "continuation"]
+    for name, mode in MODES.items():
+        assert parse_mode(f"{name}-4" if mode.takes_prompt else name) == (name, 4 if mode.takes_prompt else None)
