@@ -5,7 +5,7 @@ Every piece of the split, unaugmented, cropped as training validates (the model'
 token-weighted mean loss per field and their sum (nats). Prints one line per checkpoint.
 
 Usage: python benchmarks/valid_loss.py DATA SPLIT CHECKPOINT [CHECKPOINT ...]
-  e.g. python benchmarks/valid_loss.py data/music21 valid models/music21-small runs/other/best
+  e.g. python benchmarks/valid_loss.py data/music21 valid music21-small runs/other/best
 """
 
 from __future__ import annotations
