@@ -177,7 +177,6 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
 
     Finished samples get padding rows (all zeros).
     """
-    batch = logits[0].shape[0]
     device = logits[0].device
 
     def codes_from(minimum: Tensor, n: int) -> Tensor:  # allowed: code >= max(1, minimum)

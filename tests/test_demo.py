@@ -7,18 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmt import Encoding
 from mmt.checkpoint import save_model
 from mmt_app.cli import main
 from mmt_app.demo import DemoConfig, DemoError, model_path, run_demo
-from mmt.model import ModelConfig, MusicTransformer
+from tests.factories import tiny_model
 
 
 @pytest.fixture
-def tiny_model(tmp_path) -> Path:
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=2, max_seq_len=64, pos_emb="rotary"), Encoding())
-    return save_model(model, tmp_path / "tiny")
+def tiny_checkpoint(tmp_path) -> Path:
+    return save_model(tiny_model(depth=1, heads=2, dropout=0.1), tmp_path / "tiny")
 
 
 class _Sources(HTMLParser):
@@ -30,9 +27,9 @@ class _Sources(HTMLParser):
         self.sources += [value for name, value in attrs if name in ("src", "href") and value]
 
 
-def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_model, capsys):
+def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_checkpoint, capsys):
     torch.set_num_threads(1)
-    config = DemoConfig(out=tmp_path / "demo", data=tmp_path / "data", model=tiny_model, prepare_limit=3,
+    config = DemoConfig(out=tmp_path / "demo", data=tmp_path / "data", model=tiny_checkpoint, prepare_limit=3,
                         n_samples=1, n_eval=1, n_analysis=1, bars=2, prompt_bars=1, jobs=1, audio=False)
     paths = run_demo(config, log=print)
 

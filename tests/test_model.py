@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -10,18 +9,17 @@ import torch
 from mmt import Encoding
 from mmt.config import ModelConfig
 from mmt.model import MusicTransformer, compute_loss
+from tests.factories import tiny_model
 
 
 def test_absolute_model_refuses_rows_past_its_context():
-    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=4, max_seq_len=8, pos_emb="absolute"), Encoding())
+    model = tiny_model("absolute", depth=1, max_seq_len=8)
     with pytest.raises(ValueError, match="cannot see past 8 rows"):
         model(torch.ones(1, 9, 6, dtype=torch.long))
 
 
 def tiny(pos_emb: str = "rotary", dropout: float = 0.0, seed: int = 0) -> MusicTransformer:
-    torch.manual_seed(seed)
-    config = ModelConfig(dim=32, depth=2, heads=4, max_seq_len=64, pos_emb=pos_emb, dropout=dropout)
-    return MusicTransformer(config, Encoding(max_beat=64))
+    return tiny_model(pos_emb, dropout=dropout, encoding=Encoding(max_beat=64), seed=seed)
 
 
 def random_codes(encoding: Encoding, batch: int, length: int, seed: int = 0) -> torch.Tensor:

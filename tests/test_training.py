@@ -23,13 +23,14 @@ import yaml
 
 from mmt import Encoding
 from mmt.checkpoint import load_model, read_checkpoint_info
-from mmt_app.cli import main
 from mmt.config import load_config
 from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate
 from mmt.training import (
     LOG_COLUMNS, STATE_FILE, TRAIN_LOG_COLUMNS, TrainingError, _chunks, evaluate, lr_factor, read_log, train,
 )
+from mmt_app.cli import main
+from tests.factories import write_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN = 9  # batch 2 -> 5 steps per epoch (the last wraps around), so epochs end mid-way through runs
@@ -48,17 +49,11 @@ def random_notes(rng: np.random.Generator) -> np.ndarray:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """A prepared directory as `mmt prepare` writes it: notes/<id>.npy, <split>.txt, encoding.json."""
-    root = tmp_path_factory.mktemp("prepared")
-    (root / "notes").mkdir()
     rng = np.random.default_rng(0)
     splits = {"train": [f"train{i}" for i in range(N_TRAIN)], "valid": ["valid0", "valid1", "valid2"],
               "test": ["test0"]}
-    for split, ids in splits.items():
-        for piece in ids:
-            np.save(root / "notes" / f"{piece}.npy", random_notes(rng))
-        (root / f"{split}.txt").write_text("".join(f"{piece}\n" for piece in ids))
-    Encoding(max_beat=32).save(root / "encoding.json")
-    return root
+    pieces = {piece: random_notes(rng) for ids in splits.values() for piece in ids}
+    return write_prepared(tmp_path_factory.mktemp("prepared"), pieces, splits, Encoding(max_beat=32))
 
 
 def tiny_config(data: Path, **training) -> dict:

@@ -20,7 +20,7 @@ from analysis.attention import (
 )
 from mmt import Encoding, encode_notes
 from mmt.constants import Field, RowType
-from mmt.model import ModelConfig, MusicTransformer
+from tests.factories import tiny_model
 
 # SOS, one instrument, SON, five notes at beats 0, 1, 4, 4, 8, EOS.
 NOTE_BEATS = [0, 1, 4, 4, 8]
@@ -226,9 +226,8 @@ def test_instrument_pairs_split_into_same_and_different():
 
 
 def test_model_wrapper_batched_equals_one_at_a_time():
-    torch.manual_seed(0)
     encoding = Encoding()
-    model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=40, dropout=0.0), encoding)
+    model = tiny_model("absolute", max_seq_len=40)
     rng = np.random.default_rng(3)
     songs = []
     for n_notes in (6, 12, 30):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from analysis.embedding import (
     cosine_similarity,
@@ -15,8 +14,7 @@ from analysis.embedding import (
     pca_2d,
     plot_pitch_pca,
 )
-from mmt import Encoding
-from mmt.model import ModelConfig, MusicTransformer
+from tests.factories import tiny_model
 
 
 def pitch_class_embedding(dim: int = 12) -> np.ndarray:
@@ -87,8 +85,7 @@ def test_duration_labels_are_fractions_of_a_beat():
 
 
 def test_embedding_weights_drop_the_undefined_row(tmp_path):
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=16), Encoding())
+    model = tiny_model("absolute", max_seq_len=16, dropout=0.1)
     weights = embedding_weights(model, "pitch")
     assert weights.shape == (128, 32)
     np.testing.assert_allclose(weights[60], model.field_embedding("pitch").weight[61].detach().double().numpy())

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from analysis.attention import GroupAttention, musical_groups
 from analysis.report import (
@@ -22,10 +21,10 @@ from analysis.report import (
     training_sentence,
 )
 from mmt import Encoding, encode_notes, save_model
-from mmt_app.cli import main
 from mmt.constants import FIELDS
 from mmt.training import LOG_COLUMNS
-from mmt.model import ModelConfig, MusicTransformer
+from mmt_app.cli import main
+from tests.factories import tiny_model, write_prepared
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,23 +83,15 @@ def random_notes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @pytest.fixture
 def prepared(tmp_path) -> Path:
-    root = tmp_path / "prepared"
-    (root / "notes").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    ids = [f"piece{i}" for i in range(4)]
-    for i, piece in enumerate(ids):
-        np.save(root / "notes" / f"{piece}.npy", random_notes(rng, 10 + 8 * i))
-    (root / "valid.txt").write_text("\n".join(ids) + "\n")
-    (root / "train.txt").write_text("")
-    Encoding().save(root / "encoding.json")
-    return root
+    pieces = {f"piece{i}": random_notes(rng, 10 + 8 * i) for i in range(4)}
+    return write_prepared(tmp_path / "prepared", pieces, {"valid": list(pieces), "train": []})
 
 
 @pytest.fixture
 def run_dir(tmp_path) -> Path:
     """A training run folder: best/ checkpoint and log.csv beside it."""
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48, dropout=0.0), Encoding())
+    model = tiny_model("absolute", max_seq_len=48)
     run = tmp_path / "run"
     save_model(model, run / "best", step=30)
     lines = [",".join(LOG_COLUMNS)]  # the columns mmt.training writes
@@ -187,18 +178,14 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert f"Octave score {findings['octave_score']:+.3f}" in top
 
     summary = json.loads((out / "analysis.json").read_text())
-    assert summary["parameters"] == sum(p.numel() for p in
-                                        MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48),
-                                                         Encoding()).parameters())
+    assert summary["parameters"] == tiny_model("absolute", max_seq_len=48).n_parameters()
     assert summary["attention"]["beat"]["offsets"] == list(range(-8, 1))
     assert not list(out.rglob("*.tmp*"))  # atomic writes leave no temp files
 
 
 def test_analyze_takes_samples_from_the_eval_folder(tmp_path, prepared):
     """No log.csv, an eval folder without metrics.md: say so; show its samples/, one mode after another."""
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48), Encoding())
-    save_model(model, tmp_path / "model")
+    save_model(tiny_model("absolute", max_seq_len=48, dropout=0.1), tmp_path / "model")
     eval_dir = tmp_path / "eval"
     rng = np.random.default_rng(2)
     for mode in ("ground-truth", "unconditioned"):
@@ -248,9 +235,7 @@ def test_findings_in_words():
 def test_analyze_reports_a_missing_model_or_split(tmp_path, prepared, capsys):
     assert main(["analyze", str(tmp_path / "nothing"), "--data", str(prepared), "--out", str(tmp_path / "r")]) == 2
     assert "nothing: no such checkpoint directory" in capsys.readouterr().err
-    torch.manual_seed(0)
-    save_model(MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=48), Encoding()),
-               tmp_path / "model")
+    save_model(tiny_model("absolute", max_seq_len=48, dropout=0.1), tmp_path / "model")
     assert main(["analyze", str(tmp_path / "model"), "--data", str(prepared), "--out", str(tmp_path / "r"),
                  "--split", "test"]) == 2
     assert "test.txt: no such split file" in capsys.readouterr().err
