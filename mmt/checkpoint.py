@@ -25,16 +25,18 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
+from mmt.config import ConfigError, ModelConfig, SamplingParams, _build_section
 from mmt.encoding import Encoding, EncodingError
 from mmt.errors import MMTError
-from mmt.model import ModelConfig, MusicTransformer
+from mmt.model import MusicTransformer
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "mmt-checkpoint"
 FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parent / "models"
-_RESERVED = {"format", "format_version", "model", "encoding", "weights_sha256", "mmt_version"}
+_RESERVED = {"format", "format_version", "model", "encoding", "weights_sha256", "mmt_version", "sampling",
+             "pitch_ranges"}
 
 
 class CheckpointError(MMTError, ValueError):
@@ -170,6 +172,8 @@ def save_model(
             "mmt_version": __version__,
             "model": model.config.to_dict(),
             "encoding": model.encoding.to_dict(),
+            "sampling": model.sampling.to_dict(),
+            "pitch_ranges": {name: list(bounds) for name, bounds in model.pitch_ranges.items()},
             "weights_sha256": _sha256(path.parent / WEIGHTS),
             **_json_ready(metadata),
         }
@@ -282,4 +286,33 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
             problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape, e.g. {', '.join(wrong_shape[:2])}")
         raise CheckpointError(f"{weights}: weights do not match the model in {CONFIG}: " + "; ".join(problems))
     model.load_state_dict(state)
+    model.sampling = _sampling_defaults(info, config_path)
+    model.pitch_ranges = _pitch_ranges(info, encoding, config_path)
     return model.to(device).eval()
+
+
+def _sampling_defaults(info: dict, config_path: Path) -> SamplingParams:
+    """The checkpoint's sampling defaults: its `sampling` entry, else its run's `sampling:` section."""
+    section = info.get("sampling")
+    if section is None:
+        section = (info.get("experiment") or {}).get("sampling")
+    try:
+        return _build_section(SamplingParams, section, str(config_path), "sampling")
+    except ConfigError as error:
+        raise CheckpointError(f"bad sampling defaults: {error}") from None
+
+
+def _pitch_ranges(info: dict, encoding: Encoding, config_path: Path) -> dict[str, tuple[int, int]]:
+    ranges = info.get("pitch_ranges") or {}
+    if not isinstance(ranges, dict):
+        raise CheckpointError(f"{config_path}: pitch_ranges must map instrument names to [low, high]")
+    out = {}
+    for name, bounds in ranges.items():
+        ok = (name in encoding.instruments and isinstance(bounds, list) and len(bounds) == 2
+              and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 127 for b in bounds)
+              and bounds[0] <= bounds[1])
+        if not ok:
+            raise CheckpointError(f"{config_path}: pitch_ranges: {name!r}: {bounds!r} is not a known instrument's "
+                                  "[low, high] MIDI pitches")
+        out[name] = (bounds[0], bounds[1])
+    return out

@@ -177,23 +177,30 @@ class DataConfig:
 class SamplingParams:
     """How the next row's fields are drawn: the one validator of sampling settings.
 
-    Each of `temperature`, `top_k` and `top_p` is one value for every field or a mapping
-    field name -> value (fields not named take the default: temperature 1.0, no top-k,
-    no top-p). Temperature 0 is greedy. This is the `sampling:` section of a config, is
-    saved with a checkpoint, and is what `mmt.generate` and every command sample with.
+    Each setting is one value for every field or a mapping field name -> value (fields
+    not named take the default: temperature 1.0, no top-k, no top-p, no repetition
+    penalty). This is the `sampling:` section of a config; a checkpoint keeps its run's
+    section as its defaults (`model.sampling`), which `mmt.generate` and every command
+    start from.
 
     Attributes:
-        temperature: logits are divided by it; 0 <= temperature <= `MAX_TEMPERATURE`.
+        temperature: logits are divided by it; 0 (greedy) <= temperature <= `MAX_TEMPERATURE`.
         top_k: keep the k most likely codes of a field (None: off).
         top_p: keep the smallest set of codes whose probability reaches p (None: off).
+        repetition_penalty: r >= 1 makes a code already drawn in that field (by any earlier
+            note of the sample, the prompt's included) less likely: its logit l becomes l / r
+            when l > 0 and l * r otherwise (Keskar et al., "CTRL", 2019). 1: off. The REMI
+            baselines of the Pop1K7 papers sample with 1.2 (and top-k 5, temperature 1.2).
     """
 
     temperature: float | dict = 1.0
     top_k: int | None | dict = None
     top_p: float | None | dict = None
+    repetition_penalty: float | dict = 1.0
 
-    DEFAULTS: ClassVar[dict] = {"temperature": 1.0, "top_k": None, "top_p": None}
+    DEFAULTS: ClassVar[dict] = {"temperature": 1.0, "top_k": None, "top_p": None, "repetition_penalty": 1.0}
     MAX_TEMPERATURE: ClassVar[float] = 100.0
+    MAX_PENALTY: ClassVar[float] = 10.0
 
     def __post_init__(self) -> None:
         for name in self.DEFAULTS:
@@ -238,6 +245,10 @@ def _check_sampling_value(label: str, kind: str, value) -> None:
     elif kind == "top_p":
         if value is not None and (not number or not 0 < value <= 1):
             raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}")
+    elif kind == "repetition_penalty":
+        if not number or not 1 <= value <= SamplingParams.MAX_PENALTY:
+            raise ConfigError(f"{label} must be a number from 1 (off) to {SamplingParams.MAX_PENALTY:g}, "
+                              f"got {value!r}")
 
 
 @dataclass(frozen=True)

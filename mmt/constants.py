@@ -107,6 +107,21 @@ INSTRUMENT_PROGRAM[DRUMS] = 0
 INSTRUMENTS: tuple[str, ...] = tuple(INSTRUMENT_PROGRAM)
 """The 64 instrument names of the original MMT, then `drums`."""
 
+INSTRUMENT_ALIASES: dict[str, str] = {
+    "acoustic-guitar": "steel-string-guitar", "guitar": "steel-string-guitar",
+    "classical-guitar": "nylon-string-guitar", "spanish-guitar": "nylon-string-guitar",
+    "grand-piano": "piano", "keyboard": "piano", "keys": "piano",
+    "fiddle": "violin", "violoncello": "cello", "double-bass": "contrabass", "upright-bass": "contrabass",
+    "string-ensemble": "strings", "string-orchestra": "strings",
+    "voice": "voices", "vocals": "voices", "choir": "voices", "singer": "voices",
+    "french-horn": "horn", "horns": "horn", "brass": "brasses", "cor-anglais": "english-horn",
+    "sax": "alto-saxophone", "saxophone": "alto-saxophone",
+    "bagpipe": "bag-pipe", "bagpipes": "bag-pipe",
+    "drum": "drums", "drum-kit": "drums", "drumkit": "drums", "percussion": "drums",
+}
+"""Other names users give instruments -> the instrument they mean (names are matched
+case-insensitively, with spaces or underscores read as hyphens)."""
+
 PITCH_NAMES: tuple[str, ...] = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 

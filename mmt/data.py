@@ -143,6 +143,34 @@ def make_item(
     return crop_codes(encode_notes(notes, encoding), max_seq_len, ends=ends)
 
 
+def pitch_ranges(data: PreparedData, ids: list[str], encoding: Encoding, max_pieces: int = 2000,
+                 coverage: float = 0.998, seed: int = 0) -> dict[str, tuple[int, int]]:
+    """Each instrument's pitch range in the data: instrument name -> (low, high) MIDI pitch.
+
+    The range is the central `coverage` share of the instrument's notes (the 0.1st to
+    99.9th percentile by default), so a few stray or mislabelled notes do not stretch it;
+    read from at most `max_pieces` pieces (a seeded random choice). Drums are left out
+    (their pitches name sounds, not registers).
+    """
+    chosen = ids if len(ids) <= max_pieces else sorted(np.random.default_rng(seed).choice(ids, max_pieces, False))
+    pitches: dict[str, list[np.ndarray]] = {}
+    for piece in chosen:
+        notes = data.notes(piece)
+        for program in np.unique(notes[:, NoteCol.PROGRAM]):
+            if program == DRUM_PROGRAM:
+                continue
+            name = encoding.program_instrument[int(program)]
+            if name is not None:
+                pitches.setdefault(name, []).append(notes[notes[:, NoteCol.PROGRAM] == program, NoteCol.PITCH])
+    tail = (1 - coverage) / 2 * 100
+    ranges = {}
+    for name, parts in sorted(pitches.items()):
+        values = np.concatenate(parts)
+        low, high = np.percentile(values, [tail, 100 - tail], method="nearest")
+        ranges[name] = (int(low), int(high))
+    return ranges
+
+
 # ---------------------------------------------------------------------- dataset
 class MusicDataset:
     """Code arrays of one split of a prepared directory, for training.

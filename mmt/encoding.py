@@ -23,6 +23,7 @@ from mmt.constants import (
     DRUM_PROGRAM,
     DRUMS,
     FIELDS,
+    INSTRUMENT_ALIASES,
     INSTRUMENT_PROGRAM,
     INSTRUMENTS,
     KNOWN_DURATIONS,
@@ -113,7 +114,8 @@ class Encoding:
         return np.array(codes + [index[DRUMS]], dtype=np.int64)
 
     def instrument_code(self, name_or_program: str | int) -> int:
-        """Code of an instrument given by name (e.g. "violin") or GM program (e.g. 40)."""
+        """Code of an instrument given by name (e.g. "violin", "Violin", "french horn": case-insensitive,
+        spaces as hyphens, `INSTRUMENT_ALIASES` understood) or GM program (e.g. 40)."""
         if isinstance(name_or_program, (int, np.integer)):
             program = int(name_or_program)
             if not 0 <= program <= DRUM_PROGRAM:
@@ -122,11 +124,14 @@ class Encoding:
             if code == 0:
                 raise EncodingError(f"program {program} maps to no instrument of this encoding")
             return code
-        if name_or_program not in self.instruments:
+        name = str(name_or_program).strip().lower().replace(" ", "-").replace("_", "-")
+        name = INSTRUMENT_ALIASES.get(name, name)
+        if name not in self.instruments:
             raise EncodingError(
-                f"unknown instrument {name_or_program!r}; known: {', '.join(self.instruments)}"
+                f"unknown instrument {name_or_program!r}; known: {', '.join(self.instruments)} "
+                f"(and the aliases {', '.join(sorted(INSTRUMENT_ALIASES))})"
             )
-        return self.instruments.index(name_or_program) + 1
+        return self.instruments.index(name) + 1
 
     def snap_durations(self, ticks: np.ndarray) -> np.ndarray:
         """Duration codes (1-based) of the known durations nearest to `ticks` (ties: shorter)."""

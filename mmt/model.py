@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from x_transformers import Decoder
 
-from mmt.config import ModelConfig
+from mmt.config import ModelConfig, SamplingParams
 from mmt.constants import FIELDS
 from mmt.encoding import Encoding
 
@@ -28,12 +28,20 @@ class MusicTransformer(nn.Module):
         config: network shape.
         encoding: the encoding whose vocabulary sizes size the embeddings and heads;
             kept as `.encoding`.
+
+    Beside the weights a model carries what generation starts from (saved with its
+    checkpoint): `sampling`, the sampling defaults (its training config's `sampling:`
+    section), and `pitch_ranges`, instrument name -> (lowest, highest) MIDI pitch that
+    instrument plays in the training data (empty: no range is known).
     """
 
     def __init__(self, config: ModelConfig, encoding: Encoding) -> None:
         super().__init__()
         self.config = config
         self.encoding = encoding
+        # what generation starts from unless a request says otherwise (saved with checkpoints)
+        self.sampling = SamplingParams()
+        self.pitch_ranges: dict[str, tuple[int, int]] = {}
         n_tokens = encoding.n_tokens
         # ModuleLists in `FIELDS` order ("type" cannot be a ModuleDict key).
         self.embeddings = nn.ModuleList(nn.Embedding(n_tokens[name], config.dim) for name in FIELDS)

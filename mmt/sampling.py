@@ -49,14 +49,14 @@ sample still running would need a row beyond `max_seq_len`.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from mmt.config import SamplingParams
-from mmt.constants import Field, RowType
+from mmt.constants import FIELDS, Field, RowType
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, grammar_violations
 from mmt.errors import GenerationError
@@ -114,13 +114,53 @@ def sample_masked(logits: Tensor, allowed: Tensor, temperature: float, top_k: in
     return (logits + gumbel).argmax(-1)
 
 
+def penalize_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """CTRL's repetition penalty (Keskar et al., 2019): codes in `seen` get l / r if l > 0, else l * r."""
+    if penalty == 1:
+        return logits
+    logits = logits.float()
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def balance_bias(counts: Tensor, declared: Tensor, strength: float) -> Tensor:
+    """Logit bias (B, I) that favours the declared instruments with fewer notes so far.
+
+    bias_i = strength * (log(1 + mean count) - log(1 + count_i)), the mean over the declared
+    instruments: with strength 1 an instrument with half the mean's notes has its odds
+    about doubled; instruments at the mean are left alone. 0 for undeclared instruments.
+    """
+    counts = counts.float()
+    n = declared.sum(-1, keepdim=True).clamp(min=1)
+    mean = (counts * declared).sum(-1, keepdim=True) / n
+    bias = strength * (torch.log1p(mean) - torch.log1p(counts))
+    return torch.where(declared, bias, torch.zeros_like(bias))
+
+
 # ---------------------------------------------------------------------- grammar state
 class GrammarState:
-    """Where each sample of a batch stands in the song grammar (all tensors of batch size B)."""
+    """Where each sample of a batch stands in the song grammar (all tensors of batch size B).
 
-    def __init__(self, prompt: np.ndarray, batch: int, encoding: Encoding, device) -> None:
+    Notes follow the encoder's order, (beat, position, pitch, duration, instrument), and
+    no two notes share beat, position, pitch and instrument: the masks make any other row
+    impossible to draw. For that the state keeps the last note's fields and the
+    instruments already used at its onset and pitch (`used`).
+
+    Args:
+        prompt: the rows fed before sampling.
+        batch: samples.
+        encoding: the codes' encoding.
+        device: where the tensors live.
+        pitch_ranges: instrument name -> (low, high) MIDI pitch; an instrument's notes stay
+            inside its range (instruments not named: every pitch).
+        start_beats: no new note may start before this beat (a continuation's cut).
+    """
+
+    def __init__(self, prompt: np.ndarray, batch: int, encoding: Encoding, device,
+                 pitch_ranges: Mapping[str, tuple[int, int]] | None = None, start_beats: float | None = None) -> None:
         types = prompt[:, Field.TYPE]
-        n_instruments = encoding.n_tokens["instrument"]
+        n = encoding.n_tokens
+        n_instruments = n["instrument"]
         declared_codes = prompt[types == RowType.INSTRUMENT, Field.INSTRUMENT]
         notes = prompt[types == RowType.NOTE]
         son = np.flatnonzero(types == RowType.START_OF_NOTES)
@@ -133,24 +173,63 @@ class GrammarState:
         declared = torch.zeros(batch, n_instruments, dtype=torch.bool, device=device)
         declared[:, torch.as_tensor(declared_codes, dtype=torch.long, device=device)] = True
         self.declared = declared
-        self.last_instrument = full(declared_codes.max() if len(declared_codes) else 0)
-        self.last_beat = full(notes[-1, Field.BEAT] if len(notes) else 0)
-        self.last_position = full(notes[-1, Field.POSITION] if len(notes) else 0)
+        self.last_instrument = full(declared_codes.max() if len(declared_codes) else 0)  # the header's
+        last = _last_note(notes, encoding, start_beats)
+        self.last_beat, self.last_position, self.last_pitch, self.last_duration, self.last_note_instrument = (
+            full(value) for value in last[:5])
+        used = torch.zeros(n_instruments, dtype=torch.bool, device=device)
+        used[torch.as_tensor(last[5], dtype=torch.long, device=device)] = True
+        self.used = used.expand(batch, -1).clone()
+        counts = np.bincount(notes[:, Field.INSTRUMENT], minlength=n_instruments) if len(notes) else \
+            np.zeros(n_instruments, dtype=np.int64)
+        self.counts = torch.as_tensor(counts, device=device).expand(batch, -1).clone()
+        self.seen = []
+        for field, name in enumerate(FIELDS):
+            seen = torch.zeros(n[name], dtype=torch.bool, device=device)
+            seen[torch.as_tensor(notes[:, field], dtype=torch.long, device=device)] = True
+            self.seen.append(seen.expand(batch, -1).clone())
+        low = torch.ones(n_instruments, dtype=torch.long, device=device)
+        high = torch.full((n_instruments,), n["pitch"] - 1, dtype=torch.long, device=device)
+        for name, (lo, hi) in (pitch_ranges or {}).items():
+            code = encoding.instrument_code(name)
+            low[code], high[code] = lo + 1, hi + 1
+        self.pitch_low, self.pitch_high = low, high
         self.finished = full(False, torch.bool)
         self.codes = torch.arange(n_instruments, device=device)
-        self.n_types = encoding.n_tokens["type"]
+        self.n = n
         self.device = device
+
+    # ---- what the next note may be
+    def same_onset_instruments(self) -> Tensor:
+        """(B, I): declared instruments that can still play a note at the last note's onset.
+
+        Such a note needs a pitch >= the last one inside the instrument's range; the last
+        pitch itself only when the instrument has not played it there yet and its
+        (duration, instrument) can still follow the last note's.
+        """
+        last_pitch = self.last_pitch[:, None]
+        higher = self.pitch_high[None, :] > last_pitch
+        duration_room = (self.last_duration < self.n["duration"] - 1)[:, None]
+        same_pitch = ((self.pitch_high[None, :] >= last_pitch) & (self.pitch_low[None, :] <= last_pitch)
+                      & ~self.used & (duration_room | (self.codes[None, :] > self.last_note_instrument[:, None])))
+        return self.declared & (higher | same_pitch)
+
+    def onset_full(self) -> Tensor:
+        """(B,): no further note fits at the last note's onset."""
+        return ~self.same_onset_instruments().any(-1)
 
     def type_mask(self, allow_eos: bool) -> Tensor:
         """Allowed row types (B, n_types)."""
         batch = self.in_notes.shape[0]
-        mask = torch.zeros(batch, self.n_types, dtype=torch.bool, device=self.device)
+        mask = torch.zeros(batch, self.n["type"], dtype=torch.bool, device=self.device)
         header = ~self.in_notes
         room = self.last_instrument < len(self.codes) - 1
+        no_room = (self.onset_full() & (self.last_position == self.n["position"] - 1)
+                   & (self.last_beat == self.n["beat"] - 1))
         mask[:, RowType.INSTRUMENT] = header & room
         mask[:, RowType.START_OF_NOTES] = header & self.declared.any(-1)
-        mask[:, RowType.NOTE] = self.in_notes
-        mask[:, RowType.END_OF_SONG] = self.in_notes & allow_eos
+        mask[:, RowType.NOTE] = self.in_notes & ~no_room
+        mask[:, RowType.END_OF_SONG] = self.in_notes & (allow_eos | no_room)
         mask[:, RowType.START_OF_SONG] = self.finished  # anything for a finished sample; it is ignored
         return mask
 
@@ -161,47 +240,101 @@ class GrammarState:
         is_note = live & (row_type == RowType.NOTE)
         is_instrument = live & (row_type == RowType.INSTRUMENT)
         is_son = live & (row_type == RowType.START_OF_NOTES)
-        self.last_beat = torch.where(is_note, rows[:, Field.BEAT], self.last_beat)
-        self.last_position = torch.where(is_note, rows[:, Field.POSITION], self.last_position)
         instrument = rows[:, Field.INSTRUMENT]
+        one_hot = self.codes[None, :] == instrument[:, None]
+        same_pitch = ((rows[:, Field.BEAT] == self.last_beat) & (rows[:, Field.POSITION] == self.last_position)
+                      & (rows[:, Field.PITCH] == self.last_pitch))
+        self.used = torch.where(is_note[:, None], one_hot | (self.used & same_pitch[:, None]), self.used)
+        self.counts += (is_note[:, None] & one_hot).long()
+        for field in range(len(FIELDS)):
+            self.seen[field][is_note, rows[is_note, field]] = True
+        for name, field in (("last_beat", Field.BEAT), ("last_position", Field.POSITION),
+                            ("last_pitch", Field.PITCH), ("last_duration", Field.DURATION),
+                            ("last_note_instrument", Field.INSTRUMENT)):
+            setattr(self, name, torch.where(is_note, rows[:, field], getattr(self, name)))
         self.last_instrument = torch.where(is_instrument, instrument, self.last_instrument)
-        self.declared |= is_instrument[:, None] & (self.codes[None, :] == instrument[:, None])
+        self.declared |= is_instrument[:, None] & one_hot
         self.son_row = torch.where(is_son, torch.full_like(self.son_row, row_index), self.son_row)
         self.in_notes |= is_son
         self.finished |= live & (row_type == RowType.END_OF_SONG)
 
 
+def _last_note(notes: np.ndarray, encoding: Encoding, start_beats: float | None) -> tuple:
+    """(beat, position, pitch, duration, instrument codes, instruments used at its onset and pitch) of
+    the note new ones follow: the prompt's last, or a pitchless one at `start_beats` when that is later."""
+    last = (0, 0, 0, 0, 0, [])
+    if len(notes):
+        b, p, pitch, duration, instrument = (int(v) for v in notes[-1, 1:])
+        here = notes[(notes[:, Field.BEAT] == b) & (notes[:, Field.POSITION] == p) & (notes[:, Field.PITCH] == pitch)]
+        last = (b, p, pitch, duration, instrument, here[:, Field.INSTRUMENT].tolist())
+    if start_beats is not None:
+        tick = math.ceil(start_beats * encoding.resolution - 1e-9)
+        floor = (tick // encoding.resolution + 1, tick % encoding.resolution + 1)
+        if floor > last[:2]:
+            last = (*floor, 0, 0, 0, [])
+    return last
+
+
 def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
-              generator: torch.Generator, allow_eos: bool, limit_ticks: int | None) -> Tensor:
+              generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0) -> Tensor:
     """The next row (B, 6) of every sample, sampled field by field under the grammar masks.
 
-    Finished samples get padding rows (all zeros).
+    Fields are drawn in the order type, beat, position, instrument, pitch, duration, so
+    that a note's pitch can be kept inside its instrument's range; `balance` > 0 favours
+    the instruments that have played least (`balance_bias`). Finished samples get padding
+    rows (all zeros).
     """
     device = logits[0].device
-
-    def codes_from(minimum: Tensor, n: int) -> Tensor:  # allowed: code >= max(1, minimum)
-        return torch.arange(n, device=device)[None, :] >= minimum.clamp(min=1)[:, None]
-
-    temperature, top_k, top_p = (params.per_field(name) for name in ("temperature", "top_k", "top_p"))
-
-    def draw(field: Field, allowed: Tensor) -> Tensor:
-        return sample_masked(logits[field], allowed, temperature[field], top_k[field], top_p[field], generator)
-
     n = encoding.n_tokens
+
+    def codes_from(minimum: Tensor, size: int) -> Tensor:  # allowed: code >= max(1, minimum)
+        return torch.arange(size, device=device)[None, :] >= minimum.clamp(min=1)[:, None]
+
+    settings = {name: params.per_field(name) for name in SamplingParams.DEFAULTS}
+
+    def draw(field: Field, allowed: Tensor, bias: Tensor | None = None) -> Tensor:
+        allowed = allowed.clone()
+        allowed[:, 0] |= ~allowed.any(-1)  # rows whose field is ignored (other row types, finished)
+        scores = penalize_repeats(logits[field], state.seen[field], settings["repetition_penalty"][field])
+        if bias is not None:
+            scores = scores + bias
+        return sample_masked(scores, allowed, settings["temperature"][field], settings["top_k"][field],
+                             settings["top_p"][field], generator)
+
     if allow_eos:  # the last beat ends the sample (see the module docstring)
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos))
-    beat = draw(Field.BEAT, codes_from(state.last_beat, n["beat"]))
-    same_beat = beat == state.last_beat
-    position = draw(Field.POSITION, codes_from(torch.where(same_beat, state.last_position, 0), n["position"]))
-    pitch = draw(Field.PITCH, codes_from(torch.zeros_like(beat), n["pitch"]))
-    duration = draw(Field.DURATION, codes_from(torch.zeros_like(beat), n["duration"]))
     header_row = row_type == RowType.INSTRUMENT
+
+    full = state.onset_full()
+    last_beat, last_position = state.last_beat, state.last_position
+    beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
+    beat = draw(Field.BEAT, codes_from(beat_floor, n["beat"]))
+    same_beat = beat == last_beat
+    position_floor = torch.where(same_beat, last_position + full.long(), 0)
+    position = draw(Field.POSITION, codes_from(position_floor, n["position"]))
+    same_onset = same_beat & (position == last_position)
+
+    note_instruments = torch.where(same_onset[:, None], state.same_onset_instruments(), state.declared)
     instrument_allowed = torch.where(header_row[:, None], state.codes[None, :] > state.last_instrument[:, None],
-                                     state.declared)
-    instrument_allowed[:, 0] |= ~instrument_allowed.any(-1)  # a finished sample may have nothing allowed
-    instrument = draw(Field.INSTRUMENT, instrument_allowed)
+                                     note_instruments)
+    bias = None if balance == 0 else torch.where(header_row[:, None], 0.0,
+                                                 balance_bias(state.counts, state.declared, balance))
+    instrument = draw(Field.INSTRUMENT, instrument_allowed, bias)
+
+    pitch_codes = torch.arange(n["pitch"], device=device)[None, :]
+    low, high = state.pitch_low[instrument][:, None], state.pitch_high[instrument][:, None]
+    can_repeat_pitch = ~state.used.gather(1, instrument[:, None]) & (
+        (state.last_duration < n["duration"] - 1) | (instrument > state.last_note_instrument))[:, None]
+    last_pitch = state.last_pitch[:, None]
+    at_onset = (pitch_codes > last_pitch) | ((pitch_codes == last_pitch) & can_repeat_pitch)
+    pitch_allowed = (pitch_codes >= low) & (pitch_codes <= high) & (~same_onset[:, None] | at_onset)
+    pitch = draw(Field.PITCH, pitch_allowed)
+
+    same_pitch = same_onset & (pitch == state.last_pitch)
+    after_last = state.last_duration + (instrument <= state.last_note_instrument).long()
+    duration = draw(Field.DURATION, codes_from(torch.where(same_pitch, after_last, 0), n["duration"]))
 
     is_note = row_type == RowType.NOTE
     if limit_ticks is not None:
@@ -231,6 +364,9 @@ def sample(
     seed: int = 0,
     max_new_rows: int = 1024,
     max_beats: float | None = None,
+    start_beats: float | None = None,
+    pitch_ranges: Mapping[str, tuple[int, int]] | None = None,
+    balance: float = 0.0,
     min_new_rows: int = 0,
     window_shift: int = DEFAULT_WINDOW_SHIFT,
     device=None,
@@ -252,6 +388,11 @@ def sample(
             there without end-of-song.
         max_beats: a note that would start at or after this beat (counted from the song's
             start) ends the sample with end-of-song instead.
+        start_beats: no new note starts before this beat (a continuation's cut).
+        pitch_ranges: instrument name -> (low, high) MIDI pitch its notes keep to
+            (default: none; `mmt.generate` passes the model's `pitch_ranges`).
+        balance: > 0 favours the declared instruments that have played least
+            (`balance_bias`); 0: the model's own choice.
         min_new_rows: end-of-song is not allowed before this many new rows (benchmarks use
             it to run untrained models to full length).
         window_shift: past the context (rotary / no position embedding), rows dropped
@@ -278,6 +419,8 @@ def sample(
         raise GenerationError(f"seed must be an integer in 0 .. 2**63-1, got {seed!r}")
     if max_beats is not None and not (math.isfinite(max_beats) and max_beats > 0):
         raise GenerationError(f"max_beats must be a positive number, got {max_beats!r}")
+    if not (math.isfinite(balance) and balance >= 0):
+        raise GenerationError(f"balance must be a number >= 0, got {balance!r}")
     limit_ticks = None if max_beats is None else round(max_beats * encoding.resolution)
     prompt = check_prompt(prompt, encoding)
 
@@ -289,22 +432,23 @@ def sample(
     generator.manual_seed(seed)
     try:
         with torch.inference_mode():
-            rows = _run(model, prompt, n_samples, max_new_rows, min_new_rows, limit_ticks, params,
+            state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats)
+            rows = _run(model, prompt, state, max_new_rows, min_new_rows, limit_ticks, params, balance,
                         generator, window_shift, device, tqdm if progress else None)
     finally:
         model.train(was_training)
     return rows
 
 
-def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows: int,
-         limit_ticks: int | None, params: SamplingParams, generator: torch.Generator,
+def _run(model, prompt: np.ndarray, state: GrammarState, max_new_rows: int, min_new_rows: int,
+         limit_ticks: int | None, params: SamplingParams, balance: float, generator: torch.Generator,
          window_shift: int, device, bar) -> list[np.ndarray]:
     encoding = model.encoding
     context = model.config.max_seq_len
     n_prompt = len(prompt)
+    batch = state.in_notes.shape[0]
     out = torch.zeros(batch, n_prompt + max_new_rows, 6, dtype=torch.long, device=device)
     out[:, :n_prompt] = torch.as_tensor(prompt, device=device)
-    state = GrammarState(prompt, batch, encoding, device)
     length = torch.full((batch,), n_prompt + max_new_rows, dtype=torch.long, device=device)
 
     _check_context(model, n_prompt)
@@ -319,7 +463,7 @@ def _run(model, prompt: np.ndarray, batch: int, max_new_rows: int, min_new_rows:
     steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
-        rows = draw_rows(logits, state, params, encoding, generator, step >= min_new_rows, limit_ticks)
+        rows = draw_rows(logits, state, params, encoding, generator, step >= min_new_rows, limit_ticks, balance)
         was_finished = state.finished.clone()
         state.update(rows, index)
         out[:, index] = rows

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from mmt.checkpoint import read_checkpoint_info, recover_directory, save_model
 from mmt.config import ExperimentConfig, TrainingConfig, config_from_dict
 from mmt.constants import FIELDS
-from mmt.data import MusicDataset, collate
+from mmt.data import MusicDataset, collate, pitch_ranges
 from mmt.encoding import Encoding
 from mmt.errors import MMTError
 from mmt.files import atomic_path, folder_lock, write_text_atomic
@@ -477,6 +477,9 @@ class _Run:
         tc = self.tc
         torch.manual_seed(tc.seed)
         self.model = MusicTransformer(self.config.model, self.encoding).to(self.device)
+        self.model.sampling = self.config.sampling
+        self.model.pitch_ranges = pitch_ranges(self.train_set.data, self.train_set.ids, self.encoding,
+                                               seed=tc.seed)
         if saved is not None:
             from mmt.checkpoint import load_model
 

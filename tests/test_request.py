@@ -56,7 +56,8 @@ def test_settings_record_everything_needed_to_draw_again():
     assert request.settings() == {
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
         "prompt_bars": None, "beats": None, "bars": 4, "n_samples": 2,
-        "sampling": {"temperature": 1.0, "top_k": None, "top_p": {"pitch": 0.9}}, "seed": 7, "max_new_rows": 1024,
+        "sampling": {"temperature": 1.0, "top_k": None, "top_p": {"pitch": 0.9}, "repetition_penalty": 1.0},
+        "seed": 7, "max_new_rows": 1024,
     }
 
 

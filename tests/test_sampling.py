@@ -15,7 +15,7 @@ from mmt.request import beats_per_bar, instrument_prompt, prompt_from_music, sta
 from mmt.sampling import sample, sample_masked
 from mmt_app.cli import main
 from tests.conftest import write_pretty_midi
-from tests.factories import tiny_model
+from tests.factories import march, tiny_model
 
 ENCODING = Encoding(max_beat=64)
 
@@ -73,7 +73,7 @@ def test_past_the_context_the_cache_holds_the_sink_and_the_latest_rows(pos_emb, 
     # With one layer the cached keys and values depend on their own row only, so the
     # trimmed cache must give exactly the logits of a forward pass over sink + window.
     context = 12
-    model = tiny(pos_emb, depth=1, max_seq_len=context)
+    model = march(tiny(pos_emb, depth=1, max_seq_len=context))
     seen = record_logits(monkeypatch)
     codes = generate(model, instruments=["piano", "cello"], max_new_rows=40, min_new_rows=40, seed=1,
                      window_shift=1)[0]
@@ -91,7 +91,7 @@ def test_past_the_context_the_cache_holds_the_sink_and_the_latest_rows(pos_emb, 
 
 @pytest.mark.parametrize("pos_emb", ["rotary", "none"])
 def test_long_generation_keeps_the_header_and_the_grammar(pos_emb):
-    model = tiny(pos_emb, max_seq_len=16)
+    model = march(tiny(pos_emb, max_seq_len=16))
     samples = generate(model, instruments=[0, 40, 42], n_samples=3, max_new_rows=100, min_new_rows=100, seed=0)
     for codes in samples:
         assert len(codes) == 105
@@ -102,7 +102,7 @@ def test_long_generation_keeps_the_header_and_the_grammar(pos_emb):
 
 
 def test_an_absolute_model_says_it_cannot_pass_its_context():
-    model = tiny("absolute", max_seq_len=16)
+    model = march(tiny("absolute", max_seq_len=16))
     with pytest.raises(ValueError, match="cannot go past its context of 16 rows"):
         generate(model, max_new_rows=40, min_new_rows=40, seed=0)
     codes = generate(model, max_new_rows=16, min_new_rows=16, seed=0)[0]  # rows 0..15 fed, row 16 drawn
@@ -121,7 +121,7 @@ def test_many_samples_of_an_untrained_model_follow_the_grammar():
             n_notes += int(np.sum(codes[:, Field.TYPE] == RowType.NOTE))
             n_instruments.add(int(np.sum(codes[:, Field.TYPE] == RowType.INSTRUMENT)))
             ended += codes[-1, Field.TYPE] == RowType.END_OF_SONG
-    assert n_notes > 500 and len(n_instruments) > 3 and 0 < ended < 150  # the checks saw varied songs
+    assert n_notes > 500 and len(n_instruments) > 3 and ended > 0  # the checks saw varied songs
 
 
 def test_max_beats_ends_every_sample_cleanly_before_the_limit():
@@ -137,7 +137,7 @@ def test_max_beats_ends_every_sample_cleanly_before_the_limit():
 
 
 def test_instrument_mode_uses_exactly_the_given_instruments():
-    model = tiny("none")
+    model = march(tiny("none"))
     samples = generate(model, instruments=["cello", 0, "violin"], n_samples=8, max_new_rows=50,
                        min_new_rows=30, seed=2)
     for codes in samples:
@@ -272,9 +272,12 @@ def test_a_note_on_the_last_beat_ends_the_sample_instead_of_piling_up():
         assert not np.any(notes[:, Field.BEAT] == last_code)
         ended_at_last += codes[-1, Field.TYPE] == RowType.END_OF_SONG and len(codes) < 303
     assert ended_at_last == 16
-    # with end-of-song held off by min_new_rows, the sample runs on at the last beat
+    # with end-of-song held off by min_new_rows, the sample fills what room the last beat has
+    # left in canonical order, then must end: no other note can follow
     held = generate(model, instruments=["piano"], max_new_rows=300, min_new_rows=300, seed=2)[0]
-    assert len(held) == 303 and held[-1, Field.BEAT] == last_code
+    notes = held[held[:, Field.TYPE] == RowType.NOTE]
+    assert held[-1, Field.TYPE] == RowType.END_OF_SONG and len(held) < 303
+    assert notes[-1, Field.BEAT] == last_code and notes[-1, Field.POSITION] == 12 and notes[-1, Field.PITCH] == 128
 
 
 def test_the_command_takes_a_thread_count(checkpoint, tmp_path, capsys):
