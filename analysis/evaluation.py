@@ -41,7 +41,6 @@ import numpy as np
 
 from analysis import AnalysisError
 from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
-from mmt.config import SamplingParams
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic
@@ -67,18 +66,20 @@ class EvaluationConfig:
         modes: generation modes: "unconditioned", "instrument", "continuation-<beats>".
             Empty for a ground-truth-only evaluation.
         seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
-        sampling: temperature, top-k and top-p.
+        sampling: sampling settings that override the model's defaults (e.g. {"top_p": 0.9}).
         max_new_rows: the most rows generated per sample.
     """
 
     n_beats: int = 64
     modes: tuple[str, ...] = DEFAULT_MODES
     seed: int = 0
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+    sampling: dict = field(default_factory=dict)
     max_new_rows: int = 1024
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
+        object.__setattr__(self, "sampling", dict(self.sampling))
+        GenerationRequest(sampling=self.sampling)  # checks the settings (a GenerationError names the bad one)
         if self.n_beats < 1:
             raise AnalysisError(f"n_beats must be >= 1, got {self.n_beats}")
         if self.max_new_rows < 1:
@@ -92,7 +93,7 @@ class EvaluationConfig:
 
     def generation_settings(self) -> dict:
         """The settings that decide the generated samples (recorded and checked on resume)."""
-        return {"n_beats": self.n_beats, "seed": self.seed, **self.sampling.to_dict(),
+        return {"n_beats": self.n_beats, "seed": self.seed, "sampling": dict(self.sampling),
                 "max_new_rows": self.max_new_rows}
 
 
@@ -333,6 +334,8 @@ def evaluate(
         "n_beats": config.n_beats,
         "seed": config.seed,
         "generation": config.generation_settings() if model is not None else None,
+        "sampling_used": (GenerationRequest(sampling=config.sampling).sampling_params(model.sampling).to_dict()
+                          if model is not None else None),
         "confidence_interval": CI_DESCRIPTION,
         "sample_seeds": "numpy SeedSequence([seed, piece index, crc32(mode)])",
         "metrics": dict(METRIC_DESCRIPTIONS),

@@ -15,3 +15,7 @@ class MMTError(Exception):
 
 class GenerationError(MMTError, ValueError):
     """A generation request cannot run (bad mode, prompt, instruments, length or sampling)."""
+
+
+class GenerationWarning(UserWarning):
+    """A generation request runs, but not quite as asked (e.g. a prompt shorter than its cut)."""

@@ -16,19 +16,23 @@ signature (4/4 without one).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import re
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from mmt.config import SamplingParams
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding, encode
-from mmt.errors import GenerationError
+from mmt.errors import GenerationError, GenerationWarning
 
 DEFAULT_BEATS_PER_BAR = 4.0
 
@@ -127,13 +131,18 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Mode:
-    """A generation mode: what a request of it takes, and how its prompt is built."""
+    """A generation mode: what a request of it takes, and how its prompt is built.
+
+    `balance` is the mode's default instrument balance (see `mmt.sampling.balance_bias`):
+    where the user chose the instruments (or the prompt did), each should get a real part.
+    """
 
     name: str
     help: str
     takes_instruments: bool
     takes_prompt: bool
     build: Callable[["GenerationRequest", Encoding], Prompt]
+    balance: float = 0.0
 
 
 def _unconditioned(request: "GenerationRequest", encoding: Encoding) -> Prompt:
@@ -159,9 +168,14 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     bar = beats_per_bar(music)
     beats = request.prompt_beats if request.prompt_bars is None else request.prompt_bars * bar
     codes = prompt_from_music(music, encoding, n_beats=beats)
-    if not np.any(codes[:, Field.TYPE] == RowType.INSTRUMENT):
-        raise GenerationError(f"{_describe(source)}: the prompt has no notes of an instrument this model knows")
-    return Prompt(codes, beats if beats is not None else _end_beats(codes, encoding), bar, music)
+    if not np.any(codes[:, Field.TYPE] == RowType.NOTE):
+        raise GenerationError(f"{_describe(source)}: the prompt has no notes of an instrument this model knows "
+                              "before its cut, so there is nothing to continue")
+    end = _end_beats(cut_codes(encode(music, encoding), encoding, None), encoding)
+    if beats is not None and beats > end:
+        warnings.warn(f"{_describe(source)}: the prompt is {end:g} beats long, shorter than the {beats:g} asked "
+                      f"for; the new music starts at beat {beats:g}", GenerationWarning, stacklevel=2)
+    return Prompt(codes, beats if beats is not None else end, bar, music)
 
 
 def _end_beats(codes: np.ndarray, encoding: Encoding) -> float:
@@ -188,10 +202,14 @@ def _describe(source) -> str:
     return "the prompt"
 
 
+DEFAULT_BARS = 32.0
+DEFAULT_BALANCE = 1.0
+
 MODES: dict[str, Mode] = {mode.name: mode for mode in (
     Mode("unconditioned", "a song from nothing", False, False, _unconditioned),
-    Mode("instrument", "a song for the given instruments", True, False, _instrument),
-    Mode("continuation", "the continuation of a prompt cut after N beats or bars", False, True, _continuation),
+    Mode("instrument", "a song for the given instruments", True, False, _instrument, DEFAULT_BALANCE),
+    Mode("continuation", "the continuation of a prompt cut after N beats or bars", False, True, _continuation,
+         DEFAULT_BALANCE),
 )}
 
 
@@ -205,10 +223,12 @@ class GenerationRequest:
         instruments: instrument mode: names or GM programs.
         prompt: continuation: a music file's path, a `muspy.Music`, or code rows.
         prompt_beats, prompt_bars: keep the prompt's first N beats / bars (None: all of it).
-        beats, bars: the most music added after the prompt (None: until end-of-song or
-            `max_new_rows`).
+        beats, bars: the most music added after the prompt (neither: `DEFAULT_BARS` bars).
         n_samples: samples drawn together as one batch.
-        sampling: temperature, top-k and top-p.
+        sampling: `SamplingParams` fields that override the model's sampling defaults
+            (`model.sampling`), e.g. {"top_p": 0.9}.
+        balance: how strongly instruments that have played least are favoured (None: the
+            mode's default; 0: off).
         seed: the random seed (None: a random one, recorded in the `Generation`).
         max_new_rows: the most rows added per sample.
     """
@@ -221,7 +241,8 @@ class GenerationRequest:
     beats: float | None = None
     bars: float | None = None
     n_samples: int = 1
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+    sampling: Mapping = field(default_factory=dict)
+    balance: float | None = None
     seed: int | None = None
     max_new_rows: int = 1024
 
@@ -256,25 +277,42 @@ class GenerationRequest:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
                                       or not 0 <= self.seed < 2**63):
             raise GenerationError(f"seed must be an integer in 0 .. 2**63-1, got {self.seed!r}")
-        if not isinstance(self.sampling, SamplingParams):
-            raise GenerationError(f"sampling must be a SamplingParams, got {type(self.sampling).__name__}")
+        if self.balance is not None and (isinstance(self.balance, bool) or not isinstance(self.balance, (int, float))
+                                         or not 0 <= self.balance <= 10):
+            raise GenerationError(f"balance must be a number from 0 (off) to 10, got {self.balance!r}")
+        if not isinstance(self.sampling, Mapping):
+            raise GenerationError(f"sampling must map SamplingParams fields to values, got {self.sampling!r}")
+        unknown = sorted(set(self.sampling) - set(SamplingParams.DEFAULTS))
+        if unknown:
+            raise GenerationError(f"unknown sampling setting(s) {', '.join(map(str, unknown))}; "
+                                  f"settings are {', '.join(SamplingParams.DEFAULTS)}")
+        try:
+            SamplingParams(**self.sampling)
+        except ValueError as error:
+            raise GenerationError(str(error)) from None
+        object.__setattr__(self, "sampling", MappingProxyType(dict(self.sampling)))
+
+    def sampling_params(self, defaults: SamplingParams) -> SamplingParams:
+        """`defaults` (a model's) with this request's sampling settings in their place."""
+        return replace(defaults, **self.sampling)
+
+    @property
+    def length_given(self) -> bool:
+        return self.beats is not None or self.bars is not None
 
     @classmethod
-    def build(cls, *, mode: str | None = None, temperature=None, top_k=None, top_p=None,
-              sampling: SamplingParams | None = None, **fields) -> "GenerationRequest":
+    def build(cls, *, mode: str | None = None, sampling: Mapping | None = None, **fields) -> "GenerationRequest":
         """A request from keyword arguments: the mode follows from what is given when not named
         (instruments: instrument mode; a prompt: continuation), and `temperature`, `top_k`,
-        `top_p` override `sampling` (default: `SamplingParams()`)."""
+        `top_p`, `repetition_penalty` (when not None) join `sampling`."""
         if mode is None:
             mode = ("instrument" if fields.get("instruments") else
                     "continuation" if fields.get("prompt") is not None else "unconditioned")
-        sampling = sampling or SamplingParams()
-        overrides = {k: v for k, v in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p))
-                     if v is not None}
-        try:
-            sampling = replace(sampling, **overrides)
-        except ValueError as error:
-            raise GenerationError(str(error)) from None
+        sampling = dict(sampling or {})
+        for name in SamplingParams.DEFAULTS:
+            value = fields.pop(name, None)
+            if value is not None:
+                sampling[name] = value
         return cls(mode=mode, sampling=sampling, **fields)
 
     def settings(self) -> dict:
@@ -285,41 +323,107 @@ class GenerationRequest:
         return {"mode": self.mode, "instruments": [str(i) for i in self.instruments],
                 "prompt": None if prompt is None else str(prompt), "prompt_beats": self.prompt_beats,
                 "prompt_bars": self.prompt_bars, "beats": self.beats, "bars": self.bars,
-                "n_samples": self.n_samples, "sampling": self.sampling.to_dict(), "seed": self.seed,
-                "max_new_rows": self.max_new_rows}
+                "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
+                "seed": self.seed, "max_new_rows": self.max_new_rows}
+
+
+def _plain(value):
+    """Read-only mappings (as frozen settings hold them) as plain dicts, for JSON."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
 class Generation:
-    """What `run` drew: the samples, the prompt they continue, and the request with its seed."""
+    """What `run` drew: the samples, the prompt they continue, and how (the request with its
+    seed, the sampling settings and balance actually used)."""
 
     request: GenerationRequest
     prompt: Prompt
     samples: list[np.ndarray]
     encoding: Encoding
+    sampling: SamplingParams
+    balance: float
+    max_beats: float
 
-    def write(self, out_dir: str | os.PathLike, audio: bool = False, first: int = 0) -> list[dict[str, Path]]:
-        """Write sample k as `<mode>-<k>` MIDI, CSV, piano roll (and WAV), k from `first`; returns the paths."""
+    def settings(self, model_name: str | None = None) -> dict:
+        """Everything needed to draw these samples again (what `settings.json` records)."""
+        from mmt import __version__
+
+        return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
+                "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
+                "model": model_name, "mmt_version": __version__}
+
+    def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
+              model_name: str | None = None) -> list[dict[str, Path]]:
+        """Write each sample as `<mode>-<k>` MIDI, CSV, piano roll (and WAV); returns the paths.
+
+        Numbers k continue after the samples already in `out_dir` (nothing is overwritten)
+        unless `overwrite`, which starts again at 000. `settings.json` in `out_dir` lists
+        every run written there with its settings and the names of its samples.
+        """
+        from mmt.files import write_text_atomic
         from mmt.io import write_codes
 
-        return [write_codes(out_dir, f"{self.request.mode}-{first + k:03d}", codes, self.encoding, audio=audio)
-                for k, codes in enumerate(self.samples)]
+        out_dir = Path(out_dir)
+        settings_path = out_dir / SETTINGS_FILE
+        runs = [] if overwrite else _read_runs(settings_path)
+        first = 0 if overwrite else _next_index(out_dir, self.request.mode)
+        stems = [f"{self.request.mode}-{first + k:03d}" for k in range(len(self.samples))]
+        paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio)
+                 for stem, codes in zip(stems, self.samples)]
+        runs.append({**self.settings(model_name), "samples": stems})
+        write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
+        return paths
 
 
-def run(model, request: GenerationRequest, *, device=None, progress: bool = False) -> Generation:
-    """Build the request's prompt, sample, and return the `Generation` (its request has the seed used)."""
+SETTINGS_FILE = "settings.json"
+
+
+def _next_index(out_dir: Path, mode: str) -> int:
+    """One past the highest k of the `<mode>-<k>.*` files in `out_dir` (0 when there are none)."""
+    taken = [int(m.group(1)) for p in out_dir.glob(f"{mode}-*") if (m := re.fullmatch(rf"{mode}-(\d+)\.\w+", p.name))]
+    return max(taken, default=-1) + 1
+
+
+def _read_runs(path: Path) -> list:
+    """The runs an earlier `Generation.write` recorded in `settings.json` (none when missing or unreadable)."""
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return runs if isinstance(runs, list) else []
+
+
+def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, device=None,
+        progress: bool = False) -> Generation:
+    """Build the request's prompt (unless given), sample, and return the `Generation` (its request
+    has the seed used).
+
+    The sampling settings are the model's defaults (`model.sampling`) with the request's
+    in their place; new notes keep to the model's instrument pitch ranges
+    (`model.pitch_ranges`) and, in a continuation, start at or after the prompt's cut.
+    """
     from mmt.sampling import sample
 
     encoding: Encoding = model.encoding
-    prompt = MODES[request.mode].build(request, encoding)
+    mode = MODES[request.mode]
+    prompt = prompt if prompt is not None else mode.build(request, encoding)
     if request.seed is None:
         request = replace(request, seed=random.SystemRandom().randrange(2**63))
+    params = request.sampling_params(getattr(model, "sampling", SamplingParams()))
+    balance = mode.balance if request.balance is None else request.balance
     length = request.beats if request.bars is None else request.bars * prompt.beats_per_bar
-    samples = sample(model, prompt.codes, n_samples=request.n_samples, params=request.sampling,
-                     seed=request.seed, max_new_rows=request.max_new_rows,
-                     max_beats=None if length is None else prompt.start_beats + length,
+    if length is None:
+        length = DEFAULT_BARS * prompt.beats_per_bar
+    max_beats = prompt.start_beats + length
+    samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
+                     max_new_rows=request.max_new_rows, max_beats=max_beats,
+                     start_beats=prompt.start_beats if mode.takes_prompt else None,
+                     pitch_ranges=getattr(model, "pitch_ranges", None), balance=balance,
                      device=device, progress=progress)
-    return Generation(request, prompt, samples, encoding)
+    return Generation(request, prompt, samples, encoding, params, balance, max_beats)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

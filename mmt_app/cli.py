@@ -23,6 +23,33 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
                    "several times faster than oversubscribed cores)")
 
 
+def _show_warnings_as(prefix: str) -> None:
+    """Print mmt's warnings as one line each: `<prefix>: warning: <message>`."""
+    import warnings
+
+    from mmt.errors import GenerationWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", GenerationWarning)
+
+
+def _device(name: str | None) -> str:
+    """A torch device name checked before anything loads (default: cpu)."""
+    import torch
+
+    name = name or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CommandError(f"--device {name!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CommandError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return name
+
+
 def _set_threads(args: argparse.Namespace) -> None:
     """Apply --threads (train passes it to the run instead, which would otherwise use its config's)."""
     threads = getattr(args, "threads", None)
@@ -79,9 +106,7 @@ def _add_evaluate(sub) -> None:
                    help="generation modes: unconditioned, instrument, continuation-<beats> "
                    "(default: unconditioned instrument continuation-4 continuation-16)")
     p.add_argument("--ground-truth-only", action="store_true", help="evaluate the ground truth alone (no MODEL)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: 1.0)")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely tokens (default: off)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    _add_sampling(p)
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default: 1024)")
     p.add_argument("--device", default=None, help="torch device for the model (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="regenerate samples already in --out")
@@ -127,13 +152,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling(args: argparse.Namespace):
-    """The sampling settings of --temperature, --top-k and --top-p (defaults where not given)."""
-    from mmt.config import SamplingParams
+def _add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy (default: the model's)")
+    p.add_argument("--top-k", type=int, help="keep the k most likely codes per field (default: the model's)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the model's)")
+    p.add_argument("--repetition-penalty", type=float,
+                   help="make codes already drawn less likely, e.g. 1.2 (default: the model's; 1 = off)")
 
-    given = {name: getattr(args, name) for name in ("temperature", "top_k", "top_p")
-             if getattr(args, name) is not None}
-    return SamplingParams(**given)
+
+def _sampling(args: argparse.Namespace) -> dict:
+    """The sampling settings given on the command line (the model's defaults fill in the rest)."""
+    return {name: getattr(args, name) for name in ("temperature", "top_k", "top_p", "repetition_penalty")
+            if getattr(args, name) is not None}
 
 
 # ============================================================================ train
@@ -311,39 +341,47 @@ def _add_generate(sub) -> None:
     length.add_argument("--beats", type=float, help="add at most this many beats (default: no limit)")
     p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, and printed)")
-    p.add_argument("--temperature", type=float, default=None, help="sampling temperature, 0 = greedy (default 1.0)")
-    p.add_argument("--top-k", type=int, default=None, help="keep the k most likely codes per field (default: off)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    _add_sampling(p)
+    p.add_argument("--balance", type=float, help="favour instruments that have played least: 0 = off "
+                   "(default: 1 in the instrument and continuation modes, 0 otherwise)")
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default 1024)")
     p.add_argument("--audio", action="store_true", help="also render WAV (needs fluidsynth and a GM soundfont)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--out", required=True, help="output directory (samples already there are kept: new ones "
+                   "take the next numbers)")
+    p.add_argument("--overwrite", action="store_true", help="number the samples from 000 again, replacing "
+                   "those of earlier runs and settings.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(p)
     p.set_defaults(func=_cmd_generate)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from mmt.checkpoint import load_model
+    from mmt.checkpoint import load_model, read_checkpoint_info
     from mmt.constants import Field, RowType
+    from mmt.encoding import Encoding
     from mmt.io import audio_available
-    from mmt.request import GenerationRequest, run
+    from mmt.request import MODES, GenerationRequest, run
 
-    # the request is checked before the model loads, so a bad argument fails at once
+    # Everything is checked before the weights load (seconds): the request, the device,
+    # and its prompt or instruments against the checkpoint's own encoding.
     request = GenerationRequest.build(
         mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
         prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
-        n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows,
+        n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
         sampling=_sampling(args),
     )
-    model = load_model(args.model, device=args.device or "cpu")
-    generation = run(model, request, device=args.device, progress=not args.quiet)
+    device = _device(args.device)
+    prompt = MODES[request.mode].build(request, Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]))
+    model = load_model(args.model, device=device)
+    generation = run(model, request, prompt=prompt, device=device, progress=not args.quiet)
     prompt = generation.prompt
     if request.mode == "continuation":
         n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
         print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
     audio = args.audio and audio_available()
-    for codes, paths in zip(generation.samples, generation.write(args.out, audio=audio)):
+    written = generation.write(args.out, audio=audio, overwrite=args.overwrite, model_name=str(args.model))
+    for codes, paths in zip(generation.samples, written):
         print(f"{paths['midi'].stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
     print(f"seed {generation.request.seed} (--seed {generation.request.seed} draws these samples again)")
     if args.audio and not audio:
@@ -416,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_warnings_as(f"mmt {args.command}")
     try:
         _set_threads(args)
         return int(args.func(args) or 0)

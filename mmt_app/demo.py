@@ -22,6 +22,7 @@ Steps (each one resumable: a second run reuses what the first one wrote):
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ class DemoConfig:
         n_analysis: test pieces fed to the attention analysis.
         prompt_bars: bars of the test piece kept as the continuation's prompt.
         bars: length of every sample in bars of 4 beats (the prompt included).
-        top_p: nucleus sampling threshold used for samples and evaluation.
+        top_p: nucleus sampling threshold for samples and evaluation (None: the model's default).
         seed: the random seed of everything sampled.
         jobs: worker processes for preparation.
         audio: render WAVs when fluidsynth is available.
@@ -73,7 +74,7 @@ class DemoConfig:
     n_analysis: int = 16
     prompt_bars: int = 8
     bars: int = 32
-    top_p: float = 0.9
+    top_p: float | None = None
     seed: int = 0
     jobs: int = 2
     audio: bool = True
@@ -85,8 +86,13 @@ class DemoConfig:
                 raise DemoError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.bars <= self.prompt_bars:
             raise DemoError(f"bars ({self.bars}) must be more than prompt_bars ({self.prompt_bars})")
-        if not 0 < self.top_p <= 1:
+        if self.top_p is not None and not 0 < self.top_p <= 1:
             raise DemoError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def sampling(self) -> dict:
+        """The sampling settings that replace the model's defaults."""
+        return {} if self.top_p is None else {"top_p": self.top_p}
 
 
 def _step(log: Callable[[str], None], text: str) -> float:
@@ -135,20 +141,20 @@ def model_path(config: DemoConfig) -> Path:
         raise DemoError(f"{error}; pass --model DIR, or --train to train one") from None
 
 
-def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print) -> Path:
+def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print, model_name: str | None = None) -> Path:
     """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
-    from mmt.config import SamplingParams
     from mmt.io import audio_available
     from mmt.request import GenerationRequest, run
 
     out = config.out / "samples"
+    shutil.rmtree(out, ignore_errors=True)  # this run's samples only (a rerun draws them again)
     audio = config.audio and audio_available()
     if config.audio and not audio:
         log("audio: fluidsynth or a GM soundfont is missing, so no WAVs "
             "(Debian/Ubuntu: apt-get install fluidsynth fluid-soundfont-gm, or `make audio`)")
     data = PreparedData(config.data)
     piece = data.split("test")[0]
-    common = {"n_samples": config.n_samples, "sampling": SamplingParams(top_p=config.top_p), "seed": config.seed}
+    common = {"n_samples": config.n_samples, "sampling": config.sampling, "seed": config.seed}
     requests = [
         GenerationRequest(bars=config.bars, **common),
         GenerationRequest(mode="instrument", instruments=STRING_QUARTET, bars=config.bars, **common),
@@ -157,7 +163,7 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print)
     ]
     for request in requests:
         generation = run(model, request, device=config.device)
-        for codes, paths in zip(generation.samples, generation.write(out, audio=audio, first=1)):
+        for codes, paths in zip(generation.samples, generation.write(out, audio=audio, model_name=model_name)):
             log(f"{paths['midi'].stem}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
     log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} "
         f"({len(generation.prompt.codes)} rows)")
@@ -169,7 +175,6 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     from analysis.evaluation import EvaluationConfig, evaluate
     from analysis.report import ReportConfig, write_report
     from mmt.checkpoint import load_model
-    from mmt.config import SamplingParams
 
     started = time.perf_counter()
     bundled = None if config.train else model_path(config)  # fail before any slow step
@@ -183,12 +188,12 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     model = load_model(path, device=config.device).eval()
     log(f"{path}: {model.n_parameters():,} parameters, {model.config.pos_emb} positions ({time.perf_counter() - t:.0f} s)")
     t = _step(log, f"3/5 generate {config.n_samples} samples per mode ({', '.join(MODES)})")
-    samples = write_samples(model, config, log)
+    samples = write_samples(model, config, log, model_name=str(path))
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, f"4/5 evaluate on {config.n_eval} test pieces")
     evaluation = config.out / "evaluation"
     evaluate(config.data, evaluation, model, split="test", n=config.n_eval,
-             config=EvaluationConfig(seed=config.seed, sampling=SamplingParams(top_p=config.top_p)), device=config.device)
+             config=EvaluationConfig(seed=config.seed, sampling=config.sampling), device=config.device)
     log((evaluation / "metrics.md").read_text(encoding="utf-8"))
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, "5/5 analyze")

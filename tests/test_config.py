@@ -98,7 +98,7 @@ def test_greedy_and_per_field_sampling_values_are_accepted():
     params = SamplingParams(temperature=0, top_p={"pitch": 0.9})
     assert params.per_field("temperature") == (0, 0, 0, 0, 0, 0)
     assert params.per_field("top_p") == (None, None, None, 0.9, None, None)
-    assert params.to_dict() == {"temperature": 0, "top_k": None, "top_p": {"pitch": 0.9}}
+    assert params.to_dict() == {"temperature": 0, "top_k": None, "top_p": {"pitch": 0.9}, "repetition_penalty": 1.0}
 
 
 def test_sampling_field_names_are_checked():

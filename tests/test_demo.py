@@ -1,5 +1,6 @@
 """`mmt demo` end to end with a tiny untrained model on three real corpus files."""
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -38,9 +39,13 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_checkpoint, ca
     assert len(manifest) == 3 and all('"split": "test"' in line for line in manifest)
     # 3. one sample per mode, each as MIDI, CSV and piano roll
     names = sorted(p.name for p in paths["samples"].iterdir())
-    assert names == sorted(f"{mode}-001.{ext}" for mode in ("unconditioned", "instrument", "continuation")
-                           for ext in ("mid", "csv", "png"))
-    quartet = (paths["samples"] / "instrument-001.csv").read_text()
+    assert names == sorted(["settings.json"] + [f"{mode}-000.{ext}" for mode in ("unconditioned", "instrument",
+                                                                                 "continuation")
+                                                for ext in ("mid", "csv", "png")])
+    runs = json.loads((paths["samples"] / "settings.json").read_text())
+    assert [run["samples"] for run in runs] == [["unconditioned-000"], ["instrument-000"], ["continuation-000"]]
+    assert runs[2]["prompt_bars"] == 1 and runs[2]["bars"] == 1 and runs[2]["model"] == str(tiny_checkpoint)
+    quartet = (paths["samples"] / "instrument-000.csv").read_text()
     assert {"violin", "viola", "cello"} <= set(re.findall(r"[a-z]+", quartet))
     # 4. the evaluation table has the ground truth and every mode
     table = paths["evaluation"].read_text()

@@ -45,19 +45,19 @@ def test_build_infers_the_mode_and_takes_sampling_keywords():
     assert GenerationRequest.build(instruments=["violin"]).mode == "instrument"
     request = GenerationRequest.build(prompt="song.mid", prompt_bars=2, top_p=0.9, temperature=0.5)
     assert request.mode == "continuation"
-    assert request.sampling == SamplingParams(temperature=0.5, top_p=0.9)
+    assert dict(request.sampling) == {"temperature": 0.5, "top_p": 0.9}
+    assert request.sampling_params(SamplingParams(top_k=5)) == SamplingParams(temperature=0.5, top_k=5, top_p=0.9)
     with pytest.raises(GenerationError, match="temperature must be a number from 0"):
         GenerationRequest.build(temperature=math.inf)
 
 
 def test_settings_record_everything_needed_to_draw_again():
     request = GenerationRequest(mode="instrument", instruments=("violin", 42), bars=4, n_samples=2, seed=7,
-                                sampling=SamplingParams(top_p={"pitch": 0.9}))
+                                sampling={"top_p": {"pitch": 0.9}})
     assert request.settings() == {
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
         "prompt_bars": None, "beats": None, "bars": 4, "n_samples": 2,
-        "sampling": {"temperature": 1.0, "top_k": None, "top_p": {"pitch": 0.9}, "repetition_penalty": 1.0},
-        "seed": 7, "max_new_rows": 1024,
+        "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "seed": 7, "max_new_rows": 1024,
     }
 
 
