@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import signal
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -144,15 +145,39 @@ def _reason(error: BaseException, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else f"{type(error).__name__}: {message}"
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _not_a_file(path: Path, mode: int) -> str:
+    """The reason a listed path that is not a regular file is not read.
+
+    Never opened: a FIFO blocks, `/dev/zero` never ends. A folder is listed only when it
+    could not be listed itself (see `data_prep.sources.walk`).
+    """
+    if stat.S_ISDIR(mode):
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as error:
+            return f"cannot list this folder ({error.strerror or error}); its files are not prepared"
+        return "a folder that could not be listed when the dataset was; run again to prepare its files"
+    kind = next((name for is_kind, name in _KINDS if is_kind(mode)), "not a file")
+    return f"not a regular file ({kind})"
+
+
 def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filters) -> dict:
     """Read, clean, filter and (when kept) write one source; returns its manifest record. Never raises."""
     if source.skip:
         return _record(source, SKIPPED, source.skip)
     path = source.path
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as error:
         return _record(source, FAILED, f"cannot stat ({error.strerror or error})")
+    if not stat.S_ISREG(info.st_mode):
+        return _record(source, FAILED, _not_a_file(path, info.st_mode))
+    size = info.st_size
     if size == 0:
         return _record(source, FAILED, "empty file")
     if size > filters.max_file_mb * 2**20:
