@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
 import multiprocessing
 import os
 import signal
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -48,6 +48,10 @@ from mmt.constants import DRUM_PROGRAM, NoteCol
 from mmt.encoding import Encoding, notes_from_music
 from mmt.files import write_atomic, write_text_atomic
 from mmt.io import MusicReadError, read_music
+from mmt.locks import LockHeld, exclusive_lock
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES = (OK, SKIPPED, FAILED)
@@ -221,17 +225,15 @@ def _shard_tag(shard: tuple[int, int]) -> str:
 
 
 @contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """Hold `OUT/.lock` so that two runs never write one OUT at once (freed even on SIGKILL)."""
-    with open(out / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PrepareError(f"{out}: another `mmt prepare` is writing this folder") from None
-        try:
+def _lock(out: Path, log: Callable[[str], None] | None) -> Iterator[None]:
+    """Hold `OUT/.lock` so that two runs never write one OUT at once (see `mmt.locks`:
+    freed even on SIGKILL, not held by workers, taken over from a holder that is gone)."""
+    try:
+        with exclusive_lock(out / ".lock", log):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except LockHeld as error:
+        holder = f" ({error.owner})" if error.owner else ""
+        raise PrepareError(f"{out}: another `mmt prepare` is writing this folder{holder}") from None
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -380,7 +382,7 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": dataset, "resolution": encoding.resolution, **dataclasses.asdict(filters)}
-    with _lock(out):
+    with _lock(out, log):
         _check_settings(out, settings, encoding)
         _clean_temporaries(out)
         (out / "notes").mkdir(exist_ok=True)
@@ -444,6 +446,39 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
         bar.close()
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the main process dies, also by SIGKILL.
+
+    Left alone, workers of a killed run wait forever for work. On Linux the kernel kills
+    the worker (`prctl(PR_SET_PDEATHSIG)`); elsewhere a thread watches the parent's id.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # it died before the worker got here
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _pool(jobs: int, context) -> ProcessPoolExecutor:
+    """A pool of `jobs` forked workers that die with this process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
 def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
     """Records of `todo` converted by `jobs` forked workers, in the order they finish.
 
@@ -453,14 +488,14 @@ def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], j
     (`WORKER_DIED`); then the run goes on with a new pool. A pool is renewed every
     `TASKS_PER_POOL * jobs` files.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("fork")
     queue = list(reversed(todo))  # pop() from the end takes them in order
     while queue:
         suspects: list[Source] = []
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        with _pool(jobs, context) as pool:
             running: dict = {}
             budget = TASKS_PER_POOL * jobs
             while (queue and budget) or running:
@@ -483,11 +518,10 @@ def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], j
 
 def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -> dict:
     """Convert one file in a fresh process; a failed record if that process dies too."""
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
+        with _pool(1, context) as pool:
             return pool.submit(convert, source).result()
     except BrokenProcessPool:
         return _record(source, FAILED, WORKER_DIED)
