@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 
-def _default_mode() -> int:
-    """Permissions of a newly created file under this process's umask (0o666 & ~umask)."""
+def default_mode(directory: bool = False) -> int:
+    """Permissions of a newly created file (0o666 & ~umask) or folder (0o777 & ~umask).
+
+    What a plain `open(path, "w")` or `mkdir` gives; temp files and folders start at 0o600 / 0o700.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return (0o777 if directory else 0o666) & ~mask
 
 
 @contextlib.contextmanager
@@ -30,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, _default_mode())
+        os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
