@@ -269,6 +269,13 @@ def _model_config(info: dict, config_path: Path) -> ModelConfig:
         raise CheckpointError(f"{config_path}: bad model config ({reason})") from None
 
 
+def _weights_sha256(weights: Path) -> str:
+    try:
+        return _sha256(weights)
+    except OSError as error:
+        raise CheckpointError(f"{weights}: cannot read the weights ({error.strerror or error})") from None
+
+
 def _check_shapes(weights: Path, model: nn.Module) -> None:
     """Compare the tensors named in the weights file's header with `model`'s, reading no tensor.
 
@@ -333,9 +340,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
 
     weights = directory / WEIGHTS
     if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing weights file")
+        raise CheckpointError(f"{weights}: {'not a file' if weights.exists() else 'missing weights file'}")
     expected = info.get("weights_sha256")
-    if expected is not None and _sha256(weights) != expected:
+    if expected is not None and _weights_sha256(weights) != expected:
         raise CheckpointError(
             f"{weights}: damaged checkpoint (weights do not match the SHA-256 recorded in {CONFIG})"
         )

@@ -86,47 +86,39 @@ def _write_owner(fd: int) -> None:
     os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode("utf-8"), 0)
 
 
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether `fd` is still the file at `path` (a takeover may have removed it)."""
-    try:
-        here, there = os.fstat(fd), os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+@contextlib.contextmanager
+def _folder_locked(folder: Path) -> Iterator[None]:
+    """Hold a lock on `folder` itself while a lock file in it is taken or taken over.
 
-
-def _remove_stale(path: Path, fd: int) -> None:
-    """Unlink the lock file of `fd` if it is still at `path`; serialized by a lock on the folder,
-    so that of two processes taking over one stale lock only one removes a file."""
-    folder = os.open(path.parent, os.O_RDONLY)
+    Without it, a process could read the record of the previous (dead) holder while a new
+    holder sits between its lock and writing its own record, and take over a live lock.
+    """
+    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        if _same_file(fd, path):
-            path.unlink()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 def _acquire(path: Path, log: Callable[[str], None] | None) -> int:
-    """A descriptor of `path` holding its lock (see `exclusive_lock`)."""
-    while True:
+    """A descriptor of `path` holding its lock, its holder recorded (see `exclusive_lock`)."""
+    with _folder_locked(path.parent):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             owner = _read_owner(fd)
-            if owner is None or not owner.gone:
-                os.close(fd)
-                raise LockHeld(path, owner) from None
-            _remove_stale(path, fd)
             os.close(fd)
+            if owner is None or not owner.gone:
+                raise LockHeld(path, owner) from None
+            path.unlink()  # whoever still holds the old file keeps it; every later process locks a new one
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if log:
                 log(f"{path}: took over the lock of {owner}, which is gone")
-            continue
-        if _same_file(fd, path):
-            _write_owner(fd)
-            return fd
-        os.close(fd)  # locked a file that a takeover removed meanwhile: lock the new one
+        _write_owner(fd)
+        return fd
 
 
 @contextlib.contextmanager

@@ -267,6 +267,15 @@ def test_a_folder_named_config_json_names_it(tmp_path):
     assert str(error.value) == f"{tmp_path / 'ckpt' / CONFIG}: cannot read the checkpoint config (Is a directory)"
 
 
+def test_a_folder_named_like_the_weights_names_it(tmp_path):
+    save_model(tiny_model(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / WEIGHTS).unlink()
+    (tmp_path / "ckpt" / WEIGHTS).mkdir()
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "ckpt")
+    assert str(error.value) == f"{tmp_path / 'ckpt' / WEIGHTS}: not a file"
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_nan_or_infinite_weights_are_refused(tmp_path, value):
     model = tiny_model()
