@@ -17,8 +17,10 @@ run goes on, also when it kills its worker process (see `_convert_in_workers`); 
 finished file is appended at once to a journal (`records/<all|shard-I-of-N>.jsonl`), so
 a run killed at any point resumes where it stopped; every file is written atomically and
 the index files are only rewritten when their content changes, so a second run over a
-finished OUT does no work and changes no file (but `.lock`, which names its holder). `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
-copying their OUT folders into one and running once more without `--shard`.
+finished OUT does no work and changes no file (but `.lock`, which names its holder).
+Workers die with the main process, also when it is killed with SIGKILL alone.
+`--shard I/N` prepares the files whose path hashes to shard I; shards merge by copying
+their OUT folders into one and running once more without `--shard`.
 `--splits` and `--limit` narrow a run to part of the listing (see `select_sources`);
 they are not settings of OUT, so a later run without them completes the same OUT.
 """
