@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from data_prep.sources import MIDI_SUFFIXES, Source, check_root, relative, walk
+from data_prep.sources import MIDI_SUFFIXES, Source, check_root, path_bytes, relative, walk
 
 NAME = "lmd"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
@@ -32,15 +32,25 @@ def md5_split(md5: str) -> str:
 
 
 def file_md5(path: Path) -> str:
-    """MD5 of the file's name when it is one, else of its content."""
+    """MD5 of the file's name when it is one, else of its content.
+
+    A path that cannot be read (a FIFO or a device, which would block or never end, a
+    folder that could not be listed, a file without read permission) gets the MD5 of the
+    path instead; preparation records it as failed with the reason.
+    """
     stem = path.stem.lower()
     if _MD5.match(stem):
         return stem
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    if path.is_file():
+        digest = hashlib.md5()
+        try:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        except OSError:
+            pass
+    return hashlib.md5(path_bytes(str(path))).hexdigest()
 
 
 def list_sources(src: str | os.PathLike) -> list[Source]:

@@ -17,8 +17,10 @@ run goes on, also when it kills its worker process (see `_convert_in_workers`); 
 finished file is appended at once to a journal (`records/<all|shard-I-of-N>.jsonl`), so
 a run killed at any point resumes where it stopped; every file is written atomically and
 the index files are only rewritten when their content changes, so a second run over a
-finished OUT does no work and changes no file. `--shard I/N` prepares the files whose path hashes to shard I; shards merge by
-copying their OUT folders into one and running once more without `--shard`.
+finished OUT does no work and changes no file (but `.lock`, which names its holder).
+Workers die with the main process, also when it is killed with SIGKILL alone.
+`--shard I/N` prepares the files whose path hashes to shard I; shards merge by copying
+their OUT folders into one and running once more without `--shard`.
 `--splits` and `--limit` narrow a run to part of the listing (see `select_sources`);
 they are not settings of OUT, so a later run without them completes the same OUT.
 """
@@ -27,17 +29,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import json
 import multiprocessing
 import os
 import signal
+import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -47,6 +50,10 @@ from mmt.constants import DRUM_PROGRAM, NoteCol
 from mmt.encoding import Encoding, notes_from_music
 from mmt.files import write_atomic, write_text_atomic
 from mmt.io import MusicReadError, read_music
+from mmt.locks import folder_lock
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES = (OK, SKIPPED, FAILED)
@@ -144,15 +151,39 @@ def _reason(error: BaseException, path: Path) -> str:
     return message[len(prefix):] if message.startswith(prefix) else f"{type(error).__name__}: {message}"
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _not_a_file(path: Path, mode: int) -> str:
+    """The reason a listed path that is not a regular file is not read.
+
+    Never opened: a FIFO blocks, `/dev/zero` never ends. A folder is listed only when it
+    could not be listed itself (see `data_prep.sources.walk`).
+    """
+    if stat.S_ISDIR(mode):
+        try:
+            with os.scandir(path):
+                pass
+        except OSError as error:
+            return f"cannot list this folder ({error.strerror or error}); its files are not prepared"
+        return "a folder that could not be listed when the dataset was; run again to prepare its files"
+    kind = next((name for is_kind, name in _KINDS if is_kind(mode)), "not a file")
+    return f"not a regular file ({kind})"
+
+
 def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filters) -> dict:
     """Read, clean, filter and (when kept) write one source; returns its manifest record. Never raises."""
     if source.skip:
         return _record(source, SKIPPED, source.skip)
     path = source.path
     try:
-        size = path.stat().st_size
+        info = path.stat()
     except OSError as error:
         return _record(source, FAILED, f"cannot stat ({error.strerror or error})")
+    if not stat.S_ISREG(info.st_mode):
+        return _record(source, FAILED, _not_a_file(path, info.st_mode))
+    size = info.st_size
     if size == 0:
         return _record(source, FAILED, "empty file")
     if size > filters.max_file_mb * 2**20:
@@ -193,20 +224,6 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 # ---------------------------------------------------------------------- the OUT folder
 def _shard_tag(shard: tuple[int, int]) -> str:
     return "all" if shard[1] == 1 else f"shard-{shard[0] + 1}-of-{shard[1]}"
-
-
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    """Hold `OUT/.lock` so that two runs never write one OUT at once (freed even on SIGKILL)."""
-    with open(out / ".lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PrepareError(f"{out}: another `mmt prepare` is writing this folder") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _write_if_changed(path: Path, text: str) -> bool:
@@ -355,7 +372,7 @@ def prepare(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": dataset, "resolution": encoding.resolution, **dataclasses.asdict(filters)}
-    with _lock(out):
+    with folder_lock(out, "mmt prepare", PrepareError, log):
         _check_settings(out, settings, encoding)
         _clean_temporaries(out)
         (out / "notes").mkdir(exist_ok=True)
@@ -419,6 +436,39 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
         bar.close()
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when the main process dies, also by SIGKILL.
+
+    Left alone, workers of a killed run wait forever for work. On Linux the kernel kills
+    the worker (`prctl(PR_SET_PDEATHSIG)`); elsewhere a thread watches the parent's id.
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    if os.getppid() != parent:  # it died before the worker got here
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _pool(jobs: int, context) -> ProcessPoolExecutor:
+    """A pool of `jobs` forked workers that die with this process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
 def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
     """Records of `todo` converted by `jobs` forked workers, in the order they finish.
 
@@ -428,14 +478,14 @@ def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], j
     (`WORKER_DIED`); then the run goes on with a new pool. A pool is renewed every
     `TASKS_PER_POOL * jobs` files.
     """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("fork")
     queue = list(reversed(todo))  # pop() from the end takes them in order
     while queue:
         suspects: list[Source] = []
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        with _pool(jobs, context) as pool:
             running: dict = {}
             budget = TASKS_PER_POOL * jobs
             while (queue and budget) or running:
@@ -458,11 +508,10 @@ def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], j
 
 def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -> dict:
     """Convert one file in a fresh process; a failed record if that process dies too."""
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
+        with _pool(1, context) as pool:
             return pool.submit(convert, source).result()
     except BrokenProcessPool:
         return _record(source, FAILED, WORKER_DIED)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from data_prep.filters import PrepareError
 from mmt.prepared import SPLITS  # the one definition of the split names
 from mmt.io import MIDI_SUFFIXES, SUFFIXES
 
@@ -38,9 +39,18 @@ class Source:
     piece: int = 0
 
 
+def path_bytes(text: str) -> bytes:
+    """A path as the bytes the file system holds, also for names that are not UTF-8.
+
+    `os` decodes such names with lone surrogates ("\\udcff" for the byte 0xff), which
+    plain UTF-8 refuses to encode; "surrogateescape" gives the original bytes back.
+    """
+    return text.encode("utf-8", "surrogateescape")
+
+
 def digest(text: str, salt: str = "") -> int:
     """A stable integer hash of `text` (SHA-256; Python's `hash` changes between runs)."""
-    return int(hashlib.sha256((salt + text).encode("utf-8")).hexdigest()[:16], 16)
+    return int(hashlib.sha256(path_bytes(salt + text)).hexdigest()[:16], 16)
 
 
 def hash_split(rel: str) -> str:
@@ -65,7 +75,7 @@ def path_id(rel: str) -> str:
     """
     slug = "__".join(_UNSAFE.sub("_", part) for part in rel.split("/")).lstrip(".") or "_"
     if len(slug) > 100:
-        slug = f"{slug[:80]}-{hashlib.sha256(rel.encode('utf-8')).hexdigest()[:12]}"
+        slug = f"{slug[:80]}-{hashlib.sha256(path_bytes(rel)).hexdigest()[:12]}"
     return slug
 
 
@@ -75,14 +85,29 @@ def relative(path: Path, root: Path) -> str:
 
 
 def walk(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
-    """Files under `root` whose suffix (any case) is in `suffixes`, sorted; hidden files and folders skipped."""
-    found = []
-    for folder, dirs, files in os.walk(root):
+    """Files under `root` whose suffix (any case) is in `suffixes`, sorted; hidden files and folders skipped.
+
+    A folder under `root` that cannot be listed (no permission) is in the list itself, so
+    that preparation records it as failed with the reason rather than silently leaving
+    its files out. Files that are not regular files (FIFOs, devices) are listed too and
+    recorded as failed by preparation.
+
+    Raises:
+        PrepareError: when `root` itself cannot be listed.
+    """
+    found, unlisted = [], []
+
+    def on_error(error: OSError) -> None:
+        if Path(error.filename) == Path(root):
+            raise PrepareError(f"{root}: cannot list the dataset folder ({error.strerror or error})")
+        unlisted.append(Path(error.filename))
+
+    for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
                 found.append(Path(folder) / name)
-    return sorted(found, key=lambda p: relative(p, root))
+    return sorted(found + unlisted, key=lambda p: relative(p, root))
 
 
 def check_root(src: str | os.PathLike) -> Path:
@@ -102,7 +127,7 @@ def make_unique(sources: list[Source]) -> list[Source]:
     out = []
     for source in sources:
         if not source.skip and counts[source.id] > 1:
-            suffix = hashlib.sha256(source.rel.encode("utf-8")).hexdigest()[:12]
+            suffix = hashlib.sha256(path_bytes(source.rel)).hexdigest()[:12]
             source = dataclasses.replace(source, id=f"{source.id[:80]}-{suffix}")
         out.append(source)
     return out
@@ -118,6 +143,6 @@ def folder_sources(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Sou
 
 
 __all__ = [
-    "MIDI_SUFFIXES", "SPLITS", "Source", "check_root", "digest", "folder_sources", "hash_split",
+    "MIDI_SUFFIXES", "SPLITS", "Source", "check_root", "digest", "folder_sources", "hash_split", "path_bytes",
     "make_unique", "path_id", "relative", "shard_of", "walk",
 ]

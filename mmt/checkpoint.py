@@ -7,17 +7,22 @@ weights file so a damaged or swapped file is caught before torch sees it.
 
 A checkpoint directory is written as a whole: its files go into a temporary sibling
 directory that then replaces the old one, so a crash leaves either the old checkpoint
-or the new one, never a mix. Training keeps its resumable state (`training_state.pt`)
-in the same directory through `extra_files`.
+or the new one, never a mix; the temporary siblings carry their writer's process id and
+host in their names, so the next write (or `recover_directory`) removes those of a
+writer that is gone and leaves a live one's. Training keeps its resumable state
+(`training_state.pt`) in the same directory through `extra_files`.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
@@ -25,9 +30,11 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from mmt.config import ConfigError, ModelConfig, SamplingParams, _build_section
+from mmt.config import ConfigError, ModelConfig, SamplingParams, config_from_dict
 from mmt.encoding import Encoding, EncodingError
 from mmt.errors import MMTError
+from mmt.files import default_mode
+from mmt.locks import Owner
 from mmt.model import MusicTransformer
 
 WEIGHTS = "model.safetensors"
@@ -79,21 +86,54 @@ def _json_ready(value):
     return value
 
 
-def recover_directory(directory: str | os.PathLike) -> bool:
-    """Undo a swap that a crash cut short: put `.<name>.*.old` back when `directory` is missing.
+def _owner_prefix(directory: Path) -> str:
+    """The name prefix of this process's temporary siblings of `directory`: `.<name>.<pid>@<host>.`"""
+    return f".{directory.name}.{os.getpid()}@{socket.gethostname()}."
 
-    `write_directory` moves the old directory aside before moving the new one in; a
-    process killed between the two leaves only the old copy (complete) under its
-    temporary name. Returns whether a directory was put back.
+
+def _stale(path: Path, directory: Path) -> bool:
+    """Whether a temporary sibling (`.<name>.<pid>@<host>.XXXX.tmp|old`) was left by a writer that is gone.
+
+    One without an owner in its name was left by an mmt older than the owner names: stale too.
+    """
+    match = re.fullmatch(rf"\.{re.escape(directory.name)}\.(\d+)@(.+)\.[^.]+\.(tmp|old)", path.name)
+    return match is None or Owner(int(match[1]), match[2]).gone
+
+
+def _debris(directory: Path, kind: str) -> list[Path]:
+    """Temporary siblings of `directory` of `kind` ("tmp" or "old") whose writer is gone, oldest first."""
+    found = [p for p in directory.parent.glob(f".{glob.escape(directory.name)}.*.{kind}") if _stale(p, directory)]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def recover_directory(directory: str | os.PathLike) -> bool:
+    """Undo what a crashed writer of `directory` left: a swap cut short, then its temporary folders.
+
+    `write_directory` fills `.<name>.<owner>.XXXX.tmp`, moves the old directory aside to
+    `.<name>.<owner>.XXXX.old`, moves the new one in, and removes the old one. A process
+    killed between the two moves leaves only the old copy (complete) under its temporary
+    name: it is put back when `directory` is missing. Then every temporary sibling of a
+    writer that is gone is removed (each `.tmp` a whole checkpoint, optimizer state
+    included); those of a live writer (another process of this host) are left alone.
+    Returns whether a directory was put back.
     """
     directory = Path(directory)
-    if directory.exists() or not directory.parent.is_dir():
+    if not directory.parent.is_dir():
         return False
-    olds = sorted(directory.parent.glob(f".{directory.name}.*.old"), key=lambda p: p.stat().st_mtime)
-    if not olds:
-        return False
-    os.replace(olds[-1], directory)
-    return True
+    olds = _debris(directory, "old")
+    restored = not directory.exists() and bool(olds)
+    if restored:
+        os.replace(olds.pop(), directory)
+    for debris in olds + _debris(directory, "tmp"):
+        shutil.rmtree(debris, ignore_errors=True)
+    return restored
+
+
+def _plain_permissions(folder: Path) -> None:
+    """Give `folder` and its files the permissions of a plain `mkdir` and `open` (mkdtemp's are 0o700)."""
+    for path in folder.iterdir():
+        os.chmod(path, default_mode(directory=path.is_dir()))
+    os.chmod(folder, default_mode(directory=True))
 
 
 def write_directory(directory: str | os.PathLike, writers: Mapping[str, Callable[[Path], object]]) -> Path:
@@ -106,15 +146,15 @@ def write_directory(directory: str | os.PathLike, writers: Mapping[str, Callable
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(directory)
-    for debris in directory.parent.glob(f".{directory.name}.*.old"):
-        shutil.rmtree(debris, ignore_errors=True)  # left by a crash after the swap
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    prefix = _owner_prefix(directory)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=prefix, suffix=".tmp"))
     old = None
     try:
         for name, write in writers.items():
             write(tmp / name)
+        _plain_permissions(tmp)
         if directory.exists():
-            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".old"))
+            old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=prefix, suffix=".old"))
             os.rmdir(old)
             os.replace(directory, old)
         os.replace(tmp, directory)
@@ -217,9 +257,14 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
         info = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{config_path}: damaged checkpoint config (not valid JSON: {error})") from None
+    except OSError as error:
+        raise CheckpointError(f"{config_path}: cannot read the checkpoint config ({error.strerror or error})") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{config_path}: not an mmt checkpoint config (format is not {FORMAT!r})")
-    if info.get("format_version", 0) > FORMAT_VERSION:
+    version = info.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{config_path}: damaged checkpoint config (format_version {version!r} is not an integer)")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{config_path}: checkpoint format version {info['format_version']} is newer than this "
             f"mmt understands ({FORMAT_VERSION}); upgrade mmt"
@@ -228,6 +273,58 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
         if not isinstance(info.get(key), dict):
             raise CheckpointError(f"{config_path}: damaged checkpoint config (no '{key}' section)")
     return info
+
+
+def _model_config(info: dict, config_path: Path) -> ModelConfig:
+    """The model section, type-checked as a config file's `model:` section is (`mmt.config`)."""
+    try:
+        return config_from_dict({"model": info["model"]}, source=str(config_path)).model
+    except ConfigError as error:
+        reason = str(error).removeprefix(f"{config_path}: ")
+        raise CheckpointError(f"{config_path}: bad model config ({reason})") from None
+
+
+def _weights_sha256(weights: Path) -> str:
+    try:
+        return _sha256(weights)
+    except OSError as error:
+        raise CheckpointError(f"{weights}: cannot read the weights ({error.strerror or error})") from None
+
+
+def _check_shapes(weights: Path, model: nn.Module) -> None:
+    """Compare the tensors named in the weights file's header with `model`'s, reading no tensor.
+
+    `model` may live on the meta device: a damaged config (dim 1000000) is refused before
+    anything of its size is allocated.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as error:
+        raise CheckpointError(f"{weights}: damaged weights file ({error})") from None
+    own = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(own) - set(shapes))
+    unexpected = sorted(set(shapes) - set(own))
+    wrong_shape = sorted(f"{k} (file {shapes[k]}, model {own[k]})" for k in set(own) & set(shapes)
+                         if shapes[k] != own[k])
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:3])}")
+    if wrong_shape:
+        problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape, e.g. {', '.join(wrong_shape[:2])}")
+    if problems:
+        raise CheckpointError(f"{weights}: weights do not match the model in {CONFIG}: " + "; ".join(problems))
+
+
+def _check_finite(weights: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Refuse NaN or infinite weights (a diverged run or a damaged file), which would generate silently."""
+    bad = sorted(name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all())
+    if bad:
+        raise CheckpointError(f"{weights}: {len(bad)} tensor(s) hold NaN or infinite values, e.g. {', '.join(bad[:3])}")
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MusicTransformer:
@@ -239,8 +336,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
 
     Raises:
         CheckpointError: naming the path, when the directory is missing, a file is damaged
-            (bad JSON, weights not matching their recorded hash, unreadable safetensors),
-            or the weights do not fit the recorded model config.
+            (bad JSON, a config value of the wrong type or out of bounds, weights not
+            matching their recorded hash, unreadable safetensors, NaN or infinite weights),
+            or the weights do not fit the recorded model config. Shapes are checked
+            before the model is built, so a damaged config allocates nothing of its size.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -248,43 +347,28 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     directory = resolve_checkpoint(path)
     info = read_checkpoint_info(directory)
     config_path = directory / CONFIG
-    try:
-        config = ModelConfig(**info["model"])
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{config_path}: bad model config ({error})") from None
+    config = _model_config(info, config_path)
     try:
         encoding = Encoding.from_dict(info["encoding"], source=str(config_path))
     except EncodingError as error:
         raise CheckpointError(f"bad encoding in checkpoint: {error}") from None
 
     weights = directory / WEIGHTS
-    if not weights.exists():
-        raise CheckpointError(f"{weights}: missing weights file")
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: {'not a file' if weights.exists() else 'missing weights file'}")
     expected = info.get("weights_sha256")
-    if expected is not None and _sha256(weights) != expected:
+    if expected is not None and _weights_sha256(weights) != expected:
         raise CheckpointError(
             f"{weights}: damaged checkpoint (weights do not match the SHA-256 recorded in {CONFIG})"
         )
+    with torch.device("meta"):
+        _check_shapes(weights, MusicTransformer(config, encoding))
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{weights}: damaged weights file ({error})") from None
-
+    _check_finite(weights, state)
     model = MusicTransformer(config, encoding)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-                         for k in set(own) & set(state) if state[k].shape != own[k].shape)
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            problems.append(f"missing {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:3])}")
-        if wrong_shape:
-            problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape, e.g. {', '.join(wrong_shape[:2])}")
-        raise CheckpointError(f"{weights}: weights do not match the model in {CONFIG}: " + "; ".join(problems))
     model.load_state_dict(state)
     model.sampling = _sampling_defaults(info, config_path)
     model.pitch_ranges = _pitch_ranges(info, encoding, config_path)
@@ -297,7 +381,7 @@ def _sampling_defaults(info: dict, config_path: Path) -> SamplingParams:
     if section is None:
         section = (info.get("experiment") or {}).get("sampling")
     try:
-        return _build_section(SamplingParams, section, str(config_path), "sampling")
+        return config_from_dict({"sampling": section}, source=str(config_path)).sampling
     except ConfigError as error:
         raise CheckpointError(f"bad sampling defaults: {error}") from None
 

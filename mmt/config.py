@@ -56,11 +56,14 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.pos_emb not in POS_EMBS:
             raise ConfigError(f"pos_emb must be one of {', '.join(POS_EMBS)}, got {self.pos_emb!r}")
+        # Upper bounds far above any real model, so that a damaged config fails here, not in a huge allocation.
+        for name, most in (("dim", 2**16), ("depth", 1024), ("heads", 1024), ("max_seq_len", 2**20)):
+            if not 1 <= getattr(self, name) <= most:
+                raise ConfigError(f"{name} must be in 1..{most}, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        for name in ("dim", "depth", "heads", "max_seq_len"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 
-def _default_mode() -> int:
-    """Permissions of a newly created file under this process's umask (0o666 & ~umask)."""
+def default_mode(directory: bool = False) -> int:
+    """Permissions of a newly created file (0o666 & ~umask) or folder (0o777 & ~umask).
+
+    What a plain `open(path, "w")` or `mkdir` gives; temp files and folders start at 0o600 / 0o700.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return (0o777 if directory else 0o666) & ~mask
 
 
 @contextlib.contextmanager
@@ -31,7 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, _default_mode())
+        os.chmod(tmp_path, default_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -48,22 +50,3 @@ def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> P
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` atomically (UTF-8)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-@contextlib.contextmanager
-def folder_lock(folder: str | os.PathLike, command: str, error: type[Exception]) -> Iterator[None]:
-    """Hold `<folder>/.lock` so that two runs of `command` never write one folder at once.
-
-    The lock is an advisory `flock`, which the kernel frees when its holder dies (even by
-    SIGKILL), so a crashed run never blocks the next one. A second run raises `error`.
-    """
-    path = Path(folder) / ".lock"
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise error(f"{folder}: another `{command}` is writing this folder") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

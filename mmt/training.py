@@ -49,7 +49,8 @@ from mmt.constants import FIELDS
 from mmt.data import MusicDataset, collate, pitch_ranges
 from mmt.encoding import Encoding
 from mmt.errors import MMTError
-from mmt.files import atomic_path, folder_lock, write_text_atomic
+from mmt.files import atomic_path, write_text_atomic
+from mmt.locks import folder_lock
 from mmt.model import MusicTransformer, compute_loss
 
 STATE_FILE = "training_state.pt"
@@ -393,7 +394,7 @@ def train(
         lock = contextlib.nullcontext()
         if dist_info.is_main:
             out_dir.mkdir(parents=True, exist_ok=True)
-            lock = folder_lock(out_dir, "mmt train", TrainingError)
+            lock = folder_lock(out_dir, "mmt train", TrainingError, print)
         try:
             with lock, torch.random.fork_rng(devices=rng_devices):
                 run = _Run(config, out_dir, data_path, resume, torch_device, progress, dist_info)
@@ -428,8 +429,9 @@ class _Run:
     # ---- setup
     def _check_fresh(self) -> None:
         """Refuse a folder that holds a resumable run; one that crashed before its first checkpoint starts afresh."""
-        if self.dist.is_main:
+        if self.dist.is_main:  # puts back a swap cut short, removes a dead writer's temporary folders
             recover_directory(self.last_dir)
+            recover_directory(self.best_dir)
         if (self.last_dir / STATE_FILE).exists():
             raise TrainingError(
                 f"{self.out_dir}: already holds a training run; pass --resume to continue it or choose another --out"

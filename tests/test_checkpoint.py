@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import mmt
 from mmt import Encoding
-from mmt.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_model, read_checkpoint_info, save_model
+from mmt.checkpoint import (CONFIG, WEIGHTS, CheckpointError, load_model, read_checkpoint_info, recover_directory,
+                            save_model)
 from mmt.model import ModelConfig, MusicTransformer
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = socket.gethostname()
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
 def tiny_model(pos_emb: str = "rotary", seed: int = 0) -> MusicTransformer:
@@ -156,17 +175,114 @@ def test_a_file_instead_of_a_directory(tmp_path):
 
 
 def test_a_swap_cut_short_by_a_crash_is_recovered(tmp_path):
-    from mmt.checkpoint import recover_directory
-
     model = tiny_model()
     save_model(model, tmp_path / "ckpt", step=4)
     # killed after moving the old directory aside, before moving the new one in
-    (tmp_path / "ckpt").rename(tmp_path / ".ckpt.abc123.old")
-    (tmp_path / ".ckpt.def456.tmp").mkdir()
+    (tmp_path / "ckpt").rename(tmp_path / f".ckpt.{dead_pid()}@{HOST}.abc123.old")
+    (tmp_path / ".ckpt.def456.tmp").mkdir()  # named by an mmt older than the owner names: stale
     assert recover_directory(tmp_path / "ckpt") is True
     assert read_checkpoint_info(tmp_path / "ckpt")["step"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert recover_directory(tmp_path / "ckpt") is False  # nothing to do now
     # a later save clears the debris of a crash after the swap
-    (tmp_path / ".ckpt.ghi789.old").mkdir()
+    (tmp_path / f".ckpt.{dead_pid()}@{HOST}.ghi789.old").mkdir()
     save_model(tiny_model(seed=1), tmp_path / "ckpt", step=5)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.def456.tmp", "ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+# Saves a checkpoint whose last file's writer kills the process: a crash mid-write.
+CRASH_WHILE_SAVING = """
+import os, signal, sys
+from mmt.checkpoint import save_model
+from mmt.model import ModelConfig, MusicTransformer
+from mmt import Encoding
+model = MusicTransformer(ModelConfig(dim=32, depth=2, heads=4, max_seq_len=32), Encoding(max_beat=64))
+save_model(model, sys.argv[1], extra_files={"state.pt": lambda path: os.kill(os.getpid(), signal.SIGKILL)})
+"""
+
+
+def test_the_temporary_folder_of_a_crashed_writer_is_removed_and_a_live_ones_kept(tmp_path):
+    crash = subprocess.Popen([sys.executable, "-c", CRASH_WHILE_SAVING, str(tmp_path / "last")], cwd=REPO)
+    assert crash.wait() == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()  # a crash before the first `last/`: only the temporary folder
+    assert re.fullmatch(rf"\.last\.{crash.pid}@{re.escape(HOST)}\.\w+\.tmp", left.name), left.name
+    assert sorted(p.name for p in left.iterdir()) == [CONFIG, WEIGHTS]  # a whole checkpoint but its state
+    live = tmp_path / f".last.{os.getpid()}@{HOST}.live01.tmp"  # a writer that runs (this process)
+    elsewhere = tmp_path / f".last.{dead_pid()}@another-host.x1.tmp"  # cannot tell: kept
+    other = tmp_path / f".best.{dead_pid()}@{HOST}.y2.tmp"  # another directory's
+    for folder in (live, elsewhere, other):
+        folder.mkdir()
+    assert recover_directory(tmp_path / "last") is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, other.name])
+    save_model(tiny_model(), tmp_path / "best", step=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, elsewhere.name, "best"])
+
+
+def test_a_checkpoint_gets_the_permissions_of_plain_files_and_folders(tmp_path):
+    old = os.umask(0o022)
+    try:
+        save_model(tiny_model(), tmp_path / "ckpt", extra_files={"state.pt": lambda p: p.write_bytes(b"s")})
+    finally:
+        os.umask(old)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in [tmp_path / "ckpt", *(tmp_path / "ckpt").iterdir()]}
+    assert modes == {"ckpt": "0o755", CONFIG: "0o644", WEIGHTS: "0o644", "state.pt": "0o644"}
+
+
+def edit_config(directory, edit) -> None:
+    info = json.loads((directory / CONFIG).read_text())
+    edit(info)
+    (directory / CONFIG).write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda info: info.update(format_version="2"), "damaged checkpoint config (format_version '2' is not an integer)"),
+    (lambda info: info["model"].update(dim=64.0), "bad model config ('model.dim' has the wrong type: 64.0)"),
+    (lambda info: info["model"].update(dim="abc"), "bad model config ('model.dim' has the wrong type: 'abc')"),
+    (lambda info: info["model"].update(dim=1000000),
+     "bad model config (section 'model': dim must be in 1..65536, got 1000000)"),
+    (lambda info: info["model"].update(dropout=1.5),
+     "bad model config (section 'model': dropout must be in [0, 1), got 1.5)"),
+])
+def test_a_damaged_config_value_names_the_file_and_the_reason(tmp_path, edit, reason):
+    save_model(tiny_model(), tmp_path / "ckpt")
+    edit_config(tmp_path / "ckpt", edit)
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "ckpt")
+    assert str(error.value) == f"{tmp_path / 'ckpt' / CONFIG}: {reason}"
+
+
+def test_a_huge_config_is_refused_by_the_weights_shapes_before_anything_is_allocated(tmp_path):
+    """dim 65536, depth 64 would take 13 TB: the shapes in the file's header refuse it first."""
+    save_model(tiny_model(), tmp_path / "ckpt")
+    edit_config(tmp_path / "ckpt", lambda info: info["model"].update(dim=65536, depth=64))
+    with pytest.raises(CheckpointError, match=r"model.safetensors: weights do not match the model in config.json: "
+                                              r"missing 620 tensor\(s\).* of the wrong shape"):
+        load_model(tmp_path / "ckpt")
+
+
+def test_a_folder_named_config_json_names_it(tmp_path):
+    (tmp_path / "ckpt" / CONFIG).mkdir(parents=True)
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "ckpt")
+    assert str(error.value) == f"{tmp_path / 'ckpt' / CONFIG}: cannot read the checkpoint config (Is a directory)"
+
+
+def test_a_folder_named_like_the_weights_names_it(tmp_path):
+    save_model(tiny_model(), tmp_path / "ckpt")
+    (tmp_path / "ckpt" / WEIGHTS).unlink()
+    (tmp_path / "ckpt" / WEIGHTS).mkdir()
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "ckpt")
+    assert str(error.value) == f"{tmp_path / 'ckpt' / WEIGHTS}: not a file"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_or_infinite_weights_are_refused(tmp_path, value):
+    model = tiny_model()
+    with torch.no_grad():
+        model.heads[2].weight[3, 1] = value
+    save_model(model, tmp_path / "ckpt")
+    with pytest.raises(CheckpointError) as error:
+        load_model(tmp_path / "ckpt")
+    assert str(error.value) == (f"{tmp_path / 'ckpt' / WEIGHTS}: 1 tensor(s) hold NaN or infinite values, "
+                                "e.g. heads.2.weight")

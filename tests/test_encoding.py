@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 
 from mmt import Encoding, EncodingError, NoteCol, decode, encode, encode_notes
 from mmt.constants import DRUM_PROGRAM, INSTRUMENTS, PROGRAM_INSTRUMENT
-from mmt.encoding import describe_rows, grammar_violations
+from mmt.encoding import describe_rows, grammar_violations, notes_from_music
 
 # Piano: C4 quarter on beat 0, E4 quarter on beat 1, G4 half on beat 2; violin: G5 eighth at beat 0.5.
 SCORE = muspy.Music(
@@ -57,6 +57,15 @@ def test_n_tokens_follow_the_settings():
 
 def test_encode_small_score_literal(encoding):
     np.testing.assert_array_equal(encode(SCORE, encoding), SCORE_CODES)
+
+
+def test_repeated_short_notes_do_not_overlap_after_rescaling():
+    """32nd notes at 480 ticks per beat are 1.5 ticks at 12: onsets and ends round, not durations alone."""
+    notes = [muspy.Note(time, 60, 60) for time in (0, 60, 120, 180)]
+    music = muspy.Music(resolution=480, tracks=[muspy.Track(program=0, notes=notes)])
+    rescaled = notes_from_music(music, 12)
+    onset_and_duration = rescaled[:, [NoteCol.POSITION, NoteCol.DURATION]].tolist()
+    assert onset_and_duration == [[0, 2], [2, 1], [3, 1], [4, 2]]  # was (0,2),(2,2),(3,2),(4,2): overlapping
 
 
 def test_encode_rescales_resolution(encoding):

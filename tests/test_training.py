@@ -255,7 +255,7 @@ def test_resume_never_runs_code_from_a_crafted_training_state(prepared, tmp_path
 
 
 def test_a_second_run_into_a_folder_being_written_is_refused(prepared, tmp_path):
-    from mmt.files import folder_lock
+    from mmt.locks import folder_lock
 
     config = load_config(write_config(tmp_path / "a.yaml", tiny_config(prepared, max_steps=2, valid_every=2)))
     (tmp_path / "run").mkdir()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +76,56 @@ def test_too_large_and_too_long_files_are_skipped_with_reasons(tmp_path):
     assert manifest_lines(out2)[1]["reason"] == f"file too large (0.0 MiB > {size / 2**20 / 2:g} MiB)"
 
 
+def odd_tree(root: Path) -> Path:
+    """A good song, one with a name that is not UTF-8, a FIFO, `/dev/zero` and a folder of one song."""
+    write_song(root / "good.mid", 1)
+    write_song(Path(os.fsdecode(bytes(root) + b"/caf\xe9.mid")), 2)  # Latin-1 "café": not UTF-8
+    os.mkfifo(root / "pipe.mid")
+    (root / "zero.mid").symlink_to("/dev/zero")
+    write_song(root / "locked" / "inner.mid", 3)
+    return root
+
+
+def deny_listing(monkeypatch, folder: Path) -> None:
+    """Make `folder` unlistable as a `chmod 000` folder is for a user other than root."""
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("dataset", ["folder", "lmd"])
+def test_odd_names_fifos_devices_and_unlistable_folders_are_recorded_and_the_run_goes_on(
+        tmp_path, monkeypatch, dataset):
+    src, out = odd_tree(tmp_path / "src"), tmp_path / "out"
+    deny_listing(monkeypatch, src / "locked")
+    summary = run(src, out, dataset=dataset)
+    assert summary.counts == {"ok": 2, "skipped": 0, "failed": 3}
+    assert [(r["source"], r["status"], r["reason"]) for r in manifest_lines(out)] == [
+        ("caf\udce9.mid", "ok", ""),
+        ("good.mid", "ok", ""),
+        ("locked", "failed", "cannot list this folder (Permission denied); its files are not prepared"),
+        ("pipe.mid", "failed", "not a regular file (a FIFO)"),
+        ("zero.mid", "failed", "not a regular file (a character device)"),
+    ]
+    monkeypatch.undo()  # the folder can be listed again: its file is prepared, the folder's line goes
+    assert run(src, out, dataset=dataset).processed == 1
+    assert [(r["source"], r["status"]) for r in manifest_lines(out)] == [
+        ("caf\udce9.mid", "ok"), ("good.mid", "ok"), ("locked/inner.mid", "ok"), ("pipe.mid", "failed"),
+        ("zero.mid", "failed")]
+
+
+def test_an_unlistable_dataset_folder_is_an_error_naming_it(tmp_path, monkeypatch):
+    src = odd_tree(tmp_path / "src")
+    deny_listing(monkeypatch, src)
+    with pytest.raises(PrepareError, match=f"^{src}: cannot list the dataset folder \\(Permission denied\\)$"):
+        run(src, tmp_path / "out")
+
+
 # ---------------------------------------------------------------------- resuming
 def test_second_run_does_no_work_and_changes_no_file(tmp_path):
     src = mixed_tree(tmp_path / "src")
@@ -82,8 +135,11 @@ def test_second_run_does_no_work_and_changes_no_file(tmp_path):
     before_stats, before_bytes = stats(out), output_files(out, exclude=())
     second = run(src, out)
     assert (second.processed, second.counts, second.notes, second.complete) == (0, first.counts, first.notes, True)
-    assert stats(out) == before_stats
-    assert output_files(out, exclude=()) == before_bytes
+    lock = f"{os.getpid()} {socket.gethostname()}\n".encode()
+    assert before_bytes.pop(".lock") == output_files(out, exclude=()).pop(".lock") == lock  # each run's holder
+    assert {k: v for k, v in stats(out).items() if k != ".lock"} == {k: v for k, v in before_stats.items()
+                                                                     if k != ".lock"}
+    assert output_files(out) == before_bytes
 
 
 def test_a_lost_notes_file_or_a_cut_journal_line_is_redone(tmp_path):
