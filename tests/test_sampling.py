@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import muspy
 import numpy as np
 import pytest
@@ -286,3 +289,143 @@ def test_the_command_takes_a_thread_count(checkpoint, tmp_path, capsys):
     assert torch.get_num_threads() == 1
     assert main(["generate", str(checkpoint), "--threads", "0", "--out", str(tmp_path / "o")]) == 2
     assert "mmt generate: error: --threads must be >= 1, got 0" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- canonical order, ranges, balance
+def note_keys(codes: np.ndarray) -> list[tuple]:
+    notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+    return [tuple(row) for row in notes[:, 1:].tolist()]
+
+
+def test_sampled_notes_follow_the_encoders_order_and_never_repeat_a_note():
+    model = tiny("rotary")
+    checked = 0
+    for seed, settings in enumerate([{}, {"top_k": 3}, {"temperature": {"beat": 0, "position": 0}},
+                                     {"temperature": 2.0}]):
+        for codes in generate(model, instruments=["piano", "violin", "cello"], n_samples=8, max_new_rows=80,
+                              min_new_rows=40, seed=seed, **settings):
+            keys = note_keys(codes)
+            assert keys == sorted(keys) and len(set(keys)) == len(keys)  # (beat, position, pitch, duration, instrument)
+            onsets = [(b, p, pitch, instrument) for b, p, pitch, _, instrument in keys]
+            assert len(set(onsets)) == len(onsets)  # no two notes of one instrument share onset and pitch
+            checked += len(keys)
+    assert checked > 400
+
+
+def test_a_marched_model_fills_an_onset_in_order_then_moves_on():
+    # every field wants its lowest code: the piano (code 1) at beat 0, tick 0, pitch 0, the
+    # shortest duration; it cannot play pitch 0 there twice, so it climbs one pitch a note
+    model = march(tiny("rotary"), fields=("beat", "position", "pitch", "duration", "instrument"))
+    codes = generate(model, instruments=["piano", "violin"], max_new_rows=6, min_new_rows=6, seed=0)[0]
+    assert note_keys(codes) == [(1, 1, pitch, 1, 1) for pitch in range(1, 7)]
+
+
+def test_each_instrument_keeps_to_its_pitch_range():
+    model = tiny("rotary")
+    ranges = {"violin": (55, 103), "cello": (36, 76)}
+    for codes in sample(model, instrument_prompt(["violin", "cello"], model.encoding), n_samples=8,
+                        max_new_rows=60, min_new_rows=30, seed=1, pitch_ranges=ranges):
+        for _, _, pitch, _, instrument in note_keys(codes):
+            low, high = ranges["violin" if instrument == 25 else "cello"]
+            assert low <= pitch - 1 <= high
+
+
+def test_new_notes_start_at_or_after_start_beats():
+    model = tiny("rotary")
+    prompt = np.array([[1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 1], [3, 0, 0, 0, 0, 0], [4, 1, 1, 61, 12, 1]])
+    for codes in sample(model, prompt, n_samples=8, max_new_rows=30, min_new_rows=10, seed=2, start_beats=2.5):
+        new = note_keys(codes[4:])
+        assert new and all((b - 1) * 12 + p - 1 >= 30 for b, p, *_ in new)
+
+
+def test_balance_gives_the_instruments_the_model_neglects_their_share():
+    model = tiny("rotary")
+    with torch.no_grad():
+        model.heads[Field.INSTRUMENT].bias[1] += 3.0  # the model much prefers the piano
+    prompt = instrument_prompt(["piano", "violin", "cello"], model.encoding)
+
+    def counts(balance: float) -> np.ndarray:
+        total = np.zeros(3, dtype=int)
+        for codes in sample(model, prompt, n_samples=8, max_new_rows=60, min_new_rows=60, seed=3, balance=balance):
+            instruments = [key[4] for key in note_keys(codes)]
+            total += [instruments.count(code) for code in (1, 25, 27)]
+        return total
+
+    plain, balanced = counts(0.0), counts(3.0)
+    assert plain[0] > 2 * (plain[1] + plain[2])
+    assert balanced.min() > 0.2 * balanced.sum()
+
+
+def test_penalize_repeats_divides_positive_and_multiplies_negative_logits():
+    logits = torch.tensor([[2.0, -1.0, 3.0, -2.0]])
+    seen = torch.tensor([[True, True, False, False]])
+    torch.testing.assert_close(sampling.penalize_repeats(logits, seen, 2.0), torch.tensor([[1.0, -2.0, 3.0, -2.0]]))
+    assert sampling.penalize_repeats(logits, seen, 1.0) is logits
+
+
+def test_balance_bias_favours_instruments_below_the_mean():
+    counts = torch.tensor([[0, 6, 2, 0]])
+    declared = torch.tensor([[False, True, True, True]])
+    bias = sampling.balance_bias(counts, declared, 1.0)  # mean of 6, 2, 0 is 8/3
+    expected = [0.0, math.log(11 / 3 / 7), math.log(11 / 3 / 3), math.log(11 / 3)]
+    torch.testing.assert_close(bias, torch.tensor([expected]))
+
+
+# ---------------------------------------------------------------------- the command's outputs and checks
+def test_reruns_add_samples_and_settings_record_each_run(checkpoint, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "out"
+    base = ["generate", str(checkpoint), "--mode", "instrument", "--instruments", "Piano", "french horn",
+            "--max-rows", "12", "--bars", "2", "--out", str(out), "--quiet"]
+    assert main([*base, "--seed", "5", "--top-p", "0.8"]) == 0
+    assert main([*base, "-n", "2"]) == 0  # no seed: a random one, printed and recorded
+    printed = capsys.readouterr().out
+    runs = json.loads((out / "settings.json").read_text())
+    assert [run["samples"] for run in runs] == [["instrument-000"], ["instrument-001", "instrument-002"]]
+    first, second = runs
+    assert first["instruments"] == ["Piano", "french horn"] and first["seed"] == 5 and first["bars"] == 2
+    assert first["sampling"] == {"top_p": 0.8}
+    assert first["sampling_used"] == {"temperature": 1.0, "top_k": None, "top_p": 0.8, "repetition_penalty": 1.0}
+    assert first["balance_used"] == 1.0 and first["max_beats"] == 8.0 and first["model"] == str(checkpoint)
+    assert f"seed {second['seed']} (--seed {second['seed']} draws these samples again)" in printed
+    codes = np.loadtxt(out / "instrument-000.csv", delimiter=",", skiprows=1, usecols=range(6), dtype=int)
+    assert codes[1:3, Field.INSTRUMENT].tolist() == [1, 38]  # piano, horn
+    # --overwrite starts again at 000 and forgets the earlier runs
+    assert main([*base, "--seed", "5", "--top-p", "0.8", "--overwrite"]) == 0
+    assert [run["samples"] for run in json.loads((out / "settings.json").read_text())] == [["instrument-000"]]
+    again = np.loadtxt(out / "instrument-000.csv", delimiter=",", skiprows=1, usecols=range(6), dtype=int)
+    np.testing.assert_array_equal(again, codes)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mode", "instrument", "--instruments", "kazoo"], "unknown instrument 'kazoo'"),
+    (["--bars", "0"], "bars must be a positive number, got 0"),
+    (["--bars", "nan"], "bars must be a positive number, got nan"),
+    (["--seed", str(2**70)], "seed must be an integer in 0 .. 2\\*\\*63-1"),
+    (["--top-p", "2"], "top_p must be a number in \\(0, 1\\]"),
+    (["--temperature", "inf"], "temperature must be a number from 0"),
+    (["--device", "cuda"], "--device cuda: CUDA is not available"),
+    (["--device", "gpu9"], "--device 'gpu9' is not a torch device"),
+    (["--mode", "continuation", "--prompt", "missing.mid"], "missing.mid: no such file"),
+])
+def test_argument_errors_come_before_the_weights_load(checkpoint, tmp_path, capsys, extra, message):
+    (checkpoint / "model.safetensors").write_bytes(b"not weights")  # loading them would fail differently
+    assert main(["generate", str(checkpoint), *extra, "--out", str(tmp_path / "o")]) == 2
+    error = capsys.readouterr().err
+    assert re.search(message, error) and "weights" not in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_prompt_without_usable_notes_is_an_error_and_a_short_one_a_warning(checkpoint, tmp_path, capsys):
+    effects = tmp_path / "effects.mid"  # GM 120-127 are sound effects: the encoding drops them
+    write_pretty_midi(effects, [(122, False, [(0, 60, 1), (1, 62, 1)])])
+    assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(effects),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "effects.mid: the prompt has no notes of an instrument this model knows" in capsys.readouterr().err
+    short = tmp_path / "short.mid"
+    write_pretty_midi(short, [(0, False, [(b, 60 + b, 1) for b in range(4)])])
+    assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(short), "--prompt-bars",
+                 "2", "--bars", "1", "--seed", "0", "--max-rows", "10", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert ("short.mid: the prompt is 4 beats long, shorter than the 8 asked for; the new music starts at beat 8"
+            in capsys.readouterr().err)
