@@ -1,8 +1,8 @@
 """The one preparation pipeline every dataset goes through.
 
-    list (the dataset's reader) -> read (`mmt.read_music`) -> clean -> filter -> write
+    list (the dataset's reader) -> read (`mmt.io.read_notes`) -> clean -> filter -> write
 
-- clean: notes at the encoding's resolution (`mmt.notes_from_music`: onsets round to
+- clean: notes at the encoding's resolution (`mmt.encoding.notes_from_ticks`: onsets round to
   the nearest tick, zero durations become 1 tick, drum tracks get program 128, empty
   tracks vanish); duplicate notes (same onset, pitch and program) keep the longest;
   notes sorted by (beat, position, pitch, duration, program).
@@ -44,9 +44,9 @@ import numpy as np
 from data_prep.filters import Filters, PrepareError
 from data_prep.sources import SPLITS, Source, shard_of
 from mmt.constants import DRUM_PROGRAM, NoteCol
-from mmt.encoding import Encoding, notes_from_music
+from mmt.encoding import Encoding
 from mmt.files import write_atomic, write_text_atomic
-from mmt.io import MusicReadError, read_music
+from mmt.io import MusicReadError, read_notes
 
 OK, SKIPPED, FAILED = "ok", "skipped", "failed"
 STATUSES = (OK, SKIPPED, FAILED)
@@ -159,8 +159,7 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"file too large ({size / 2**20:.1f} MiB > {filters.max_file_mb:g} MiB)")
     try:
         with _time_limit(filters.timeout_s):
-            music = read_music(path, source.piece)
-            notes = clean_notes(notes_from_music(music, encoding.resolution))
+            notes = clean_notes(read_notes(path, encoding.resolution, source.piece))
     except _Timeout:
         return _record(source, FAILED, f"timed out after {filters.timeout_s:g} s")
     except (MusicReadError, FileNotFoundError) as error:

@@ -186,15 +186,20 @@ def notes_from_music(music: muspy.Music, resolution: int) -> np.ndarray:
     """
     rows = []
     for track in music.tracks:
-        if not track.notes:
-            continue
-        raw = np.array([(n.time, n.pitch, n.duration) for n in track.notes], dtype=np.int64)
-        program = DRUM_PROGRAM if track.is_drum else int(track.program)
-        rows.append(np.column_stack([raw, np.full(len(raw), program)]))
+        raw = np.array([(n.time, n.pitch, n.duration) for n in track.notes], dtype=np.int64).reshape(-1, 3)
+        rows.append((raw[:, 0], raw[:, 1], raw[:, 2], DRUM_PROGRAM if track.is_drum else int(track.program)))
+    return notes_from_ticks(rows, music.resolution, resolution)
+
+
+def notes_from_ticks(tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], source_resolution: int,
+                     resolution: int) -> np.ndarray:
+    """`notes_from_music` of tracks given as (onset ticks, pitches, duration ticks, program) at `source_resolution`."""
+    rows = [np.column_stack([onset, pitch, duration, np.full(len(onset), program)])
+            for onset, pitch, duration, program in tracks if len(onset)]
     if not rows:
         return np.zeros((0, 5), dtype=np.int64)
-    raw = np.concatenate(rows)
-    scale = resolution / (music.resolution or resolution)
+    raw = np.concatenate(rows).astype(np.int64)
+    scale = resolution / (source_resolution or resolution)
     onset = np.round(raw[:, 0] * scale).astype(np.int64)
     duration = np.maximum(np.round(raw[:, 2] * scale).astype(np.int64), 1)
     notes = np.empty((len(raw), 5), dtype=np.int64)

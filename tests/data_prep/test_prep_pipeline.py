@@ -144,14 +144,14 @@ def test_a_worker_killed_by_the_os_fails_its_file_and_the_run_goes_on(tmp_path, 
 
     from data_prep import pipeline
 
-    read = pipeline.read_music
+    read = pipeline.read_notes
 
-    def read_or_die(path, piece=0):
+    def read_or_die(path, resolution, piece=0):
         if "crash" in Path(path).name:
             os.kill(os.getpid(), signal.SIGKILL)  # as the OS kills a worker out of memory
-        return read(path, piece)
+        return read(path, resolution, piece)
 
-    monkeypatch.setattr(pipeline, "read_music", read_or_die)  # forked workers inherit it
+    monkeypatch.setattr(pipeline, "read_notes", read_or_die)  # forked workers inherit it
     monkeypatch.setattr(pipeline, "TASKS_PER_POOL", 2)  # renew pools often, too
     src = tmp_path / "src"
     for i in range(9):
