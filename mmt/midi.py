@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 SENTINELS = 2           # silent note-ons per key per channel at the start of each track
-CLOSERS = SENTINELS + 2  # note-offs per key per channel at the end of each track
+EXTRA_CLOSERS = 2       # note-offs per key per channel at the end of each track, beyond one per sentinel
 MAX_TRIES = 6           # parses of one file with more sentinels or closers before giving up
 _SENTINEL_VELOCITY = 1
 _KEYS = 128
@@ -314,8 +314,9 @@ def parse_midi(data: bytes) -> MidiPiece:
     channels = [_channels(track) for track in layout.tracks]
     groups = [(t, c) for t, chans in enumerate(channels) for c in chans]
     n_sentinels = SENTINELS
-    closers = np.full((len(groups), _KEYS), CLOSERS, dtype=np.int64)
+    extra = np.full((len(groups), _KEYS), EXTRA_CLOSERS, dtype=np.int64)
     for _ in range(MAX_TRIES):
+        closers = n_sentinels + extra  # the sentinels themselves stay queued to the end, so each needs one
         body, at = [], 0
         for track, chans in zip(layout.tracks, channels):
             chunk = _instrumented(track, chans, n_sentinels, closers[at:at + len(chans)])
@@ -331,7 +332,7 @@ def parse_midi(data: bytes) -> MidiPiece:
             return _piece(score, paired, track_groups, groups)
         if paired.more_sentinels:
             n_sentinels *= 4
-        closers = np.where(paired.more_closers, closers * 8, closers)
+        extra = np.where(paired.more_closers, extra * 8, extra)
     raise MidiError(f"too many stray note-offs or notes left sounding (gave up after {MAX_TRIES} parses)")
 
 
