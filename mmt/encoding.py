@@ -184,21 +184,14 @@ def notes_from_music(music: muspy.Music, resolution: int) -> np.ndarray:
     program `DRUM_PROGRAM`. Onsets round to the nearest tick; durations to at least 1 tick.
     Notes are in track order, not sorted.
     """
-    rows = []
-    for track in music.tracks:
-        raw = np.array([(n.time, n.pitch, n.duration) for n in track.notes], dtype=np.int64).reshape(-1, 3)
-        rows.append((raw[:, 0], raw[:, 1], raw[:, 2], DRUM_PROGRAM if track.is_drum else int(track.program)))
-    return notes_from_ticks(rows, music.resolution, resolution)
+    rows = [(n.time, n.pitch, n.duration, DRUM_PROGRAM if track.is_drum else int(track.program))
+            for track in music.tracks for n in track.notes]
+    return notes_from_ticks(np.array(rows, dtype=np.int64).reshape(-1, 4), music.resolution, resolution)
 
 
-def notes_from_ticks(tracks: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], source_resolution: int,
-                     resolution: int) -> np.ndarray:
-    """`notes_from_music` of tracks given as (onset ticks, pitches, duration ticks, program) at `source_resolution`."""
-    rows = [np.column_stack([onset, pitch, duration, np.full(len(onset), program)])
-            for onset, pitch, duration, program in tracks if len(onset)]
-    if not rows:
-        return np.zeros((0, 5), dtype=np.int64)
-    raw = np.concatenate(rows).astype(np.int64)
+def notes_from_ticks(raw: np.ndarray, source_resolution: int, resolution: int) -> np.ndarray:
+    """`notes_from_music` of notes given as rows (onset, pitch, duration, program) in ticks at `source_resolution`."""
+    raw = np.asarray(raw, dtype=np.int64).reshape(-1, 4)
     scale = resolution / (source_resolution or resolution)
     onset = np.round(raw[:, 0] * scale).astype(np.int64)
     duration = np.maximum(np.round(raw[:, 2] * scale).astype(np.int64), 1)

@@ -14,10 +14,10 @@ from typing import Iterator
 import muspy
 import numpy as np
 
-from mmt.constants import DRUM_PROGRAM, FIELDS
+from mmt.constants import FIELDS
 from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks
 from mmt.files import write_atomic, write_text_atomic
-from mmt.midi import MidiError, read_midi
+from mmt.midi import MidiError, read_midi, read_midi_notes
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
@@ -103,10 +103,8 @@ def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> np.n
         return notes_from_music(read_music(path, piece), resolution)
     _check_readable(path, piece)
     with _read_errors(path):
-        midi = read_midi(path)
-    rows = [(t.notes[:, 0], t.notes[:, 1], t.notes[:, 2], DRUM_PROGRAM if t.is_drum else t.program)
-            for t in midi.tracks]
-    return notes_from_ticks(rows, midi.resolution, resolution)
+        source_resolution, raw = read_midi_notes(path)
+    return notes_from_ticks(raw, source_resolution, resolution)
 
 
 def abc_tunes(text: str) -> list[str]:

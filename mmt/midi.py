@@ -24,12 +24,15 @@ note-on (muspy took the one at its note-off, so a program change during a note m
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mmt.constants import DRUM_PROGRAM
 
 SENTINELS = 2           # silent note-ons per key per channel at the start of each track
 EXTRA_CLOSERS = 2       # note-offs per key per channel at the end of each track, beyond one per sentinel
@@ -108,15 +111,26 @@ def _channels(track: bytes) -> list[int]:
     return [c for c in range(16) if bytes((0x90 | c,)) in track]
 
 
+@functools.lru_cache(maxsize=None)
 def _sentinel_events(channel: int, count: int) -> bytes:
     """`count` silent note-ons of every key at delta 0, each with its own status byte."""
     one_round = b"".join(bytes((0, 0x90 | channel, key, _SENTINEL_VELOCITY)) for key in range(_KEYS))
     return one_round * count
 
 
-def _closer_events(channel: int, counts: np.ndarray) -> list[bytes]:
-    """Note-offs of each key, `counts[key]` times (3 bytes each, no delta)."""
-    return [bytes((0x80 | channel, key, 0)) for key in range(_KEYS) for _ in range(int(counts[key]))]
+_CLOSER = [[bytes((0, 0x80 | channel, key, 0)) for key in range(_KEYS)] for channel in range(16)]
+
+
+@functools.lru_cache(maxsize=None)
+def _uniform_closers(channel: int, count: int) -> bytes:
+    return b"".join(event * count for event in _CLOSER[channel])
+
+
+def _closer_events(channel: int, counts: np.ndarray) -> bytes:
+    """Note-offs of each key, `counts[key]` times, each after a delta of 0."""
+    if (counts == counts[0]).all():
+        return _uniform_closers(channel, int(counts[0]))
+    return b"".join(event * int(n) for event, n in zip(_CLOSER[channel], counts))
 
 
 _END_OF_TRACK = b"\xff\x2f\x00"
@@ -129,171 +143,151 @@ def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np
     where muspy closed sounding notes), or after the last event when there is none.
     """
     head = b"".join(_sentinel_events(c, sentinels) for c in channels)
-    offs = [event for i, c in enumerate(channels) for event in _closer_events(c, closers[i])]
-    if not offs:
-        return head + track
-    if track.endswith(_END_OF_TRACK):
-        return head + track[:-3] + b"\x00".join(offs) + b"\x00" + _END_OF_TRACK
-    return head + track + b"".join(b"\x00" + event for event in offs)
+    offs = b"".join(_closer_events(c, closers[i]) for i, c in enumerate(channels))
+    if offs and track.endswith(_END_OF_TRACK):  # the first closer takes the end-of-track's delta
+        return head + track[:-3] + offs[1:] + b"\x00" + _END_OF_TRACK
+    return head + track + offs
 
 
 # ---------------------------------------------------------------------- pairing note events
 @dataclass
-class _Groups:
-    """Every note symusic returned, flattened, with the channel group (MIDI track, channel) it is in."""
+class _Notes:
+    """Every note symusic returned, flattened in track order, with its channel group (MIDI track, channel)."""
 
-    group: np.ndarray      # index into the (MIDI track, channel) list
+    key: np.ndarray        # group * 128 + pitch: the queue a note-off of it pops
     track: np.ndarray      # index of the symusic track
     onset: np.ndarray
     end: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
     sentinel: np.ndarray   # bool
+    group_end: np.ndarray  # per group: the last tick of its notes (where its closers sound)
 
 
-def _flatten(score, n_sentinels: int) -> tuple[_Groups, list[int]]:
-    """The notes of `score`, each symusic track assigned to the channel group its sentinels open.
+def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
+    """The notes of `score`, each symusic track in the channel group its sentinels open.
 
     symusic lists the tracks of one MIDI track by (channel, program), and the sentinels of a
-    channel make its program-0 track, the first of that channel. Returns the notes and, per
-    symusic track, its group.
+    channel make its program-0 track, the first of that channel. Returns the notes and the
+    group of each symusic track.
     """
-    pattern = np.tile(np.arange(_KEYS), n_sentinels)
-    columns: dict[str, list[np.ndarray]] = {k: [] for k in ("group", "track", "onset", "end", "pitch",
-                                                           "velocity", "sentinel")}
-    track_groups, group = [], -1
-    for index, track in enumerate(score.tracks):
-        arrays = track.notes.numpy()
-        onset = arrays["time"].astype(np.int64)
-        pitch = arrays["pitch"].astype(np.int64)
-        n = len(pattern)
-        opens = (len(onset) >= n and not onset[:n].any() and np.array_equal(pitch[:n], pattern)
-                 and (arrays["velocity"][:n] == _SENTINEL_VELOCITY).all())
-        if opens:
-            group += 1
-        elif len(onset) and group < 0:
-            raise MidiError("symusic returned notes before any channel's sentinels (a reader bug)")
-        track_groups.append(group)
-        sentinel = np.zeros(len(onset), dtype=bool)
-        if opens:
-            sentinel[:n] = True
-        columns["group"].append(np.full(len(onset), group, dtype=np.int64))
-        columns["track"].append(np.full(len(onset), index, dtype=np.int64))
-        columns["onset"].append(onset)
-        columns["end"].append(onset + arrays["duration"].astype(np.int64))
-        columns["pitch"].append(pitch)
-        columns["velocity"].append(arrays["velocity"].astype(np.int64))
-        columns["sentinel"].append(sentinel)
-    empty = {"sentinel": np.zeros(0, dtype=bool)}
-    flat = {k: np.concatenate(v) if v else empty.get(k, np.zeros(0, dtype=np.int64)) for k, v in columns.items()}
-    return _Groups(**flat), track_groups
+    arrays = [track.notes.numpy() for track in score.tracks]
+    lengths = np.array([len(a["time"]) for a in arrays], dtype=np.int64)
+    n = n_sentinels * _KEYS
+    pattern = np.tile(np.arange(_KEYS, dtype=np.int8), n_sentinels)
+    opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY and not a["time"][:n].any()
+                      and np.array_equal(a["pitch"][:n], pattern) for a in arrays], dtype=bool)
+    track_group = np.cumsum(opens) - 1
+    if ((track_group < 0) & (lengths > 0)).any():
+        raise MidiError("symusic returned notes before any channel's sentinels (a reader bug)")
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([a[name] for a in arrays]).astype(np.int64) if arrays else np.zeros(0, np.int64)
+
+    track = np.repeat(np.arange(len(arrays)), lengths)
+    onset, pitch = column("time"), column("pitch")
+    end = onset + column("duration")
+    index_in_track = np.arange(len(track)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    group = track_group[track]
+    group_end = np.full(int(track_group.max(initial=-1)) + 1, -1, dtype=np.int64)
+    np.maximum.at(group_end, group, end)
+    notes = _Notes(key=group * _KEYS + pitch, track=track, onset=onset, end=end, pitch=pitch,
+                   velocity=column("velocity"), sentinel=opens[track] & (index_in_track < n), group_end=group_end)
+    return notes, track_group
 
 
-def _segment_starts(keys: np.ndarray) -> np.ndarray:
-    """Index of the first element of each element's run of equal `keys` (sorted)."""
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal `keys` (sorted): each element's run number, and each run's first index."""
     starts = np.ones(len(keys), dtype=bool)
     starts[1:] = keys[1:] != keys[:-1]
-    return np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
+    return np.cumsum(starts) - 1, np.flatnonzero(starts)
 
 
 @dataclass
 class _Paired:
-    """Notes rebuilt by `_pair`, and what the next parse needs more of."""
+    """Notes rebuilt by `_pair` (in order of key, then onset), and what the next parse needs more of."""
 
-    onset: np.ndarray
-    duration: np.ndarray
-    pitch: np.ndarray
-    velocity: np.ndarray
-    track: np.ndarray
+    index: np.ndarray          # of each rebuilt note in `_Notes` (its onset, pitch, velocity, track)
+    end: np.ndarray
     more_sentinels: bool
-    more_closers: np.ndarray   # (group, pitch) pairs whose closers may all have been used
+    more_closers: np.ndarray   # (group, pitch) flags: its closers may all have been used
 
 
-def _pair(notes: _Groups, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
+def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     """Rebuild the notes from the note-on and note-off times of each (group, key).
 
     The note-offs are the ends of every note symusic returned (sentinels included); the
     note-ons are the onsets of the real notes. At one tick note-ons come first; a note-off
-    ends the oldest sounding note of its key, or does nothing when none sounds.
+    ends the oldest sounding note of its key, or does nothing when none sounds. Keys with
+    no note-on are left out: their note-offs end nothing.
     """
-    key = notes.group * _KEYS + notes.pitch
-    real = ~notes.sentinel
-    on_order = np.lexsort((np.flatnonzero(real), notes.track[real], notes.onset[real], key[real]))
-    on_index = np.flatnonzero(real)[on_order]
-    on_key, on_time = key[on_index], notes.onset[on_index]
-    off_order = np.lexsort((notes.end, key))
-    off_key, off_time = key[off_order], notes.end[off_order]
-    # merged events, sorted by key, tick, then note-ons (0) before note-offs (1)
-    ev_key = np.concatenate([on_key, off_key])
-    ev_time = np.concatenate([on_time, off_time])
-    ev_off = np.concatenate([np.zeros(len(on_key), dtype=np.int64), np.ones(len(off_key), dtype=np.int64)])
-    order = np.lexsort((ev_off, ev_time, ev_key))
-    ev_key, ev_time, ev_off = ev_key[order], ev_time[order], ev_off[order]
-    step = np.where(ev_off == 1, -1, 1)
-    total = np.cumsum(step)
-    start = _segment_starts(ev_key)
-    before = np.where(start > 0, total[start - 1], 0)
-    level = total - before                          # sounding notes, were no note-off ever ignored
-    # note-offs ignored so far: how far `level` has dropped below zero (the queue never goes negative)
-    segment = np.cumsum(np.r_[0, ev_key[1:] != ev_key[:-1]]) if len(ev_key) else ev_key
+    played = np.zeros(n_closers.size, dtype=bool)
+    played[notes.key[~notes.sentinel]] = True
+    real = np.flatnonzero(~notes.sentinel)
+    on_index = real[np.argsort(notes.key[real] << 32 | notes.onset[real], kind="stable")]
+    on_code = notes.key[on_index] << 32 | notes.onset[on_index]
+    off_code = np.sort((notes.key << 32 | notes.end)[played[notes.key]])
+    # merged events sorted by key, tick, then note-ons before note-offs
+    is_off = np.ones(len(on_code) + len(off_code), dtype=bool)
+    is_off[np.searchsorted(off_code, on_code, side="left") + np.arange(len(on_code))] = False
+    events = np.empty(len(is_off), dtype=np.int64)
+    events[~is_off], events[is_off] = on_code, off_code
+    segment, firsts = _segments(events >> 32)
+    start = firsts[segment]
+    total = np.cumsum(np.where(is_off, -1, 1))
+    level = total - np.where(start > 0, total[start - 1], 0)   # sounding notes, were no note-off ever ignored
+    # note-offs ignored so far: how far `level` has dropped below zero (a queue never goes negative)
     big = 2 * len(level) + 2
     floor = np.minimum.accumulate(level - segment * big) + segment * big if len(level) else level
     ignored = np.maximum(0, -floor)
     previous = np.where(np.arange(len(ignored)) > start, np.r_[0, ignored[:-1]], 0)
-    effective = (ev_off == 1) & (ignored == previous)
-    end = _kth_end(on_key, ev_key[effective], ev_time[effective])
-    return _Paired(
-        onset=on_time, duration=end - on_time, pitch=notes.pitch[on_index], velocity=notes.velocity[on_index],
-        track=notes.track[on_index], more_sentinels=_sentinels_short(off_key, off_time, on_key, on_time,
-                                                                      notes, n_sentinels),
-        more_closers=_closers_short(off_key, off_time, notes, n_closers) | bool((end < 0).any()),
-    )
+    end = _kth_end(on_code >> 32, events[is_off & (ignored == previous)])
+    more_closers = _closers_short(off_code, notes.group_end, n_closers)
+    if (end < 0).any():  # a note-on no note-off ended: its closers fell short
+        more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
+    return _Paired(index=on_index, end=end, more_closers=more_closers,
+                   more_sentinels=_sentinels_short(off_code, on_code, notes.group_end, n_sentinels))
 
 
-def _kth_end(on_key: np.ndarray, off_key: np.ndarray, off_time: np.ndarray) -> np.ndarray:
-    """For the k-th note-on of each key (sorted by key), the time of the k-th note-off of that key; -1 if none."""
+_MASK = (1 << 32) - 1
+
+
+def _kth_end(on_key: np.ndarray, off_code: np.ndarray) -> np.ndarray:
+    """For the k-th note-on of each key (sorted), the tick of the k-th note-off (codes, sorted) of its key; -1 if none."""
     end = np.full(len(on_key), -1, dtype=np.int64)
-    if not len(on_key) or not len(off_key):
+    if not len(on_key):
         return end
-    width = max(len(on_key), len(off_key)) + 1
-    on_code = on_key * width + np.arange(len(on_key)) - _segment_starts(on_key)
-    off_code = off_key * width + np.arange(len(off_key)) - _segment_starts(off_key)
-    position = np.minimum(np.searchsorted(off_code, on_code), len(off_code) - 1)
-    found = off_code[position] == on_code
-    end[found] = off_time[position[found]]
+    segment, firsts = _segments(on_key)
+    rank = np.arange(len(on_key)) - firsts[segment]
+    off_key = off_code >> 32
+    off_first = np.searchsorted(off_key, on_key[firsts], side="left")
+    off_count = np.searchsorted(off_key, on_key[firsts], side="right") - off_first
+    off_first, off_count = off_first[segment], off_count[segment]
+    found = rank < off_count
+    end[found] = off_code[(off_first + rank)[found]] & _MASK
     return end
 
 
-def _group_ends(notes: _Groups) -> np.ndarray:
-    """The last tick of each group's notes (where its closers sound)."""
-    ends = np.full(int(notes.group.max()) + 1 if len(notes.group) else 0, -1, dtype=np.int64)
-    np.maximum.at(ends, notes.group, notes.end)
-    return ends
-
-
-def _sentinels_short(off_key, off_time, on_key, on_time, notes: _Groups, n_sentinels: int) -> bool:
+def _sentinels_short(off_code: np.ndarray, on_code: np.ndarray, group_end: np.ndarray, n_sentinels: int) -> bool:
     """True when some key may have had every sentinel used up before its track's end.
 
     After its i-th note-off a key has n_sentinels + (note-ons so far) - i notes queued in
     symusic; at none of them, a following note-off would have been dropped unseen.
     """
-    if not len(off_key):
+    if not len(off_code):
         return False
-    rank = np.arange(len(off_key)) - _segment_starts(off_key) + 1
-    span = int(max(off_time.max(), on_time.max() if len(on_time) else 0)) + 2
-    ons_before = np.searchsorted(on_key * span + on_time, off_key * span + off_time, side="left") - \
-        np.searchsorted(on_key * span, off_key * span, side="left")
-    last = _group_ends(notes)[off_key // _KEYS]
-    return bool(((rank >= n_sentinels + ons_before) & (off_time < last)).any())
+    off_key = off_code >> 32
+    segment, firsts = _segments(off_key)
+    rank = np.arange(len(off_code)) - firsts[segment] + 1
+    ons_before = np.searchsorted(on_code, off_code) - np.searchsorted(on_code, off_code[firsts] & ~_MASK)[segment]
+    return bool(((rank >= n_sentinels + ons_before) & ((off_code & _MASK) < group_end[off_key // _KEYS])).any())
 
 
-def _closers_short(off_key, off_time, notes: _Groups, n_closers: np.ndarray) -> np.ndarray:
+def _closers_short(off_code: np.ndarray, group_end: np.ndarray, n_closers: np.ndarray) -> np.ndarray:
     """(group, key) flags: as many note-offs at the track's end as it got closers (some notes may be lost)."""
-    flags = np.zeros((len(n_closers), _KEYS), dtype=bool)
-    if not len(off_key):
-        return flags
-    at_end = off_time == _group_ends(notes)[off_key // _KEYS]
-    counts = np.bincount(off_key[at_end], minlength=len(n_closers) * _KEYS).reshape(len(n_closers), _KEYS)
+    off_key = off_code >> 32
+    at_end = (off_code & _MASK) == group_end[off_key // _KEYS]
+    counts = np.bincount(off_key[at_end], minlength=n_closers.size).reshape(n_closers.shape)
     return counts >= n_closers
 
 
@@ -306,15 +300,33 @@ def read_midi(path: str | os.PathLike) -> MidiPiece:
     return parse_midi(Path(path).read_bytes())
 
 
+def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """A MIDI file's ticks per beat and notes (N x 4 int64: onset, pitch, duration ticks, program or 128 for drums).
+
+    The notes of `read_midi` without tracks, maps or sorting: what preparation needs.
+    """
+    score, notes, paired, _ = _parse(Path(path).read_bytes())
+    programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
+    index = paired.index
+    rows = np.column_stack([notes.onset[index], notes.pitch[index], paired.end - notes.onset[index],
+                            programs[notes.track[index]] if len(programs) else index])
+    return int(score.ticks_per_quarter), rows
+
+
 def parse_midi(data: bytes) -> MidiPiece:
     """`read_midi` of a file's bytes."""
+    return _piece(*_parse(data))
+
+
+def _parse(data: bytes):
+    """symusic's score of the instrumented file, its notes, the rebuilt notes, and each track's MIDI track."""
     import symusic
 
     layout = _layout(data)
     channels = [_channels(track) for track in layout.tracks]
-    groups = [(t, c) for t, chans in enumerate(channels) for c in chans]
+    n_groups = sum(len(c) for c in channels)
     n_sentinels = SENTINELS
-    extra = np.full((len(groups), _KEYS), EXTRA_CLOSERS, dtype=np.int64)
+    extra = np.full((n_groups, _KEYS), EXTRA_CLOSERS, dtype=np.int64)
     for _ in range(MAX_TRIES):
         closers = n_sentinels + extra  # the sentinels themselves stay queued to the end, so each needs one
         body, at = [], 0
@@ -327,29 +339,35 @@ def parse_midi(data: bytes) -> MidiPiece:
         except Exception as error:  # symusic raises RuntimeError/ValueError with its own words
             raise MidiError(f"malformed MIDI data ({error})") from error
         notes, track_groups = _flatten(score, n_sentinels)
+        if int(track_groups.max(initial=-1)) + 1 != n_groups:
+            raise MidiError(f"symusic returned {int(track_groups.max(initial=-1)) + 1} channels' sentinels "
+                            f"of {n_groups} (a reader bug)")
         paired = _pair(notes, n_sentinels, closers)
         if not paired.more_sentinels and not paired.more_closers.any():
-            return _piece(score, paired, track_groups, groups)
+            group_midi_track = np.repeat(np.arange(len(channels)), [len(c) for c in channels])
+            return score, notes, paired, group_midi_track[np.maximum(track_groups, 0)] if n_groups else track_groups
         if paired.more_sentinels:
             n_sentinels *= 4
         extra = np.where(paired.more_closers, extra * 8, extra)
     raise MidiError(f"too many stray note-offs or notes left sounding (gave up after {MAX_TRIES} parses)")
 
 
-def _piece(score, paired: _Paired, track_groups: list[int], groups: list[tuple[int, int]]) -> MidiPiece:
+def _piece(score, notes: _Notes, paired: _Paired, track_midi: np.ndarray) -> MidiPiece:
     """The `MidiPiece` of paired notes: one track per symusic track that has notes, names as muspy gave them."""
-    order = np.lexsort((paired.velocity, paired.duration, paired.pitch, paired.onset, paired.track))
-    columns = np.column_stack([paired.onset, paired.pitch, paired.duration, paired.velocity])[order]
-    track_of = paired.track[order]
-    bounds = np.searchsorted(track_of, np.arange(len(score.tracks) + 1))
+    index = paired.index
+    onset, pitch, velocity, track = notes.onset[index], notes.pitch[index], notes.velocity[index], notes.track[index]
+    duration = paired.end - onset
+    order = np.lexsort((velocity, duration, pitch, onset, track))
+    columns = np.column_stack([onset, pitch, duration, velocity])[order]
+    bounds = np.searchsorted(track[order], np.arange(len(score.tracks) + 1))
     piece = MidiPiece(resolution=int(score.ticks_per_quarter))
-    for index, track in enumerate(score.tracks):
-        if bounds[index] == bounds[index + 1]:
+    for i, symusic_track in enumerate(score.tracks):
+        if bounds[i] == bounds[i + 1]:
             continue
-        midi_track = groups[track_groups[index]][0]
-        name = track.name if midi_track > 0 and track.name else None  # muspy: track 1's name is the title
-        piece.tracks.append(MidiTrack(int(track.program), bool(track.is_drum), name,
-                                      columns[bounds[index]:bounds[index + 1]]))
+        title = track_midi[i] == 0  # muspy took the name of a file's first track as the song's title
+        name = None if title or not symusic_track.name else symusic_track.name
+        piece.tracks.append(MidiTrack(int(symusic_track.program), bool(symusic_track.is_drum), name,
+                                      columns[bounds[i]:bounds[i + 1]]))
     piece.tempos = [(int(t.time), float(t.qpm)) for t in score.tempos]
     piece.time_signatures = [(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures]
     piece.key_signatures = [(int(k.time), _key_root(int(k.key), int(k.tonality)), "minor" if k.tonality else "major")

@@ -168,7 +168,7 @@ def test_notes_of_a_midi_file_skip_muspy_and_agree_with_read_music(tmp_path):
     from mmt.encoding import notes_from_music
 
     path = write_midi_file(tmp_path / "piece.mid", PIECE)
-    assert read_notes(path, 12).tolist() == notes_from_music(read_music(path), 12).tolist()
+    assert sorted(read_notes(path, 12).tolist()) == sorted(notes_from_music(read_music(path), 12).tolist())
     assert sorted(read_notes(path, 12).tolist())[:3] == [[0, 0, 36, 3, 128], [0, 0, 60, 6, 0], [0, 0, 60, 12, 0]]
 
 
