@@ -81,17 +81,34 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     Sorted by (beat, position, pitch, duration, program).
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
+    beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
+                                                                      NoteCol.DURATION, NoteCol.PROGRAM))
     # Longest first within each (onset, pitch, program), then keep the first of each group.
-    order = np.lexsort((-notes[:, NoteCol.DURATION], notes[:, NoteCol.PROGRAM], notes[:, NoteCol.PITCH],
-                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
-    notes = notes[order]
+    notes = notes[sort_order([beat, position, pitch, program, -duration])]
     key = notes[:, [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM]]
     first = np.ones(len(notes), dtype=bool)
     first[1:] = np.any(key[1:] != key[:-1], axis=1)
     notes = notes[first]
-    order = np.lexsort((notes[:, NoteCol.PROGRAM], notes[:, NoteCol.DURATION], notes[:, NoteCol.PITCH],
-                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
-    return notes[order]
+    return notes[sort_order([notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION,
+                                                   NoteCol.PROGRAM)])]
+
+
+def sort_order(columns: list[np.ndarray]) -> np.ndarray:
+    """The order that sorts rows by `columns` (first column most significant), as `np.lexsort` of them reversed.
+
+    One argsort of the columns packed into an int64 when their ranges fit in 62 bits (a
+    preparation's notes always do), else `np.lexsort`. Rows equal in every column may come in any order.
+    """
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    bits = 0
+    for column in columns:
+        low = int(column.min()) if len(column) else 0
+        width = (int(column.max()) - low).bit_length() if len(column) else 0
+        bits += width
+        if bits > 62:
+            return np.lexsort(columns[::-1])
+        code = (code << width) | (column - low)
+    return np.argsort(code)
 
 
 def piece_beats(notes: np.ndarray, resolution: int) -> int:

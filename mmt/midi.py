@@ -240,7 +240,9 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     big = 2 * len(level) + 2
     floor = np.minimum.accumulate(level - segment * big) + segment * big if len(level) else level
     ignored = np.maximum(0, -floor)
-    previous = np.where(np.arange(len(ignored)) > start, np.r_[0, ignored[:-1]], 0)
+    previous = np.zeros_like(ignored)   # before each event, within its key
+    previous[1:] = ignored[:-1]
+    previous[firsts] = 0
     end = _kth_end(on_code >> 32, events[is_off & (ignored == previous)])
     more_closers = _closers_short(off_code, notes.group_end, n_closers)
     if (end < 0).any():  # a note-on no note-off ended: its closers fell short
