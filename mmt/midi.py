@@ -12,7 +12,10 @@ zero-length note's early note-off behind its note-on):
 Both rules are restored without a second parser, by giving symusic a slightly larger file
 (`_instrumented`): every track starts with `SENTINELS` silent note-ons of each key of each
 channel it plays (so no note-off is ever dropped, and each one's time shows up as the end
-of some note), and ends with `CLOSERS` note-offs of each key (so no note is dropped). From
+of some note), and ends with `SENTINELS + EXTRA_CLOSERS` note-offs of each key (so no note is
+dropped). symusic's own ways are relied on here (tracks of a MIDI track listed by channel,
+then program; notes in note-on order); `_parse` checks them and the tests compare every
+result with the old reader's. From
 the note-on times and note-off times of each channel and key, `_pair` rebuilds the notes:
 at each tick note-ons come before note-offs, and each note-off ends the oldest sounding note
 of its key (first in, first out), as before. When a track needs more sentinels or closers
@@ -311,7 +314,7 @@ def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray]:
     programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
     index = paired.index
     rows = np.column_stack([notes.onset[index], notes.pitch[index], paired.end - notes.onset[index],
-                            programs[notes.track[index]] if len(programs) else index])
+                            programs[notes.track[index]]])
     return int(score.ticks_per_quarter), rows
 
 
@@ -347,7 +350,7 @@ def _parse(data: bytes):
         paired = _pair(notes, n_sentinels, closers)
         if not paired.more_sentinels and not paired.more_closers.any():
             group_midi_track = np.repeat(np.arange(len(channels)), [len(c) for c in channels])
-            return score, notes, paired, group_midi_track[np.maximum(track_groups, 0)] if n_groups else track_groups
+            return score, notes, paired, np.append(group_midi_track, -1)[track_groups]  # -1: a track with no notes
         if paired.more_sentinels:
             n_sentinels *= 4
         extra = np.where(paired.more_closers, extra * 8, extra)

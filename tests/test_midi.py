@@ -50,6 +50,10 @@ def meter(numerator: int, denominator: int) -> mido.MetaMessage:
     return mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator)
 
 
+def key(name: str) -> mido.MetaMessage:
+    return mido.MetaMessage("key_signature", key=name)
+
+
 END = mido.MetaMessage("end_of_track")
 
 # Hand-made awkward files: {name: tracks of (tick, message)}.
@@ -70,7 +74,8 @@ NASTY = {
                                       (50, off(72, 3)), (60, off(40, 1)), (60, program(41, 3)),
                                       (60, on(74, 3)), (90, off(74, 3))]],
     "tempo_changes_and_three_four": [
-        [(0, meter(3, 4)), (0, tempo(120)), (960, tempo(60)), (1440, meter(6, 8)), (1440, tempo(150.5))],
+        [(0, meter(3, 4)), (0, tempo(120)), (0, key("Bb")), (960, tempo(60)), (1440, meter(6, 8)),
+         (1440, tempo(150.5)), (1440, key("F#m")), (1920, key("Ebm"))],
         [(0, program(0)), (0, on(60)), (480, off(60)), (1440, on(67)), (2400, off(67))]],
     "name_per_track": [[(0, mido.MetaMessage("track_name", name="Song"))],
                        [(0, mido.MetaMessage("track_name", name="Lead")), (0, on(70)), (5, off(70))]],
@@ -119,6 +124,7 @@ def _reading(read, path: Path):
         return "error"
     return (music.resolution, _notes(music), sorted((t.time, round(t.qpm, 6)) for t in music.tempos),
             sorted((t.time, t.numerator, t.denominator) for t in music.time_signatures),
+            sorted((k.time, k.root, k.mode) for k in music.key_signatures),
             sorted(t.name or "" for t in music.tracks if t.notes))
 
 
@@ -162,6 +168,14 @@ def test_a_program_change_during_a_note_keeps_the_program_of_its_note_on(tmp_pat
     path = write_events(tmp_path / "change.mid", [[(0, program(1)), (0, on(60)), (20, program(40)), (30, off(60))]])
     assert [(t.program, t.notes.tolist()) for t in read_midi(path).tracks] == [(1, [[0, 60, 30, 80]])]
     assert [t.program for t in read_midi_reference(path).tracks] == [40]
+
+
+def test_tempo_meter_and_key_maps(tmp_path):
+    music = read_music(write_events(tmp_path / "maps.mid", NASTY["tempo_changes_and_three_four"]))
+    assert [(t.time, round(t.qpm, 3)) for t in music.tempos] == [(0, 120.0), (960, 60.0), (1440, 150.5)]
+    assert [(t.time, t.numerator, t.denominator) for t in music.time_signatures] == [(0, 3, 4), (1440, 6, 8)]
+    assert [(k.time, k.root, k.mode) for k in music.key_signatures] == [(0, 10, "major"), (1440, 6, "minor"),
+                                                                         (1920, 3, "minor")]
 
 
 def test_notes_of_a_midi_file_skip_muspy_and_agree_with_read_music(tmp_path):
