@@ -8,18 +8,22 @@ among them a few corrupt ones (random bytes, cut short). Then, on the same files
 run:
 
 - `symusic`: `symusic.Score(path)` of every file, nothing else (the bare parse rate);
+- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (symusic with the
+  old reader's note pairing, see `mmt/midi.py`) to the notes array, nothing written;
 - `reference_mido`: the reader `mmt` had before (mido + muspy, `tests/midi_reference.py`),
   on the first `--reference-files` files only (it is slow);
 - `prepare_j1`, `prepare_j2`: `prepare_dataset("lmd", ...)` (what `mmt prepare lmd` runs)
   into a fresh OUT with 1 and 2 worker processes: read, clean, filter, write the notes
-  files, the journal and the manifest. Seconds are the whole call, listing included.
+  files, the journal and the manifest. Seconds are the whole call, listing included;
+  `cpu_seconds` the CPU time of this process and its workers (less than the seconds times
+  the jobs when the disk or other programs make it wait).
 
 `notes` is the number of notes symusic finds in the files a method read, so notes/s of
 every method counts the same notes. Results are printed as JSON (and written to `--json`).
 The machine may be shared: `load_average` says how busy it was.
 
 Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--reference-files 100]
-       [--json benchmarks/results/prepare.json]
+       [--json benchmarks/results/prepare-cpu.json]
 """
 
 from __future__ import annotations
@@ -140,12 +144,31 @@ def reference_seconds(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, dict]:
-    from data_prep import prepare_dataset
+def read_notes_seconds(paths: list[Path]) -> float:
+    """Seconds `mmt.io.read_notes` takes for `paths` (failures included)."""
+    from mmt.io import read_notes
 
     started = time.perf_counter()
+    for path in paths:
+        try:
+            read_notes(path, 12)
+        except Exception:
+            pass
+    return time.perf_counter() - started
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds and ok/skipped/failed counts of one preparation into a fresh `out`."""
+    from data_prep import prepare_dataset
+
+    started, cpu = time.perf_counter(), _cpu_seconds()
     summary = prepare_dataset("lmd", src, out, jobs=jobs, progress=False, log=None)
-    return time.perf_counter() - started, summary.counts
+    return time.perf_counter() - started, _cpu_seconds() - cpu, summary.counts
 
 
 def main() -> None:
@@ -166,16 +189,20 @@ def main() -> None:
         notes = sum(counts.values())
         result["symusic"] = rate(len(paths), notes, seconds)
         print(f"symusic: {json.dumps(result['symusic'])}", file=sys.stderr, flush=True)
+        result["read_notes"] = rate(len(paths), notes, read_notes_seconds(paths))
+        print(f"read_notes: {json.dumps(result['read_notes'])}", file=sys.stderr, flush=True)
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
         for jobs in (1, 2):
-            seconds, status = prepare_seconds(src, Path(tmp) / f"out-j{jobs}", jobs)
-            result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "counts": status}
+            seconds, cpu, status = prepare_seconds(src, Path(tmp) / f"out-j{jobs}", jobs)
+            result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu, 3),
+                                          "counts": status}
             print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
     result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
+                        "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
                         "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
     text = json.dumps(result, indent=1)
     print(text)

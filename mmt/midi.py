@@ -142,13 +142,16 @@ _END_OF_TRACK = b"\xff\x2f\x00"
 def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np.ndarray) -> bytes:
     """`track` with sentinel note-ons at its start and closing note-offs at its end (see module doc).
 
-    The closers go right after the end-of-track event's delta (so at the track's last tick,
-    where muspy closed sounding notes), or after the last event when there is none.
+    The closers go right after the delta of the first end-of-track event (the track's last
+    tick, where muspy closed sounding notes, and where both readers stop even when events
+    follow), or after the last event when there is none. The end-of-track is found as its
+    bytes FF 2F 00, which no other event holds but a text or a delta of 16,303 ticks could.
     """
     head = b"".join(_sentinel_events(c, sentinels) for c in channels)
     offs = b"".join(_closer_events(c, closers[i]) for i, c in enumerate(channels))
-    if offs and track.endswith(_END_OF_TRACK):  # the first closer takes the end-of-track's delta
-        return head + track[:-3] + offs[1:] + b"\x00" + _END_OF_TRACK
+    end = track.find(_END_OF_TRACK)
+    if offs and end >= 0:  # the first closer takes the end-of-track's delta
+        return head + track[:end] + offs[1:] + b"\x00" + track[end:]
     return head + track + offs
 
 
@@ -258,7 +261,10 @@ _MASK = (1 << 32) - 1
 
 
 def _kth_end(on_key: np.ndarray, off_code: np.ndarray) -> np.ndarray:
-    """For the k-th note-on of each key (sorted), the tick of the k-th note-off (codes, sorted) of its key; -1 if none."""
+    """For the k-th note-on of each key (keys sorted), the tick of the k-th note-off of its key, or -1.
+
+    `off_code` holds key << 32 | tick of the note-offs, sorted.
+    """
     end = np.full(len(on_key), -1, dtype=np.int64)
     if not len(on_key):
         return end

@@ -163,6 +163,17 @@ def test_literal_notes_of_awkward_files(tmp_path):
     assert drums[0][2][:2] == [[0, 36, 500, 80], [10, 37, 490, 80]]
 
 
+@pytest.mark.parametrize("name, events", [
+    ("no_end_of_track", b"\x00\x90\x3c\x40\x10\x80\x3c\x00\x00\x90\x3e\x40\x20\x3f\x40"),
+    ("events_after_end_of_track", b"\x00\x90\x3c\x40\x10\x80\x3c\x00\x05\xff\x2f\x00\x00\x90\x3e\x40\x10\x80\x3e\x00"),
+    ("running_status_first", b"\x00\x3c\x40\x10\x80\x3c\x00\x00\xff\x2f\x00"),
+])
+def test_odd_track_ends_read_as_before(tmp_path, name, events):
+    path = tmp_path / f"{name}.mid"
+    path.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk" + len(events).to_bytes(4, "big") + events)
+    assert_same_reading(path)
+
+
 def test_a_program_change_during_a_note_keeps_the_program_of_its_note_on(tmp_path):
     """The one place where the reader differs from muspy's on purpose (muspy took the program at the note-off)."""
     path = write_events(tmp_path / "change.mid", [[(0, program(1)), (0, on(60)), (20, program(40)), (30, off(60))]])
