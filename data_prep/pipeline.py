@@ -97,7 +97,8 @@ def sort_order(columns: list[np.ndarray]) -> np.ndarray:
     """The order that sorts rows by `columns` (first column most significant), as `np.lexsort` of them reversed.
 
     One argsort of the columns packed into an int64 when their ranges fit in 62 bits (a
-    preparation's notes always do), else `np.lexsort`. Rows equal in every column may come in any order.
+    piece's notes usually do: one sort instead of one per column), else `np.lexsort`. Rows equal in every
+    column may come in any order.
     """
     code = np.zeros(len(columns[0]), dtype=np.int64)
     bits = 0

@@ -77,16 +77,16 @@ def _read_errors(path: Path) -> Iterator[None]:
 
 def _read_midi(path: Path) -> muspy.Music:
     """A MIDI file as `muspy.Music` at its own ticks per beat (see `mmt.midi` for the note rules)."""
-    piece = read_midi(path)
+    midi = read_midi(path)
     tracks = [muspy.Track(program=t.program, is_drum=t.is_drum, name=t.name,
                           notes=[muspy.Note(int(a), int(b), int(c), int(d)) for a, b, c, d in t.notes.tolist()])
-              for t in piece.tracks]
+              for t in midi.tracks]
     return muspy.Music(
         metadata=muspy.Metadata(source_filename=path.name, source_format="midi"),
-        resolution=piece.resolution,
-        tempos=[muspy.Tempo(time, qpm) for time, qpm in piece.tempos],
-        time_signatures=[muspy.TimeSignature(time, num, den) for time, num, den in piece.time_signatures],
-        key_signatures=[muspy.KeySignature(time, root=root, mode=mode) for time, root, mode in piece.key_signatures],
+        resolution=midi.resolution,
+        tempos=[muspy.Tempo(time, qpm) for time, qpm in midi.tempos],
+        time_signatures=[muspy.TimeSignature(time, num, den) for time, num, den in midi.time_signatures],
+        key_signatures=[muspy.KeySignature(time, root=root, mode=mode) for time, root, mode in midi.key_signatures],
         tracks=tracks,
     )
 
@@ -94,9 +94,9 @@ def _read_midi(path: Path) -> muspy.Music:
 def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> np.ndarray:
     """The notes of a music file as an (N x 5) array at `resolution` (see `notes_from_music`).
 
-    MIDI goes straight from the parsed file to the array, with no `muspy.Music` in between
-    (most of the cost of preparing Lakh); other formats through `read_music`. Raises as
-    `read_music` does.
+    MIDI goes straight from the parsed file to the array: a `muspy.Music` in between (one
+    Python object per note) would cost more than the parse. Other formats go through
+    `read_music`. Raises as `read_music` does.
     """
     path = Path(path)
     if path.suffix.lower() not in MIDI_SUFFIXES:
