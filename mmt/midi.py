@@ -174,31 +174,46 @@ def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
     """The notes of `score`, each symusic track in the channel group its sentinels open.
 
     symusic lists the tracks of one MIDI track by (channel, program), and the sentinels of a
-    channel make its program-0 track, the first of that channel. Returns the notes and the
-    group of each symusic track.
+    channel make its program-0 track, the first of that channel. The sentinels of keys no
+    real note plays are left out: the note-offs they show end nothing. Returns the notes and
+    the group of each symusic track.
     """
     arrays = [track.notes.numpy() for track in score.tracks]
-    lengths = np.array([len(a["time"]) for a in arrays], dtype=np.int64)
     n = n_sentinels * _KEYS
     pattern = np.tile(np.arange(_KEYS, dtype=np.int8), n_sentinels)
     opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY and not a["time"][:n].any()
                       and np.array_equal(a["pitch"][:n], pattern) for a in arrays], dtype=bool)
     track_group = np.cumsum(opens) - 1
+    skip = np.where(opens, n, 0)  # the sentinels open their track's notes
+    lengths = np.array([len(a["time"]) for a in arrays], dtype=np.int64) - skip
     if ((track_group < 0) & (lengths > 0)).any():
         raise MidiError("symusic returned notes before any channel's sentinels (a reader bug)")
 
     def column(name: str) -> np.ndarray:
-        return np.concatenate([a[name] for a in arrays]).astype(np.int64) if arrays else np.zeros(0, np.int64)
+        parts = [a[name][k:] for a, k in zip(arrays, skip)]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     track = np.repeat(np.arange(len(arrays)), lengths)
-    onset, pitch = column("time"), column("pitch")
+    onset, pitch, velocity = column("time"), column("pitch"), column("velocity")
     end = onset + column("duration")
-    index_in_track = np.arange(len(track)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    group = track_group[track]
-    group_end = np.full(int(track_group.max(initial=-1)) + 1, -1, dtype=np.int64)
-    np.maximum.at(group_end, group, end)
-    notes = _Notes(key=group * _KEYS + pitch, track=track, onset=onset, end=end, pitch=pitch,
-                   velocity=column("velocity"), sentinel=opens[track] & (index_in_track < n), group_end=group_end)
+    key = track_group[track] * _KEYS + pitch
+    n_groups = int(opens.sum())
+    sentinel_end = np.array([a["duration"][:n] for a, o in zip(arrays, opens) if o], dtype=np.int64).reshape(
+        n_groups, n)  # sentinels start at tick 0, so they end at their duration
+    group_end = sentinel_end.max(axis=1, initial=-1)
+    np.maximum.at(group_end, key // _KEYS, end)
+    played = np.zeros(n_groups * _KEYS, dtype=bool)
+    played[key] = True
+    sentinel_key = (np.arange(n_groups)[:, None] * _KEYS + pattern[None, :]).reshape(-1)
+    keep = played[sentinel_key]
+    count = int(keep.sum())
+    notes = _Notes(key=np.concatenate([key, sentinel_key[keep]]),
+                   track=np.concatenate([track, np.full(count, -1)]),
+                   onset=np.concatenate([onset, np.zeros(count, dtype=np.int64)]),
+                   end=np.concatenate([end, sentinel_end.reshape(-1)[keep]]),
+                   pitch=np.concatenate([pitch, sentinel_key[keep] % _KEYS]),
+                   velocity=np.concatenate([velocity, np.full(count, _SENTINEL_VELOCITY)]),
+                   sentinel=np.r_[np.zeros(len(key), dtype=bool), np.ones(count, dtype=bool)], group_end=group_end)
     return notes, track_group
 
 
@@ -224,15 +239,12 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
 
     The note-offs are the ends of every note symusic returned (sentinels included); the
     note-ons are the onsets of the real notes. At one tick note-ons come first; a note-off
-    ends the oldest sounding note of its key, or does nothing when none sounds. Keys with
-    no note-on are left out: their note-offs end nothing.
+    ends the oldest sounding note of its key, or does nothing when none sounds.
     """
-    played = np.zeros(n_closers.size, dtype=bool)
-    played[notes.key[~notes.sentinel]] = True
     real = np.flatnonzero(~notes.sentinel)
     on_index = real[np.argsort(notes.key[real] << 32 | notes.onset[real], kind="stable")]
     on_code = notes.key[on_index] << 32 | notes.onset[on_index]
-    off_code = np.sort((notes.key << 32 | notes.end)[played[notes.key]])
+    off_code = np.sort(notes.key << 32 | notes.end)
     # merged events sorted by key, tick, then note-ons before note-offs
     is_off = np.ones(len(on_code) + len(off_code), dtype=bool)
     is_off[np.searchsorted(off_code, on_code, side="left") + np.arange(len(on_code))] = False
