@@ -76,6 +76,8 @@ class MidiPiece:
 # ---------------------------------------------------------------------- the file's chunks
 @dataclass(frozen=True)
 class _Layout:
+    """A MIDI file cut into its chunks."""
+
     header: bytes          # "MThd" chunk, as in the file
     tracks: list[bytes]    # the data of each "MTrk" chunk the header announces
 
