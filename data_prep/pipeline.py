@@ -1,8 +1,8 @@
 """The one preparation pipeline every dataset goes through.
 
-    list (the dataset's reader) -> read (`mmt.read_music`) -> clean -> filter -> write
+    list (the dataset's reader) -> read (`mmt.io.read_notes`) -> clean -> filter -> write
 
-- clean: notes at the encoding's resolution (`mmt.notes_from_music`: onsets round to
+- clean: notes at the encoding's resolution (`mmt.encoding.notes_from_ticks`: onsets round to
   the nearest tick, zero durations become 1 tick, drum tracks get program 128, empty
   tracks vanish); duplicate notes (same onset, pitch and program) keep the longest;
   notes sorted by (beat, position, pitch, duration, program).
@@ -47,9 +47,9 @@ import numpy as np
 from data_prep.filters import Filters, PrepareError
 from data_prep.sources import SPLITS, Source, shard_of
 from mmt.constants import DRUM_PROGRAM, NoteCol
-from mmt.encoding import Encoding, notes_from_music
+from mmt.encoding import Encoding
 from mmt.files import write_atomic, write_text_atomic
-from mmt.io import MusicReadError, read_music
+from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
 
 if TYPE_CHECKING:
@@ -88,17 +88,35 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     Sorted by (beat, position, pitch, duration, program).
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
+    beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
+                                                                      NoteCol.DURATION, NoteCol.PROGRAM))
     # Longest first within each (onset, pitch, program), then keep the first of each group.
-    order = np.lexsort((-notes[:, NoteCol.DURATION], notes[:, NoteCol.PROGRAM], notes[:, NoteCol.PITCH],
-                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
-    notes = notes[order]
+    notes = notes[sort_order([beat, position, pitch, program, -duration])]
     key = notes[:, [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM]]
     first = np.ones(len(notes), dtype=bool)
     first[1:] = np.any(key[1:] != key[:-1], axis=1)
     notes = notes[first]
-    order = np.lexsort((notes[:, NoteCol.PROGRAM], notes[:, NoteCol.DURATION], notes[:, NoteCol.PITCH],
-                        notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
-    return notes[order]
+    return notes[sort_order([notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION,
+                                                   NoteCol.PROGRAM)])]
+
+
+def sort_order(columns: list[np.ndarray]) -> np.ndarray:
+    """The order that sorts rows by `columns` (first column most significant), as `np.lexsort` of them reversed.
+
+    One argsort of the columns packed into an int64 when their ranges fit in 62 bits (a
+    piece's notes usually do: one sort instead of one per column), else `np.lexsort`. Rows equal in every
+    column may come in any order.
+    """
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    bits = 0
+    for column in columns:
+        low = int(column.min()) if len(column) else 0
+        width = (int(column.max()) - low).bit_length() if len(column) else 0
+        bits += width
+        if bits > 62:
+            return np.lexsort(columns[::-1])
+        code = (code << width) | (column - low)
+    return np.argsort(code)
 
 
 def piece_beats(notes: np.ndarray, resolution: int) -> int:
@@ -190,8 +208,7 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"file too large ({size / 2**20:.1f} MiB > {filters.max_file_mb:g} MiB)")
     try:
         with _time_limit(filters.timeout_s):
-            music = read_music(path, source.piece)
-            notes = clean_notes(notes_from_music(music, encoding.resolution))
+            notes = clean_notes(read_notes(path, encoding.resolution, source.piece))
     except _Timeout:
         return _record(source, FAILED, f"timed out after {filters.timeout_s:g} s")
     except (MusicReadError, FileNotFoundError) as error:

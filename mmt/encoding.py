@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -192,17 +192,15 @@ def notes_from_music(music: muspy.Music, resolution: int) -> np.ndarray:
     (rounding each duration alone made repeated 32nd notes at 480 ticks per beat overlap
     at 12). Notes are in track order, not sorted.
     """
-    rows = []
-    for track in music.tracks:
-        if not track.notes:
-            continue
-        raw = np.array([(n.time, n.pitch, n.duration) for n in track.notes], dtype=np.int64)
-        program = DRUM_PROGRAM if track.is_drum else int(track.program)
-        rows.append(np.column_stack([raw, np.full(len(raw), program)]))
-    if not rows:
-        return np.zeros((0, 5), dtype=np.int64)
-    raw = np.concatenate(rows)
-    scale = resolution / (music.resolution or resolution)
+    rows = [(n.time, n.pitch, n.duration, DRUM_PROGRAM if track.is_drum else int(track.program))
+            for track in music.tracks for n in track.notes]
+    return notes_from_ticks(np.array(rows, dtype=np.int64).reshape(-1, 4), music.resolution, resolution)
+
+
+def notes_from_ticks(raw: np.ndarray, source_resolution: int, resolution: int) -> np.ndarray:
+    """`notes_from_music` of notes given as rows (onset, pitch, duration, program) in ticks at `source_resolution`."""
+    raw = np.asarray(raw, dtype=np.int64).reshape(-1, 4)
+    scale = resolution / (source_resolution or resolution)
     onset = np.round(raw[:, 0] * scale).astype(np.int64)
     end = np.round((raw[:, 0] + raw[:, 2]) * scale).astype(np.int64)
     duration = np.maximum(end - onset, 1)

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import muspy
 import numpy as np
 
 from mmt.constants import FIELDS
-from mmt.encoding import Encoding, decode, describe_rows
+from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks
 from mmt.errors import MMTError
 from mmt.files import write_atomic, write_text_atomic
+from mmt.midi import MidiError, read_midi, read_midi_notes
 
 MIDI_SUFFIXES = (".mid", ".midi")
 MUSICXML_SUFFIXES = (".xml", ".musicxml", ".mxl")
@@ -30,13 +33,24 @@ class MusicReadError(MMTError, ValueError):
 def read_music(path: str | os.PathLike, piece: int = 0) -> muspy.Music:
     """Read a MIDI, MusicXML/mxl, kern or abc file into a `muspy.Music`.
 
-    MIDI is read by muspy (after `fix_zero_length_notes`); MusicXML, kern and abc through
+    MIDI is read by symusic (`mmt.midi.read_midi`); MusicXML, kern and abc through
     music21, because muspy's MusicXML reader keeps MusicXML's 1-based programs. An abc
     file may hold many tunes: `piece` picks one (0-based, in file order; see
     `abc_tunes`), and only that tune is parsed. Other formats hold one piece (0).
     Raises FileNotFoundError or `MusicReadError` naming the file.
     """
     path = Path(path)
+    suffix = _check_readable(path, piece)
+    with _read_errors(path):
+        if suffix in MIDI_SUFFIXES:
+            return _read_midi(path)
+        if suffix == ".abc":
+            return _read_abc(path, piece)
+        return _read_with_music21(path)
+
+
+def _check_readable(path: Path, piece: int) -> str:
+    """The file's suffix (lower case) once it is known to be a non-empty music file holding `piece`."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -44,83 +58,54 @@ def read_music(path: str | os.PathLike, piece: int = 0) -> muspy.Music:
         raise MusicReadError(f"{path}: unsupported file type {suffix!r} (supported: {', '.join(SUFFIXES)})")
     if path.stat().st_size == 0:
         raise MusicReadError(f"{path}: empty file")
+    if piece and suffix != ".abc":
+        raise MusicReadError(f"{path}: holds one piece, so there is no piece {piece + 1}")
+    return suffix
+
+
+@contextlib.contextmanager
+def _read_errors(path: Path) -> Iterator[None]:
+    """Turn a parser's exception into a `MusicReadError` naming `path` and the reason."""
     try:
-        if piece and suffix != ".abc":
-            raise MusicReadError(f"{path}: holds one piece, so there is no piece {piece + 1}")
-        if suffix in MIDI_SUFFIXES:
-            music = _read_midi(path)
-        elif suffix == ".abc":
-            music = _read_abc(path, piece)
-        else:
-            music = _read_with_music21(path)
+        yield
     except MusicReadError:
         raise
+    except MidiError as error:  # says what is wrong in its own words
+        raise MusicReadError(f"{path}: cannot read ({error})") from error
     except Exception as error:  # parsers raise anything from KeyError to EOFError
         raise MusicReadError(f"{path}: cannot read ({type(error).__name__}: {error})") from error
-    return music
 
 
 def _read_midi(path: Path) -> muspy.Music:
-    import mido
+    """A MIDI file as `muspy.Music` at its own ticks per beat (see `mmt.midi` for the note rules)."""
+    midi = read_midi(path)
+    tracks = [muspy.Track(program=t.program, is_drum=t.is_drum, name=t.name,
+                          notes=[muspy.Note(int(a), int(b), int(c), int(d)) for a, b, c, d in t.notes.tolist()])
+              for t in midi.tracks]
+    return muspy.Music(
+        metadata=muspy.Metadata(source_filename=path.name, source_format="midi"),
+        resolution=midi.resolution,
+        tempos=[muspy.Tempo(time, qpm) for time, qpm in midi.tempos],
+        time_signatures=[muspy.TimeSignature(time, num, den) for time, num, den in midi.time_signatures],
+        key_signatures=[muspy.KeySignature(time, root=root, mode=mode) for time, root, mode in midi.key_signatures],
+        tracks=tracks,
+    )
 
-    midi = mido.MidiFile(filename=str(path))
-    for track in midi.tracks:
-        fix_zero_length_notes(track)
-    music = muspy.from_mido(midi)
-    music.metadata.source_filename = path.name
-    return music
 
+def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> np.ndarray:
+    """The notes of a music file as an (N x 5) array at `resolution` (see `notes_from_music`).
 
-def _is_note_off(message) -> bool:
-    return message.type == "note_off" or (message.type == "note_on" and message.velocity == 0)
-
-
-def fix_zero_length_notes(track) -> int:
-    """Put each zero-length note's note-off after its note-on, in place; returns how many.
-
-    Some writers (pretty_midi among them) write a note that starts and ends at the same
-    tick as note-off then note-on. A reader then sees a note-off with no sounding note
-    (ignored) and a note-on that nothing ends, so the note lasts to the end of the
-    track. Here such a note-off (no note of that channel and pitch sounding) moves after
-    the note-on of the same channel and pitch at the same tick, so the note is read with
-    duration 0 (the encoding makes that one tick). `track` is a `mido.MidiTrack`.
+    MIDI goes straight from the parsed file to the array: a `muspy.Music` in between (one
+    Python object per note) would cost more than the parse. Other formats go through
+    `read_music`. Raises as `read_music` does.
     """
-    ticks, tick = [], 0
-    for message in track:
-        tick += message.time
-        ticks.append(tick)
-    messages = list(track)
-    sounding: dict[tuple[int, int], int] = {}
-    moved = 0
-    i = 0
-    while i < len(messages):
-        message = messages[i]
-        if message.type not in ("note_on", "note_off"):
-            i += 1
-            continue
-        key = (message.channel, message.note)
-        if not _is_note_off(message):
-            sounding[key] = sounding.get(key, 0) + 1
-        elif sounding.get(key, 0) > 0:
-            sounding[key] -= 1
-        else:
-            j = i + 1
-            while j < len(messages) and ticks[j] == ticks[i] and not (
-                    messages[j].type == "note_on" and messages[j].velocity > 0
-                    and (messages[j].channel, messages[j].note) == key):
-                j += 1
-            if j < len(messages) and ticks[j] == ticks[i]:
-                messages.insert(j, messages.pop(i))  # now after its note-on
-                moved += 1
-                continue  # messages[i] is the next message now
-        i += 1
-    if moved:
-        previous = 0
-        for k, (message, tick) in enumerate(zip(messages, ticks)):  # ticks are unchanged per slot
-            messages[k] = message.copy(time=tick - previous)
-            previous = tick
-        track[:] = messages
-    return moved
+    path = Path(path)
+    if path.suffix.lower() not in MIDI_SUFFIXES:
+        return notes_from_music(read_music(path, piece), resolution)
+    _check_readable(path, piece)
+    with _read_errors(path):
+        source_resolution, raw = read_midi_notes(path)
+    return notes_from_ticks(raw, source_resolution, resolution)
 
 
 def abc_tunes(text: str) -> list[str]:

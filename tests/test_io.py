@@ -57,7 +57,7 @@ def test_zero_length_notes_from_pretty_midi_stay_zero_length(tmp_path):
 def test_fix_zero_length_notes_moves_only_orphan_note_offs():
     import mido
 
-    from mmt.io import fix_zero_length_notes
+    from midi_reference import fix_zero_length_notes
 
     track = mido.MidiTrack([
         mido.Message("note_on", note=60, velocity=80, time=0),

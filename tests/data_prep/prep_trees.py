@@ -99,9 +99,9 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     write_midi_file(folder / "short.mid", [(0, False, [(b / 2, 60 + b, 0.5) for b in range(5)])])
     write_midi_file(folder / "sparse.mid", [(0, False, [(0, 60, 4), (4, 62, 4)])])
     return {
-        "corrupt.mid": "cannot read (OSError: MThd not found. Probably not a MIDI file)",
+        "corrupt.mid": "cannot read (not a MIDI file (no MThd header))",
         "empty.mid": "empty file",
-        "truncated.mid": "cannot read (EOFError: )",
+        "truncated.mid": "cannot read (truncated MIDI file: track 2 ends early (19 of its 79 bytes present))",
         "drums.mid": "",
         "short.mid": "too short (3 < 4 beats)",
         "sparse.mid": "too few notes (2 < 4)",

@@ -15,7 +15,7 @@ from prep_trees import (FILTERS, PIECE, PIECE_NOTES, copy_tree_into, output_file
                         write_midi_file, write_song)
 
 from data_prep import Filters, PrepareError, list_sources, prepare_dataset
-from data_prep.pipeline import clean_notes, select_sources
+from data_prep.pipeline import clean_notes, select_sources, sort_order
 from data_prep.sources import Source
 from mmt import Encoding
 
@@ -61,6 +61,14 @@ def test_hand_written_midi_gives_literal_notes(tmp_path):
 def test_clean_notes_drops_duplicates_keeping_the_longest_and_sorts():
     notes = np.array([[1, 0, 60, 6, 0], [0, 0, 62, 3, 0], [1, 0, 60, 12, 0], [1, 0, 60, 3, 40], [0, 0, 62, 3, 0]])
     assert clean_notes(notes).tolist() == [[0, 0, 62, 3, 0], [1, 0, 60, 3, 40], [1, 0, 60, 12, 0]]
+
+
+def test_clean_notes_sorts_values_too_wide_to_pack_into_one_key():
+    """Beats and durations over 2**31 do not fit one packed sort key: the rows still sort by every column."""
+    notes = np.array([[2**40, 0, 60, 2**33, 0], [2**40, 0, 60, 5, 0], [1, 0, 62, 3, 0], [1, 0, 62, 3, 0]])
+    assert clean_notes(notes).tolist() == [[1, 0, 62, 3, 0], [2**40, 0, 60, 2**33, 0]]
+    columns = [np.array([3, 1, 3, 1]), np.array([7, 9, 2, 9])]
+    assert sort_order(columns).tolist() in ([1, 3, 2, 0], [3, 1, 2, 0])  # rows 1 and 3 are equal
 
 
 def test_too_large_and_too_long_files_are_skipped_with_reasons(tmp_path):
@@ -200,14 +208,14 @@ def test_a_worker_killed_by_the_os_fails_its_file_and_the_run_goes_on(tmp_path, 
 
     from data_prep import pipeline
 
-    read = pipeline.read_music
+    read = pipeline.read_notes
 
-    def read_or_die(path, piece=0):
+    def read_or_die(path, resolution, piece=0):
         if "crash" in Path(path).name:
             os.kill(os.getpid(), signal.SIGKILL)  # as the OS kills a worker out of memory
-        return read(path, piece)
+        return read(path, resolution, piece)
 
-    monkeypatch.setattr(pipeline, "read_music", read_or_die)  # forked workers inherit it
+    monkeypatch.setattr(pipeline, "read_notes", read_or_die)  # forked workers inherit it
     monkeypatch.setattr(pipeline, "TASKS_PER_POOL", 2)  # renew pools often, too
     src = tmp_path / "src"
     for i in range(9):

@@ -79,12 +79,13 @@ def test_lakh_tree(tmp_path):
     assert (records["extra/My Song.mid"]["id"], records["extra/My Song.mid"]["split"]) == (extra_md5, extra_split)
     assert records["bad/empty.mid"]["id"] == "d41d8cd98f00b204e9800998ecf8427e"  # MD5 of no bytes
     assert {rel: (r["status"], r["reason"]) for rel, r in records.items() if rel.startswith("bad/")} == {
-        "bad/corrupt.mid": ("failed", "cannot read (OSError: MThd not found. Probably not a MIDI file)"),
+        "bad/corrupt.mid": ("failed", "cannot read (not a MIDI file (no MThd header))"),
         "bad/drums.mid": ("ok", ""),
         "bad/empty.mid": ("failed", "empty file"),
         "bad/short.mid": ("skipped", "too short (3 < 4 beats)"),
         "bad/sparse.mid": ("skipped", "too few notes (2 < 4)"),
-        "bad/truncated.mid": ("failed", "cannot read (EOFError: )"),
+        "bad/truncated.mid": ("failed",
+                              "cannot read (truncated MIDI file: track 2 ends early (19 of its 79 bytes present))"),
     }
     drums_md5 = md5_of(root / "bad" / "drums.mid")
     expected = {"train": sorted([TRAIN_MD5, OTHER_MD5]), "valid": [VALID_MD5], "test": [TEST_MD5]}

@@ -1,0 +1,215 @@
+"""Preparation speed at Lakh scale: `mmt prepare lmd` at -j 1 and -j 2 against symusic's bare parse rate.
+
+Builds a Lakh-shaped tree in a temp folder (`lmd_full/<first hex digit>/<md5>.mid`, the
+name being the MD5 of the bytes): `--files` synthetic type-1 MIDI files of varied sizes
+(1 to 16 tracks; a log-normal number of notes, median about 1,500 per file; drums,
+programs, a tempo map and a meter; some zero-length notes written note-off first), and
+among them a few corrupt ones (random bytes, cut short). Then, on the same files, in one
+run:
+
+- `symusic`: `symusic.Score(path)` of every file, nothing else (the bare parse rate);
+- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (symusic with the
+  old reader's note pairing, see `mmt/midi.py`) to the notes array, nothing written;
+- `reference_mido`: the reader `mmt` had before (mido + muspy, `tests/midi_reference.py`),
+  on the first `--reference-files` files only (it is slow);
+- `prepare_j1`, `prepare_j2`: `prepare_dataset("lmd", ...)` (what `mmt prepare lmd` runs)
+  into a fresh OUT with 1 and 2 worker processes: read, clean, filter, write the notes
+  files, the journal and the manifest. Seconds are the whole call, listing included;
+  `cpu_seconds` the CPU time of this process and its workers (less than the seconds times
+  the jobs when the disk or other programs make it wait).
+
+`notes` is the number of notes symusic finds in the files a method read, so notes/s of
+every method counts the same notes. Results are printed as JSON (and written to `--json`).
+The machine may be shared: `load_average` says how busy it was.
+
+Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--reference-files 100]
+       [--json benchmarks/results/prepare-cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TICKS = 480
+_VARLEN = [bytes([d]) if d < 128 else bytes([0x80 | (d >> 7), d & 0x7F]) for d in range(1 << 14)]
+
+
+def _varlen(value: int) -> bytes:
+    return _VARLEN[value] if value < len(_VARLEN) else bytes([0x80 | (value >> 14), 0x80 | ((value >> 7) & 0x7F),
+                                                             value & 0x7F])
+
+
+def _track_bytes(events: list[tuple[int, int, bytes]]) -> bytes:
+    """An MTrk chunk of (tick, order, message bytes) events, sorted by (tick, order)."""
+    events.sort(key=lambda e: (e[0], e[1]))
+    parts, now = [], 0
+    for tick, _, message in events:
+        parts.append(_varlen(tick - now))
+        parts.append(message)
+        now = tick
+    parts.append(b"\x00\xff\x2f\x00")
+    data = b"".join(parts)
+    return b"MTrk" + len(data).to_bytes(4, "big") + data
+
+
+def synthetic_midi(rng: np.random.Generator) -> tuple[bytes, int]:
+    """One synthetic MIDI file and its number of notes."""
+    n_tracks = int(rng.integers(1, 17))
+    total = int(np.clip(rng.lognormal(np.log(1500), 0.8), 20, 40_000))
+    per_track = rng.multinomial(total, np.ones(n_tracks) / n_tracks)
+    bars = max(8, total // (n_tracks * 12))
+    conductor = [(0, 0, b"\xff\x58\x04" + bytes([int(rng.choice([3, 4, 6])), 2, 24, 8])),
+                 (0, 0, b"\xff\x51\x03" + int(rng.integers(300_000, 900_000)).to_bytes(3, "big"))]
+    for _ in range(int(rng.integers(0, 4))):
+        tick = int(rng.integers(0, bars * 4 * TICKS))
+        conductor.append((tick, 0, b"\xff\x51\x03" + int(rng.integers(300_000, 900_000)).to_bytes(3, "big")))
+    chunks = [_track_bytes(conductor)]
+    for index, count in enumerate(per_track):
+        channel = 9 if index == 0 and rng.random() < 0.6 else index % 9
+        events = [(0, 1, bytes([0xC0 | channel, int(rng.integers(0, 128))]))]
+        onsets = np.sort(rng.integers(0, bars * 16, size=count)) * (TICKS // 4)
+        lengths = rng.choice([0, 60, 120, 240, 480, 960], size=count, p=[0.03, 0.2, 0.3, 0.27, 0.15, 0.05])
+        pitches = rng.integers(35, 82, size=count) if channel == 9 else rng.integers(36, 96, size=count)
+        velocities = rng.integers(30, 128, size=count)
+        for start, length, pitch, velocity in zip(onsets.tolist(), lengths.tolist(), pitches.tolist(),
+                                                  velocities.tolist()):
+            # note-offs before note-ons at one tick; a zero-length note's off first too
+            events.append((start, 3, bytes([0x90 | channel, pitch, velocity])))
+            events.append((start + length, 2, bytes([0x80 | channel, pitch, 0])))
+        chunks.append(_track_bytes(events))
+    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big") + len(chunks).to_bytes(2, "big") + \
+        TICKS.to_bytes(2, "big")
+    return header + b"".join(chunks), total
+
+
+def build_tree(root: Path, n_files: int, seed: int) -> dict:
+    """Write the Lakh-shaped tree; returns counts and sizes."""
+    rng = np.random.default_rng(seed)
+    sizes, corrupt = [], 0
+    for i in range(n_files):
+        data, _ = synthetic_midi(rng)
+        if i % 500 == 7:
+            data, corrupt = rng.bytes(int(rng.integers(10, 3000))), corrupt + 1
+        elif i % 500 == 13:
+            data, corrupt = data[: len(data) // 3], corrupt + 1
+        md5 = hashlib.md5(data).hexdigest()
+        path = root / "lmd_full" / md5[0] / f"{md5}.mid"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        sizes.append(len(data))
+    return {"files": n_files, "corrupt": corrupt, "bytes_median": int(np.median(sizes)),
+            "bytes_max": int(max(sizes)), "bytes_total": int(sum(sizes))}
+
+
+def rate(files: int, notes: int, seconds: float) -> dict:
+    return {"files": files, "notes": notes, "seconds": round(seconds, 3), "files_per_s": round(files / seconds, 1),
+            "notes_per_s": round(notes / seconds)}
+
+
+def symusic_counts(paths: list[Path]) -> tuple[dict[Path, int], float]:
+    """Notes symusic finds in each file (0 when it cannot parse it), and the seconds it took."""
+    import symusic
+
+    counts = {}
+    started = time.perf_counter()
+    for path in paths:
+        try:
+            counts[path] = sum(track.note_num() for track in symusic.Score(path).tracks)
+        except Exception:
+            counts[path] = 0
+    return counts, time.perf_counter() - started
+
+
+def reference_seconds(paths: list[Path]) -> float:
+    """Seconds the mido reader (`tests/midi_reference.py`) takes for `paths`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from midi_reference import read_midi_reference
+
+    started = time.perf_counter()
+    for path in paths:
+        try:
+            read_midi_reference(path)
+        except Exception:
+            pass
+    return time.perf_counter() - started
+
+
+def read_notes_seconds(paths: list[Path]) -> float:
+    """Seconds `mmt.io.read_notes` takes for `paths` (failures included)."""
+    from mmt.io import read_notes
+
+    started = time.perf_counter()
+    for path in paths:
+        try:
+            read_notes(path, 12)
+        except Exception:
+            pass
+    return time.perf_counter() - started
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds and ok/skipped/failed counts of one preparation into a fresh `out`."""
+    from data_prep import prepare_dataset
+
+    started, cpu = time.perf_counter(), _cpu_seconds()
+    summary = prepare_dataset("lmd", src, out, jobs=jobs, progress=False, log=None)
+    return time.perf_counter() - started, _cpu_seconds() - cpu, summary.counts
+
+
+def main() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference-files", type=int, default=100)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mmt-bench-prepare-") as tmp:
+        src = Path(tmp) / "lmd"
+        tree = build_tree(src, args.files, args.seed)
+        paths = sorted(src.rglob("*.mid"))
+        result = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                  "load_average_before": [round(x, 2) for x in os.getloadavg()], "tree": tree}
+        counts, seconds = symusic_counts(paths)
+        notes = sum(counts.values())
+        result["symusic"] = rate(len(paths), notes, seconds)
+        print(f"symusic: {json.dumps(result['symusic'])}", file=sys.stderr, flush=True)
+        result["read_notes"] = rate(len(paths), notes, read_notes_seconds(paths))
+        print(f"read_notes: {json.dumps(result['read_notes'])}", file=sys.stderr, flush=True)
+        sample = paths[: args.reference_files]
+        result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
+        print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
+        for jobs in (1, 2):
+            seconds, cpu, status = prepare_seconds(src, Path(tmp) / f"out-j{jobs}", jobs)
+            result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu, 3),
+                                          "counts": status}
+            print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
+        result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
+    result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
+                        "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
+                        "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
