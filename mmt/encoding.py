@@ -302,7 +302,9 @@ def decode(
     """Decode rows into a `muspy.Music` with one track per instrument.
 
     Accepts any integer array of width 6 and never raises on bad rows: rows that cannot
-    be placed (see `valid_rows`) are skipped. Drums decode as a drum track.
+    be placed (see `valid_rows`) are skipped, and so is a note that repeats an earlier
+    one's beat, position, pitch and instrument (a second note-on of a sounding key).
+    Drums decode as a drum track.
     """
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != 6:
@@ -310,6 +312,8 @@ def decode(
     codes = codes.astype(np.int64, copy=False)
     header, note_mask = valid_rows(codes, encoding)
     notes = codes[note_mask]
+    key = notes[:, [Field.BEAT, Field.POSITION, Field.PITCH, Field.INSTRUMENT]]
+    notes = notes[np.sort(np.unique(key, axis=0, return_index=True)[1])]
     used = np.union1d(codes[header, Field.INSTRUMENT], notes[:, Field.INSTRUMENT])
     durations = np.asarray(encoding.known_durations)
     tracks = []

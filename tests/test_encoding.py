@@ -238,3 +238,28 @@ def test_instrument_code_lookup(encoding):
         encoding.instrument_code("kazoo")
     with pytest.raises(EncodingError, match="program 120 maps to no instrument"):
         encoding.instrument_code(120)
+
+
+def test_decode_keeps_the_first_of_notes_that_share_onset_pitch_and_instrument(encoding):
+    codes = np.array([
+        [1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 25], [3, 0, 0, 0, 0, 0],
+        [4, 1, 1, 61, 12, 1], [4, 1, 1, 61, 3, 1],  # the same key struck again: dropped
+        [4, 1, 1, 61, 12, 25],  # the same pitch on another instrument: kept
+        [4, 1, 2, 61, 12, 1], [5, 0, 0, 0, 0, 0],
+    ])
+    music = decode(codes, encoding)
+    assert [[(n.time, n.pitch, n.duration) for n in track.notes] for track in music.tracks] == [
+        [(0, 60, 12), (1, 60, 12)], [(0, 60, 12)]]
+
+
+@pytest.mark.parametrize("name, code", [
+    ("violin", 25), ("Violin", 25), ("  CELLO ", 27), ("french horn", 38), ("French_Horn", 38), ("guitar", 19),
+    ("voice", 33), ("double bass", 28), ("drum kit", 65), (40, 25),
+])
+def test_instrument_names_are_case_insensitive_and_know_common_aliases(encoding, name, code):
+    assert encoding.instrument_code(name) == code
+
+
+def test_an_unknown_instrument_lists_the_names_and_aliases(encoding):
+    with pytest.raises(EncodingError, match=r"unknown instrument 'kazoo'; known: piano, .* \(and the aliases "):
+        encoding.instrument_code("kazoo")
