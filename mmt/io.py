@@ -323,13 +323,16 @@ def write_csv(path: str | os.PathLike, codes: np.ndarray, encoding: Encoding) ->
 
 
 def write_pianoroll_png(
-    path: str | os.PathLike, music: muspy.Music, title: str | None = None, dpi: int = 120
+    path: str | os.PathLike, music: muspy.Music, title: str | None = None, dpi: int = 120,
+    prompt_end: float | None = None,
 ) -> Path:
-    """Draw a piano roll: one colour per track, time in beats, MIDI pitch upwards."""
+    """Draw a piano roll: one colour per track, time in beats, MIDI pitch upwards; a dashed
+    line at beat `prompt_end` marks where a continuation's prompt ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch, Rectangle
 
     resolution = music.resolution or 1
@@ -346,6 +349,10 @@ def write_pianoroll_png(
         handles.append(Patch(color=colour, label=track.name or f"program {track.program}"))
     if high < low:
         low, high = 48, 72
+    if prompt_end is not None:
+        ax.axvline(prompt_end, color="black", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="black", linestyle="--", label=f"prompt ends (beat {prompt_end:g})"))
+        end = max(end, prompt_end)
     ax.set_xlim(0, end)
     ax.set_ylim(low - 2, high + 2)
     ax.set_xlabel("beat")
@@ -391,9 +398,15 @@ def audio_available() -> bool:
     return shutil.which("fluidsynth") is not None and find_soundfont() is not None
 
 
-def write_wav(path: str | os.PathLike, music: muspy.Music, sample_rate: int = 44100) -> Path:
-    """Render music to WAV with fluidsynth and a GM soundfont.
+WAV_PEAK_DBFS = -1.0
 
+
+def write_wav(path: str | os.PathLike, music: muspy.Music, sample_rate: int = 44100,
+              peak_dbfs: float = WAV_PEAK_DBFS) -> Path:
+    """Render music to WAV with fluidsynth and a GM soundfont, its peak at `peak_dbfs`.
+
+    fluidsynth's own level depends on the soundfont and the number of voices (a solo
+    piano peaked at -22 dBFS), so the rendered samples are scaled to one peak level.
     Raises `AudioUnavailable` with install instructions when either is missing.
     """
     soundfont = find_soundfont()
@@ -412,21 +425,50 @@ def write_wav(path: str | os.PathLike, music: muspy.Music, sample_rate: int = 44
                  str(soundfont), str(with_midi)],
                 check=True, capture_output=True,
             )
+            normalize_peak(tmp, peak_dbfs)
         return write_atomic(path, render)
     finally:
         with_midi.unlink(missing_ok=True)
 
 
+def normalize_peak(path: str | os.PathLike, peak_dbfs: float = WAV_PEAK_DBFS) -> float:
+    """Scale a 16-bit PCM WAV file in place so that its highest sample is at `peak_dbfs`.
+
+    Returns the gain applied (1 for a silent file). dBFS: 20 log10(|x| / 32768).
+    """
+    import wave
+
+    with wave.open(str(path), "rb") as reader:
+        params = reader.getparams()
+        frames = reader.readframes(params.nframes)
+    if params.sampwidth != 2:
+        raise ValueError(f"{path}: expected 16-bit samples, got {8 * params.sampwidth}-bit")
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64)
+    peak = np.abs(samples).max(initial=0.0)
+    if peak == 0:
+        return 1.0
+    gain = 32768.0 * 10 ** (peak_dbfs / 20) / peak
+    scaled = np.clip(np.round(samples * gain), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as writer:
+        writer.setparams(params)
+        writer.writeframes(scaled.tobytes())
+    return gain
+
+
 def write_codes(
-    out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False
+    out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
+    prompt_end: float | None = None,
 ) -> dict[str, Path]:
-    """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths."""
+    """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths.
+
+    `prompt_end`: the beat where a continuation's prompt ends, marked on the piano roll.
+    """
     out_dir = Path(out_dir)
     music = decode(codes, encoding)
     paths = {
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
-        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem),
+        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end),
     }
     if audio:
         paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)

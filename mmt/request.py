@@ -371,7 +371,8 @@ class Generation:
         runs = [] if overwrite else _read_runs(settings_path)
         first = 0 if overwrite else _next_index(out_dir, self.request.mode)
         stems = [f"{self.request.mode}-{first + k:03d}" for k in range(len(self.samples))]
-        paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio)
+        prompt_end = self.prompt.start_beats if MODES[self.request.mode].takes_prompt else None
+        paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end)
                  for stem, codes in zip(stems, self.samples)]
         runs.append({**self.settings(model_name), "samples": stems})
         write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
