@@ -226,6 +226,37 @@ class Sample:
     name: str
     image: str  # relative to the report
     audio: str | None
+    midi: str | None = None
+    request: str | None = None  # what was asked for, from the settings.json beside it
+
+
+def request_label(run: dict) -> str:
+    """A generation run of `settings.json` in words, e.g. "instrument mode: violin, cello; 16 bars; seed 3"."""
+    parts = [f"{run.get('mode', '?')} mode"]
+    if run.get("instruments"):
+        parts[0] += ": " + ", ".join(map(str, run["instruments"]))
+    if run.get("prompt"):
+        cut = next((f"first {run[k]:g} {k.removeprefix('prompt_')}" for k in ("prompt_bars", "prompt_beats")
+                    if run.get(k) is not None), "whole")
+        parts.append(f"prompt: {cut} of {Path(str(run['prompt'])).name}, ending at beat "
+                     f"{run.get('prompt_ends_at_beat', 0):g}")
+    length = next((f"{run[k]:g} {k} added" for k in ("bars", "beats") if run.get(k) is not None), None)
+    if length:
+        parts.append(length)
+    if run.get("seed") is not None:
+        parts.append(f"seed {run['seed']}")
+    return "; ".join(parts)
+
+
+def _request_labels(folder: Path) -> dict[str, str]:
+    """Sample stem -> request label, from `folder/settings.json` (as `mmt generate` writes it)."""
+    try:
+        runs = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(runs, list):
+        return {}
+    return {stem: request_label(run) for run in runs if isinstance(run, dict) for stem in run.get("samples", [])}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -274,12 +305,14 @@ def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, lim
             except (OSError, ValueError) as error:
                 print(f"mmt analyze: skipping {codes_path}: {error}")
                 continue
-        audio = None
-        wav = image_path.with_suffix(".wav")
-        if wav.is_file():
-            _copy(wav, out_dir / SAMPLE_DIR / f"{stem}.wav")
-            audio = f"{SAMPLE_DIR}/{stem}.wav"
-        samples.append(Sample(name, f"{SAMPLE_DIR}/{stem}.png", audio))
+        copied = {}
+        for suffix in (".wav", ".mid"):
+            source = image_path.with_suffix(suffix)
+            if source.is_file():
+                _copy(source, out_dir / SAMPLE_DIR / f"{stem}{suffix}")
+                copied[suffix] = f"{SAMPLE_DIR}/{stem}{suffix}"
+        label = _request_labels(image_path.parent).get(image_path.stem)
+        samples.append(Sample(name, f"{SAMPLE_DIR}/{stem}.png", copied.get(".wav"), copied.get(".mid"), label))
     return samples
 
 
@@ -663,9 +696,13 @@ def _samples_section(samples_dir, eval_dir, out_dir: Path, encoding, limit: int,
     part += f"<p class='note'>From {html.escape(str(samples_dir))}.</p><div class='samples'>"
     for sample in samples:
         part += f"<div class='sample'><h4>{html.escape(sample.name)}</h4>"
+        if sample.request:
+            part += f"<p class='note'>{html.escape(sample.request)}</p>"
         part += _figure(sample.image, f"piano roll of {sample.name}")
         if sample.audio:
             part += f"<audio controls preload='none' src='{html.escape(sample.audio)}'></audio>"
+        if sample.midi:
+            part += f"<p><a href='{html.escape(sample.midi)}'>MIDI</a></p>"
         part += "</div>"
     return part + "</div>"
 

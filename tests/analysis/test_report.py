@@ -123,12 +123,17 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     from mmt import decode
     write_pianoroll_png(samples / "one.png", decode(codes, Encoding()))
     (samples / "one.wav").write_bytes(b"RIFF....WAVEfmt ")
+    (samples / "one.mid").write_bytes(b"MThd")
+    (samples / "settings.json").write_text(json.dumps([{"mode": "instrument", "instruments": ["violin", "cello"],
+                                                        "bars": 16, "seed": 3, "samples": ["one"]}]))
 
     out = tmp_path / "report"
     status = main(["analyze", str(run_dir), "--data", str(prepared), "--out", str(out), "-n", "3",
                    "--beat-window", "8", "--eval", str(eval_dir), "--samples", str(samples), "--quiet"])
     assert status == 0
     page = check_references(out)
+    assert "instrument mode: violin, cello; 16 bars added; seed 3" in (out / "index.html").read_text()
+    assert "samples/one.mid" in page.links
     images = [src for tag, src in page.sources if tag == "img"]
     audio = [src for tag, src in page.sources if tag == "audio"]
     # training curve, 4 fields x 2 attention plots, 6 embedding plots, 2 samples
@@ -258,3 +263,12 @@ def test_read_log_parses_numbers_and_drops_text(tmp_path):
     assert sorted(log) == ["best", "loss", "step"]
     np.testing.assert_array_equal(log["step"], [1.0, 2.0])
     np.testing.assert_array_equal(log["loss"], [2.5, np.nan])
+
+
+def test_request_label_says_what_a_sample_was_asked_for():
+    from analysis.report import request_label
+
+    run = {"mode": "continuation", "instruments": [], "prompt": "/songs/minuet.mid", "prompt_bars": 8,
+           "prompt_beats": None, "bars": 24, "beats": None, "seed": 0, "prompt_ends_at_beat": 24.0}
+    assert request_label(run) == ("continuation mode; prompt: first 8 bars of minuet.mid, ending at beat 24; "
+                                  "24 bars added; seed 0")
