@@ -141,6 +141,18 @@ def model_path(config: DemoConfig) -> Path:
         raise DemoError(f"{error}; pass --model DIR, or --train to train one") from None
 
 
+def long_piece(data: PreparedData, ids: list[str], beats: float) -> str:
+    """The first piece that lasts at least `beats` beats (so a continuation has music to replace),
+    else the longest."""
+    lengths = {}
+    for piece in ids:
+        music = data.music(piece)
+        lengths[piece] = music.get_end_time() / music.resolution
+        if lengths[piece] >= beats:
+            return piece
+    return max(lengths, key=lengths.get)
+
+
 def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print, model_name: str | None = None) -> Path:
     """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
     from mmt.io import audio_available
@@ -153,7 +165,7 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
         log("audio: fluidsynth or a GM soundfont is missing, so no WAVs "
             "(Debian/Ubuntu: apt-get install fluidsynth fluid-soundfont-gm, or `make audio`)")
     data = PreparedData(config.data)
-    piece = data.split("test")[0]
+    piece = long_piece(data, data.split("test"), config.bars * 4)
     common = {"n_samples": config.n_samples, "sampling": config.sampling, "seed": config.seed}
     requests = [
         GenerationRequest(bars=config.bars, **common),
