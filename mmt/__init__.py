@@ -13,6 +13,7 @@ from mmt.io import (
     write_pianoroll_png,
     write_wav,
 )
+from mmt.meter import Meter
 
 __version__ = "0.1.0"
 
@@ -36,5 +37,5 @@ def __getattr__(name: str):
 __all__ = [
     "FIELDS", "Field", "NoteCol", "RowType", "Encoding", "EncodingError", "encode", "encode_notes",
     "decode", "notes_from_music", "MusicReadError", "read_music", "write_csv", "write_midi",
-    "write_musicxml", "write_pianoroll_png", "write_wav", *_LAZY,
+    "write_musicxml", "write_pianoroll_png", "write_wav", "Meter", *_LAZY,
 ]

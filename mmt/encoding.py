@@ -33,6 +33,7 @@ from mmt.constants import (
     TYPE_NAMES,
 )
 from mmt.files import write_text_atomic
+from mmt.meter import Meter
 
 DEFAULT_TEMPO = 100.0
 DEFAULT_VELOCITY = 64
@@ -289,14 +290,21 @@ def valid_rows(codes: np.ndarray, encoding: Encoding) -> tuple[np.ndarray, np.nd
 def decode(
     codes: np.ndarray,
     encoding: Encoding,
-    tempo: float = DEFAULT_TEMPO,
+    tempo: float | None = None,
     velocity: int = DEFAULT_VELOCITY,
+    meter: Meter | None = None,
 ) -> muspy.Music:
     """Decode rows into a `muspy.Music` with one track per instrument.
 
     Accepts any integer array of width 6 and never raises on bad rows: rows that cannot
     be placed (see `valid_rows`) are skipped. Drums decode as a drum track.
+
+    Args:
+        tempo: quarter notes per minute (default `DEFAULT_TEMPO`); no time signature is set.
+        meter: the piece's time signatures and tempos (`mmt.meter.Meter`), instead of `tempo`.
     """
+    if tempo is not None and meter is not None:
+        raise ValueError("give tempo or meter, not both (a meter carries its own tempos)")
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != 6:
         raise ValueError(f"codes must have shape (L, 6), got {codes.shape}")
@@ -322,9 +330,11 @@ def decode(
                 notes=track_notes,
             )
         )
-    return muspy.Music(
-        resolution=encoding.resolution, tempos=[muspy.Tempo(time=0, qpm=float(tempo))], tracks=tracks
-    )
+    music = muspy.Music(resolution=encoding.resolution, tracks=tracks)
+    if meter is not None:
+        return meter.apply(music)
+    music.tempos = [muspy.Tempo(time=0, qpm=float(DEFAULT_TEMPO if tempo is None else tempo))]
+    return music
 
 
 def describe_rows(codes: np.ndarray, encoding: Encoding) -> list[dict]:
