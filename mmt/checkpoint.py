@@ -269,4 +269,5 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
             problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape, e.g. {', '.join(wrong_shape[:2])}")
         raise CheckpointError(f"{weights}: weights do not match the model in {CONFIG}: " + "; ".join(problems))
     model.load_state_dict(state)
+    model.checkpoint_dir = directory  # where it came from, for records such as an evaluation's
     return model.to(device).eval()

@@ -64,7 +64,7 @@ class Meter:
             beat, qpm = item
             if not (math.isfinite(beat) and beat >= 0) or not (math.isfinite(qpm) and qpm > 0):
                 raise MeterError(f"bad tempo {tuple(item)!r}: need beat >= 0 and qpm > 0")
-            tempos[float(beat)] = float(qpm)
+            tempos[float(beat)] = round(float(qpm), 3)  # MIDI keeps whole microseconds per beat
         object.__setattr__(self, "time_signatures", tuple((b, *signatures[b]) for b in sorted(signatures)))
         object.__setattr__(self, "tempos", tuple((b, tempos[b]) for b in sorted(tempos)))
 
