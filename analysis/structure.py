@@ -16,8 +16,8 @@ A piece is rendered to audio (fluidsynth and a GM soundfont, `mmt.io.write_wav`)
    programming with an "elevator" column between paths), its score (less the segment's
    trivial self-path) normalised by the family's length in cells, its coverage (less the
    segment's length) normalised by the piece's length, and fitness = their harmonic mean;
-4. SI(l, u) = the largest fitness of segments lasting l to u seconds (frames
-   `int(2 l) - 1` to `int(2 u)` - 1 of the length axis; 0 when the piece is shorter):
+4. SI(l, u) = the largest fitness of segments lasting l to u seconds, both included (rows
+   `int(2 l) - 1` to `int(2 u) - 1` of the length axis; 0 when the piece is shorter):
    SI_short = SI(3, 8), SI_mid = SI(8, 15), SI_long = SI(15, 128).
 
 SI lies in [0, 1]; higher means a segment of that timescale repeats more (and more
@@ -283,17 +283,17 @@ def structure_indicators_from_audio(audio: np.ndarray, sample_rate: int = SAMPLE
 
 def render_audio(music: muspy.Music, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """`music` rendered by fluidsynth (`mmt.io.write_wav`), as a mono float signal."""
-    import librosa
+    import soundfile
 
     from mmt.io import write_wav
 
     folder = Path(tempfile.mkdtemp(prefix="mmt-si-"))
     try:
         path = write_wav(folder / "piece.wav", music, sample_rate=sample_rate)
-        audio, _ = librosa.load(path, sr=sample_rate, mono=True)
+        audio, _ = soundfile.read(path, dtype="float32", always_2d=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return audio
+    return audio.mean(axis=1)  # mono, as librosa.load makes it
 
 
 def structure_indicators(music: muspy.Music) -> dict[str, float]:

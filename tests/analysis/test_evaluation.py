@@ -11,6 +11,8 @@ import pytest
 
 from analysis.evaluation import (
     EvaluationConfig,
+    bar_cut,
+    evaluate,
     mean_ci,
     parse_mode,
     read_metrics_csv,
@@ -18,9 +20,11 @@ from analysis.evaluation import (
     trim_music,
 )
 from analysis.metrics import METRICS, compute_metrics
-from mmt import Encoding, decode, encode_notes
+from analysis.structure import SI_METRICS
+from mmt import Encoding, Meter, decode, encode_notes
 from mmt.cli import main
 from mmt.constants import DRUM_PROGRAM, NoteCol
+from mmt.meter import meter_path
 
 RES = 12
 
@@ -48,6 +52,20 @@ TRIADS = notes_array(
 DRUMS = notes_array(
     [(4 * bar, 0, 60, 2 * RES, 0) for bar in range(8)] + [(beat, 0, 36, 1, DRUM_PROGRAM) for beat in range(32)]
 )
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A tiny random model saved as a checkpoint directory."""
+    import torch
+
+    from mmt.checkpoint import save_model
+    from mmt.config import ModelConfig
+    from mmt.model import MusicTransformer
+
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(dim=32, depth=1, heads=2, max_seq_len=64, pos_emb="rotary"), Encoding())
+    return save_model(model, tmp_path / "tiny")
 
 
 @pytest.fixture
@@ -184,3 +202,79 @@ def test_bad_arguments_get_clear_errors(prepared, tmp_path, capsys, argv, messag
     argv = [a.format(data=prepared, out=tmp_path / "eval") for a in argv]
     assert main(["evaluate", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- meters and SI
+# piece "waltz": 22 bars of 3/4, C E G one per beat. In its own bars: H1 = log2 3, GS = 1,
+# 3 notes a bar; cut into 4/4 bars it would read C E G C | E G C E ... (H1 1.5, GS < 1).
+WALTZ = notes_array([(beat, 0, (60, 64, 67)[beat % 3], RES, 0) for beat in range(66)])
+WALTZ_METER = Meter(time_signatures=((0, 3, 4),), tempos=((0, 150.0),))
+
+
+@pytest.fixture
+def waltz_data(tmp_path):
+    """A prepared directory holding the waltz with its meter and the triads without one."""
+    root = tmp_path / "waltz-data"
+    (root / "notes").mkdir(parents=True)
+    Encoding().save(root / "encoding.json")
+    np.save(root / "notes" / "waltz.npy", WALTZ)
+    np.save(root / "notes" / "triads.npy", TRIADS)
+    WALTZ_METER.save(meter_path(root, "waltz"))
+    (root / "test.txt").write_text("waltz\ntriads\n")
+    return root
+
+
+def test_bar_cut_keeps_whole_bars_of_the_pieces_meter():
+    waltz = WALTZ_METER.apply(muspy.Music(resolution=RES))
+    assert bar_cut(waltz, 64) == 63.0  # 21 bars of 3/4
+    assert bar_cut(muspy.Music(resolution=RES), 64) == 64.0  # 16 bars of 4/4
+    assert bar_cut(Meter(((0, 5, 4),)).apply(muspy.Music(resolution=RES)), 3) == 3.0  # a first bar longer than the cut
+
+
+def test_ground_truth_is_cut_into_its_own_bars_and_a_missing_meter_is_reported(waltz_data, tmp_path):
+    out = tmp_path / "eval"
+    result = evaluate(waltz_data, out, None, progress=False)
+    waltz, triads = result.rows
+    assert waltz["h1"] == pytest.approx(math.log2(3))
+    assert waltz["gs"] == 1.0
+    assert waltz["notes_per_bar"] == 3.0  # 63 beats kept: 21 bars of 3 notes
+    assert triads["h1"] == pytest.approx(math.log2(3)) and triads["notes_per_bar"] == 12.0  # 4/4 assumed
+    table = (out / "metrics.md").read_text()
+    assert "Bars: ground-truth in each piece's own meter (first time signatures: 3/4 ×1, unknown ×1)." in table
+    assert "1 piece(s) of" in table and "have no meter file" in table
+    assert result.notes and "Run `mmt prepare` on the folder again" in result.notes[0]
+
+
+def test_continuations_keep_the_pieces_meter_and_the_model_is_named_with_its_hash(waltz_data, tmp_path, tiny_model):
+    out = tmp_path / "eval"
+    config = EvaluationConfig(n_beats=16, modes=("unconditioned", "continuation-4"), max_new_rows=40)
+    result = evaluate(waltz_data, out, str(tiny_model), n=1, config=config, progress=False)
+    rows = {row["mode"]: row for row in result.rows}
+    encoding = Encoding()
+    for mode, meter in (("continuation-4", WALTZ_METER), ("unconditioned", None)):
+        music = decode(np.load(out / "samples" / mode / "waltz.npy"), encoding, meter=meter)
+        expected = compute_metrics(trim_music(music, bar_cut(music, 16)))
+        assert rows[mode]["notes_per_bar"] == pytest.approx(expected["notes_per_bar"], nan_ok=True), mode
+        assert rows[mode]["h1"] == pytest.approx(expected["h1"], nan_ok=True), mode
+    table = (out / "metrics.md").read_text()
+    assert "ground-truth, continuation-4 in each piece's own meter (first time signatures: 3/4 ×1); " \
+           "unconditioned in 4/4, the model's default." in table
+    recorded = json.loads((tiny_model / "config.json").read_text())["weights_sha256"][:16]
+    assert f"Model: {tiny_model} (weights sha256 {recorded})." in table
+
+
+def test_si_columns_are_added_with_si_and_skipped_with_a_message_without_fluidsynth(prepared, tmp_path, monkeypatch):
+    from analysis import evaluation
+
+    monkeypatch.setattr(evaluation, "si_unavailable_reason", lambda: None)
+    monkeypatch.setattr(evaluation, "structure_indicators",
+                        lambda music: {"si_short": 0.5, "si_mid": 0.25, "si_long": 0.0})
+    result = evaluate(prepared, tmp_path / "with", None, config=EvaluationConfig(si=True), progress=False)
+    assert list(read_metrics_csv(tmp_path / "with" / "metrics.csv")[0]) == ["id", "mode", *METRICS, *SI_METRICS]
+    assert [row["si_short"] for row in result.rows] == [0.5, 0.5]
+    assert "| si_mid | 0.250 ± 0.000 |" in (tmp_path / "with" / "metrics.md").read_text()
+
+    monkeypatch.setattr(evaluation, "si_unavailable_reason", lambda: "SI needs audio: fluidsynth is missing")
+    assert main(["evaluate", "-", "--data", str(prepared), "--out", str(tmp_path / "without"), "--si", "--quiet"]) == 0
+    assert list(read_metrics_csv(tmp_path / "without" / "metrics.csv")[0]) == ["id", "mode", *METRICS]
+    assert "SI not computed: SI needs audio: fluidsynth is missing." in (tmp_path / "without" / "metrics.md").read_text()
