@@ -179,7 +179,10 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
     instrument's 0-based MIDI program where music21 knows it, else one inferred from the
     part's name (`program_from_name`), else 0 (piano). Tied notes are merged exactly as
     music21's `stripTies` merges them (see `_tie_plan`); grace notes, unpitched notes and
-    chord symbols (`harmony.Harmony`, annotations rather than notes) are skipped.
+    chord symbols (`harmony.Harmony`, annotations rather than notes) are skipped. Every
+    time signature is kept, and the first metronome mark's tempo; a score opening with a
+    pickup measure gets bar lines at 0 and at the pickup's end (`mmt.Meter.from_music`
+    reads them as its pickup).
     """
     import music21
 
@@ -206,18 +209,26 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
         if notes:
             notes.sort(key=lambda n: (n.time, n.pitch))
             tracks.append(muspy.Track(program=program if program is not None else 0, name=name, notes=notes))
-    time_signatures = []
+    time_signatures: dict[int, muspy.TimeSignature] = {}  # every change; the first part's wins a tie
     for ts in stream.recurse().getElementsByClass(music21.meter.TimeSignature):
         offset = int(round(float(ts.getOffsetInHierarchy(stream)) * resolution))
-        time_signatures.append(muspy.TimeSignature(time=offset, numerator=ts.numerator, denominator=ts.denominator))
-        break
+        time_signatures.setdefault(offset, muspy.TimeSignature(time=offset, numerator=ts.numerator,
+                                                               denominator=ts.denominator))
+    # A pickup (anacrusis): the first measure is short; its end is the first bar line.
+    barlines = []
+    first = parts[0].getElementsByClass(music21.stream.Measure).first()
+    if first is not None and first.paddingLeft > 0:
+        pickup = float(first.barDuration.quarterLength) - float(first.paddingLeft)
+        if pickup > 0:
+            barlines = [muspy.Barline(time=0), muspy.Barline(time=int(round(pickup * resolution)))]
     tempos = []
     for mark in stream.recurse().getElementsByClass(music21.tempo.MetronomeMark):
         bpm = mark.getQuarterBPM()
         if bpm:
             tempos.append(muspy.Tempo(time=0, qpm=float(bpm)))
             break
-    return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=time_signatures, tracks=tracks)
+    return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=sorted(
+        time_signatures.values(), key=lambda ts: ts.time), barlines=barlines, tracks=tracks)
 
 
 def _tie_plan(stream, merged: dict[int, object], deleted: set[int]) -> None:

@@ -9,13 +9,15 @@ signature and tempo instead of assuming 4/4.
     meter.apply(other_music)                 # or put it on any Music
     meter.bar_start(8)                       # the beat where bar 8 starts (after 8 bars)
 
-Bars: the first time signature applies from beat 0 (4/4 when the piece states none),
-each later one starts a new bar at its own beat (cutting the current bar short), and a
-bar of n/d lasts `n * 4 / d` quarter-note beats.
+Bars: a pickup (anacrusis) of p beats is a first bar of p beats; then the first time
+signature applies (from beat 0 without a pickup; 4/4 when the piece states none), each
+later one starts a new bar at its own beat (cutting the current bar short), and a bar of
+n/d lasts `n * 4 / d` quarter-note beats.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -45,12 +47,14 @@ class Meter:
     Attributes:
         time_signatures: (beat, numerator, denominator), sorted by beat. Empty: the piece
             states none (bars of 4/4).
-        tempos: (beat, quarter notes per minute), sorted by beat. Empty: the piece states
-            none (players assume 120).
+        tempos: (beat, quarter notes per minute, to a thousandth), sorted by beat. Empty:
+            the piece states none (players assume 120).
+        pickup: beats before the first bar line (an anacrusis); 0 for none.
     """
 
     time_signatures: tuple[tuple[float, int, int], ...] = ()
     tempos: tuple[tuple[float, float], ...] = ()
+    pickup: float = 0.0
 
     def __post_init__(self) -> None:
         signatures = {}
@@ -65,26 +69,39 @@ class Meter:
             if not (math.isfinite(beat) and beat >= 0) or not (math.isfinite(qpm) and qpm > 0):
                 raise MeterError(f"bad tempo {tuple(item)!r}: need beat >= 0 and qpm > 0")
             tempos[float(beat)] = round(float(qpm), 3)  # MIDI keeps whole microseconds per beat
+        if not (math.isfinite(self.pickup) and self.pickup >= 0):
+            raise MeterError(f"bad pickup {self.pickup!r}: need beats >= 0")
+        object.__setattr__(self, "pickup", float(self.pickup))
         object.__setattr__(self, "time_signatures", tuple((b, *signatures[b]) for b in sorted(signatures)))
         object.__setattr__(self, "tempos", tuple((b, tempos[b]) for b in sorted(tempos)))
 
     # ------------------------------------------------------------------ Music
     @classmethod
     def from_music(cls, music: muspy.Music) -> "Meter":
-        """The time signatures and tempos a `muspy.Music` states (ticks -> beats)."""
+        """The time signatures, tempos and pickup a `muspy.Music` states (ticks -> beats).
+
+        The pickup is read from the bar lines (`music.barlines`, which `mmt.read_music`
+        sets for a score that opens with one): a first bar line after 0 that comes
+        before the first bar's end.
+        """
         resolution = music.resolution or 1
-        return cls(
+        meter = cls(
             time_signatures=tuple(
                 (max(ts.time, 0) / resolution, ts.numerator, ts.denominator) for ts in music.time_signatures
             ),
             tempos=tuple((max(t.time, 0) / resolution, t.qpm) for t in music.tempos),
         )
+        lines = sorted(barline.time for barline in music.barlines if barline.time > 0)
+        if lines and lines[0] / resolution < meter.beats_per_bar(0.0):
+            meter = dataclasses.replace(meter, pickup=lines[0] / resolution)
+        return meter
 
     def apply(self, music: muspy.Music) -> muspy.Music:
-        """Replace `music`'s time signatures and tempos by this meter's (in place); returns `music`.
+        """Replace `music`'s time signatures, tempos and bar lines by this meter's (in place); returns `music`.
 
         Beats become ticks at `music.resolution` (rounded). With no tempo stated, `music`
-        keeps none.
+        keeps none. The bar lines are those of the pickup (at 0 and at its end), else none.
+        MIDI files keep time signatures and tempos, not bar lines.
         """
         resolution = music.resolution
         music.time_signatures = [
@@ -92,11 +109,13 @@ class Meter:
             for beat, n, d in self.time_signatures
         ]
         music.tempos = [muspy.Tempo(time=round(beat * resolution), qpm=qpm) for beat, qpm in self.tempos]
+        music.barlines = ([muspy.Barline(time=0), muspy.Barline(time=round(self.pickup * resolution))]
+                          if self.pickup > 0 else [])
         return music
 
     # ------------------------------------------------------------------ bars
     def time_signature_at(self, beat: float = 0.0) -> tuple[int, int]:
-        """(numerator, denominator) in force at `beat` (the first one also before it; 4/4 by default)."""
+        """(numerator, denominator) in force at `beat` (the first one also before it and in a pickup; 4/4 by default)."""
         current = self.time_signatures[0][1:] if self.time_signatures else DEFAULT_TIME_SIGNATURE
         for start, numerator, denominator in self.time_signatures:
             if start > beat:
@@ -116,6 +135,11 @@ class Meter:
         """
         changes = [(b, n * 4 / d) for b, n, d in self.time_signatures] or [(0.0, 4.0)]
         changes[0] = (0.0, changes[0][1])
+        if self.pickup > 0:
+            starts = {0.0: self.pickup}
+            for beat, length in changes:  # the bars of a signature stated before the pickup's end start there
+                starts[max(beat, self.pickup)] = length
+            changes = sorted(starts.items())
         for k, (start, length) in enumerate(changes):
             stop = changes[k + 1][0] if k + 1 < len(changes) else math.inf
             for index in itertools.count():
@@ -152,18 +176,19 @@ class Meter:
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict:
         return {"time_signatures": [list(ts) for ts in self.time_signatures],
-                "tempos": [list(t) for t in self.tempos]}
+                "tempos": [list(t) for t in self.tempos], "pickup": self.pickup}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "Meter":
         if not isinstance(data, dict):
             raise MeterError(f"{source}: a meter is a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"time_signatures", "tempos"})
+        unknown = sorted(set(data) - {"time_signatures", "tempos", "pickup"})
         if unknown:
             raise MeterError(f"{source}: unknown meter key(s): {', '.join(unknown)}")
         try:
             return cls(time_signatures=tuple(tuple(ts) for ts in data.get("time_signatures", ())),
-                       tempos=tuple(tuple(t) for t in data.get("tempos", ())))
+                       tempos=tuple(tuple(t) for t in data.get("tempos", ())),
+                       pickup=float(data.get("pickup", 0.0)))
         except (TypeError, ValueError) as error:
             raise MeterError(f"{source}: {error}") from None
 

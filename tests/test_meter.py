@@ -56,9 +56,26 @@ def test_a_change_inside_a_bar_cuts_it_short_and_the_first_signature_applies_fro
     assert starts.tolist() == [0, 4, 6, 9] and lengths.tolist() == [4, 2, 3, 3]
 
 
+def test_a_pickup_is_a_short_first_bar_and_travels_as_bar_lines():
+    meter = Meter(time_signatures=((0, 4, 4),), pickup=1.0)
+    starts, lengths = meter.bars(10)
+    assert starts.tolist() == [0, 1, 5, 9] and lengths.tolist() == [1, 4, 4, 4]
+    assert meter.bar_start(2) == 5.0 and meter.bar_floor(8) == 5.0
+    music = meter.apply(muspy.Music(resolution=12))
+    assert [b.time for b in music.barlines] == [0, 12]
+    assert Meter.from_music(music) == meter
+    # bar lines a whole bar apart are no pickup
+    full = muspy.Music(resolution=12, barlines=[muspy.Barline(0), muspy.Barline(48), muspy.Barline(96)])
+    assert Meter.from_music(full).pickup == 0.0
+
+
 def test_meters_save_and_load_and_bad_ones_name_the_file(tmp_path):
     path = WALTZ_THEN_MARCH.save(tmp_path / "m.json")
     assert Meter.load(path) == WALTZ_THEN_MARCH
+    assert path.read_text() == ('{"time_signatures": [[0.0, 3, 4], [6.0, 2, 4]], '
+                                '"tempos": [[0.0, 90.0], [8.0, 120.0]], "pickup": 0.0}\n')
+    (tmp_path / "old.json").write_text('{"time_signatures": [[0, 6, 8]]}')  # keys may be left out
+    assert Meter.load(tmp_path / "old.json") == Meter(((0, 6, 8),))
     (tmp_path / "bad.json").write_text('{"time_signatures": [[0, 0, 4]]}')
     with pytest.raises(MeterError, match=r"bad.json: bad time signature \(0, 0, 4\)"):
         Meter.load(tmp_path / "bad.json")

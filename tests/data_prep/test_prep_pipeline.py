@@ -50,7 +50,8 @@ def test_hand_written_midi_gives_literal_notes(tmp_path):
     assert Encoding.load(out / "encoding.json") == Encoding()
     # the meter beside the notes: no time signature in the file (4/4 bars), 500,000 us a beat
     assert json.loads((out / "meters" / "piece.mid.json").read_text()) == {"time_signatures": [],
-                                                                          "tempos": [[0.0, 120.0]]}
+                                                                          "tempos": [[0.0, 120.0]],
+                                                                          "pickup": 0.0}
     assert json.loads((out / "prepare.json").read_text()) == {
         "dataset": "folder", "resolution": 12, "min_notes": 4, "min_beats": 4, "max_beats": 10000,
         "max_file_mb": 32.0, "timeout_s": 300.0}
