@@ -32,7 +32,7 @@ from mmt.constants import (
     RowType,
     TYPE_NAMES,
 )
-from mmt.files import write_text_atomic
+from mmt.files import read_json, write_text_atomic
 from mmt.meter import Meter
 
 DEFAULT_TEMPO = 100.0
@@ -167,14 +167,7 @@ class Encoding:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Encoding":
         """Read an encoding written by `save`; a bad file raises `EncodingError` naming it."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise EncodingError(f"{path}: no such encoding file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise EncodingError(f"{path}: not valid JSON ({error})") from error
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, EncodingError, "encoding"), source=str(path))
 
 
 # ---------------------------------------------------------------------- encoding

@@ -29,7 +29,7 @@ from typing import Iterator
 import muspy
 import numpy as np
 
-from mmt.files import write_text_atomic
+from mmt.files import read_json, write_text_atomic
 
 DEFAULT_TIME_SIGNATURE: tuple[int, int] = (4, 4)
 METER_DIR = "meters"
@@ -199,14 +199,7 @@ class Meter:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Meter":
         """Read a meter file; errors name the file."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MeterError(f"{path}: no such meter file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise MeterError(f"{path}: not valid JSON ({error})") from error
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, MeterError, "meter"), source=str(path))
 
 
 def meter_path(data_dir: str | os.PathLike, piece_id: str) -> Path:

@@ -68,18 +68,24 @@ def tiny_model(tmp_path):
     return save_model(model, tmp_path / "tiny")
 
 
+def write_prepared(root, pieces: dict, splits: dict, meters: dict | None = None):
+    """A prepared directory as `mmt prepare` writes it: notes, meters, split lists, encoding."""
+    (root / "notes").mkdir(parents=True)
+    Encoding().save(root / "encoding.json")
+    for piece_id, notes in pieces.items():
+        np.save(root / "notes" / f"{piece_id}.npy", notes)
+    for piece_id, meter in (meters or {}).items():
+        meter.save(meter_path(root, piece_id))
+    for split, ids in splits.items():
+        (root / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
 @pytest.fixture
 def prepared(tmp_path):
     """A prepared directory: two good test pieces, one missing, one train piece."""
-    root = tmp_path / "prepared"
-    (root / "notes").mkdir(parents=True)
-    Encoding().save(root / "encoding.json")
-    np.save(root / "notes" / "triads.npy", TRIADS)
-    np.save(root / "notes" / "drums.npy", DRUMS)
-    np.save(root / "notes" / "train-piece.npy", DRUMS[:3])
-    (root / "test.txt").write_text("triads\ndrums\nmissing\n")
-    (root / "train.txt").write_text("train-piece\n")
-    (root / "valid.txt").write_text("")
+    root = write_prepared(tmp_path / "prepared", {"triads": TRIADS, "drums": DRUMS, "train-piece": DRUMS[:3]},
+                          {"test": ["triads", "drums", "missing"], "train": ["train-piece"], "valid": []})
     return root
 
 
@@ -214,14 +220,8 @@ WALTZ_METER = Meter(time_signatures=((0, 3, 4),), tempos=((0, 150.0),))
 @pytest.fixture
 def waltz_data(tmp_path):
     """A prepared directory holding the waltz with its meter and the triads without one."""
-    root = tmp_path / "waltz-data"
-    (root / "notes").mkdir(parents=True)
-    Encoding().save(root / "encoding.json")
-    np.save(root / "notes" / "waltz.npy", WALTZ)
-    np.save(root / "notes" / "triads.npy", TRIADS)
-    WALTZ_METER.save(meter_path(root, "waltz"))
-    (root / "test.txt").write_text("waltz\ntriads\n")
-    return root
+    return write_prepared(tmp_path / "waltz-data", {"waltz": WALTZ, "triads": TRIADS}, {"test": ["waltz", "triads"]},
+                          {"waltz": WALTZ_METER})
 
 
 def test_bar_cut_keeps_whole_bars_of_the_pieces_meter():
