@@ -49,16 +49,22 @@ METRICS: tuple[str, ...] = (
 """The columns of `compute_metrics`, in table order."""
 
 METRIC_DESCRIPTIONS: dict[str, str] = {
-    "h1": "pitch-class entropy over 1-bar windows, bits [MusDr]",
-    "h4": "pitch-class entropy over 4-bar windows (the whole piece when shorter), bits [MusDr]",
-    "gs": "grooving pattern similarity over all pairs of bars, 16 onset slots per beat [MusDr]",
-    "pitch_class_entropy": "muspy.pitch_class_entropy: whole-piece pitch-class entropy, bits",
-    "scale_consistency": "muspy.scale_consistency: largest in-scale note rate over major/minor scales",
-    "groove_consistency": "muspy.groove_consistency: 1 - mean Hamming distance of neighbouring bars",
-    "notes_per_bar": "notes (drums included) per bar",
+    "h1": "MusDr's H1: pitch-class entropy of each bar's notes, mean over bars, bits (0 to 3.58); "
+          "higher: more pitch classes mixed within a bar",
+    "h4": "MusDr's H4: the same over 4-bar windows sliding by a bar (the whole piece when shorter); "
+          "higher: less tonal focus over a phrase",
+    "gs": "MusDr's GS: 1 - the share of onset slots (16 per beat) in which two bars differ, mean over all "
+          "pairs of bars (0 to 1); higher: the bars share one rhythm",
+    "pitch_class_entropy": "muspy's pitch-class entropy of the whole piece, bits; higher: more pitch classes, "
+                           "more evenly used",
+    "scale_consistency": "muspy's scale consistency: the largest share of notes in one major or minor scale "
+                         "(0 to 1); higher: more diatonic",
+    "groove_consistency": "muspy's groove consistency: 1 - mean Hamming distance of neighbouring bars' onsets "
+                          "on the file's tick grid (0 to 1); higher: steadier rhythm from bar to bar",
+    "notes_per_bar": "notes (drums included) per bar; higher: denser",
     "n_instruments": "tracks with at least one note",
-    "polyphony": "muspy.polyphony: mean number of pitches sounding when any sounds",
-    "empty_bar_rate": "fraction of bars in which no note sounds [MuseGAN]",
+    "polyphony": "muspy's polyphony: mean number of pitches sounding when any sounds; higher: fuller chords",
+    "empty_bar_rate": "share of bars in which no note sounds [MuseGAN]; higher: more silence",
 }
 
 GS_SLOTS_PER_BEAT = 16

@@ -48,9 +48,10 @@ SI_METRICS: tuple[str, ...] = ("si_short", "si_mid", "si_long")
 SI_TIMESCALES: dict[str, tuple[float, float]] = {"si_short": (3, 8), "si_mid": (8, 15), "si_long": (15, 128)}
 """Seconds (lower, upper) of each SI, MusDr's `--timescale_bounds 3 8 15` (and its upper 128)."""
 SI_DESCRIPTIONS: dict[str, str] = {
-    "si_short": "structureness indicator, 3-8 s segments: largest fitness in the audio's scape plot [MusDr]",
-    "si_mid": "structureness indicator, 8-15 s segments [MusDr]",
-    "si_long": "structureness indicator, segments of 15 s and longer [MusDr]",
+    "si_short": "MusDr's SI_short: the largest fitness of 3-8 s segments in the fitness scape plot of the piece "
+                "rendered to audio (0 to 1); higher: a short segment repeats more across the piece",
+    "si_mid": "MusDr's SI_mid: the same for 8-15 s segments",
+    "si_long": "MusDr's SI_long: the same for segments of 15 s and longer (0 when the piece is shorter)",
 }
 
 SAMPLE_RATE = 22050
