@@ -184,10 +184,13 @@ def trim_music(music: muspy.Music, n_beats: float) -> muspy.Music:
     """A copy of `music` cut to its first `n_beats` beats.
 
     Notes starting at or after the cut are dropped; the others are shortened to end at
-    the cut at the latest. Tracks, time signatures and tempos are kept.
+    the cut at the latest. Tracks are kept, and the time signatures, tempos and bar lines
+    before the cut.
     """
     cut = round(n_beats * music.resolution)
     trimmed = copy.deepcopy(music)
+    for events in (trimmed.time_signatures, trimmed.tempos, trimmed.barlines):
+        events[:] = [event for event in events if event.time < cut]
     for track in trimmed.tracks:
         track.notes = [
             muspy.Note(time=n.time, pitch=n.pitch, duration=min(n.duration, cut - n.time), velocity=n.velocity)

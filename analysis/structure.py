@@ -36,6 +36,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
 import tempfile
@@ -81,7 +82,7 @@ def si_unavailable_reason() -> str | None:
     try:
         import librosa  # noqa: F401
     except ImportError:
-        return "SI needs librosa for chroma: `pip install librosa` (or `pip install -e .[dev]`)"
+        return "SI needs librosa for chroma: `pip install librosa soundfile` (the `si` extra: `pip install -e .[si]`)"
     return None
 
 
@@ -283,11 +284,16 @@ def structure_indicators_from_audio(audio: np.ndarray, sample_rate: int = SAMPLE
 
 
 def render_audio(music: muspy.Music, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """`music` rendered by fluidsynth (`mmt.io.write_wav`), as a mono float signal."""
+    """`music` rendered by fluidsynth (`mmt.io.write_wav`) up to its last note's end, as a mono float signal."""
     import soundfile
 
     from mmt.io import write_wav
 
+    # Events after the last note would lengthen the MIDI file, and the audio, with silence.
+    end = max((note.time + note.duration for track in music.tracks for note in track.notes), default=0)
+    music = copy.deepcopy(music)
+    for events in (music.time_signatures, music.tempos, music.key_signatures, music.barlines):
+        events[:] = [event for event in events if event.time < end]
     folder = Path(tempfile.mkdtemp(prefix="mmt-si-"))
     try:
         path = write_wav(folder / "piece.wav", music, sample_rate=sample_rate)

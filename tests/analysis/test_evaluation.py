@@ -101,6 +101,8 @@ def test_trim_drops_late_notes_and_shortens_held_ones():
     )
     trimmed = trim_music(music, 4)
     assert [(n.time, n.pitch, n.duration) for n in trimmed.tracks[0].notes] == [(0, 60, 12), (40, 62, 8)]
+    music.tempos = [muspy.Tempo(time=0, qpm=90.0), muspy.Tempo(time=48, qpm=60.0)]
+    assert [t.time for t in trim_music(music, 4).tempos] == [0]  # events after the cut go too
     assert len(music.tracks[0].notes) == 3  # the original is untouched
 
 

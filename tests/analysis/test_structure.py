@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from analysis.structure import (
+    SAMPLE_RATE,
     SI_METRICS,
     fitness_scape_plot,
+    render_audio,
     si_unavailable_reason,
     structure_indicators,
     structureness,
@@ -74,5 +76,10 @@ def test_a_repeated_phrase_is_more_structured_than_random_notes():
     # 4 s phrases repeated over 24 s: a strong short-timescale structure; random notes have little
     assert repeated["si_short"] > 0.6 and random["si_short"] < 0.35
     assert repeated["si_mid"] > random["si_mid"]
+    # a time signature long after the last note does not lengthen the audio with silence
+    late = phrase_music(repeat=True)
+    late.time_signatures.append(muspy.TimeSignature(time=12 * 1000, numerator=3, denominator=4))
+    assert len(render_audio(late)) / SAMPLE_RATE < 30
+    assert structure_indicators(late) == repeated
     empty = structure_indicators(muspy.Music(resolution=12, tracks=[muspy.Track(program=0)]))
     assert all(math.isnan(value) for value in empty.values())
