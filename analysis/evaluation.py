@@ -8,8 +8,16 @@ metrics of `analysis.metrics` on
 - `instrument`: a sample whose header is the piece's instruments;
 - `continuation-<B>`: a sample continuing the piece's first B beats (prompt included);
 
-every one trimmed to the same length (`n_beats`, 64 by default as in the MMT paper): notes
-starting at or after the cut are dropped, the others end at the cut at the latest.
+every one trimmed to the same length (`n_beats`, 64 by default as in the MMT paper), cut at
+the last bar line at or before it (`bar_cut`): notes starting at or after the cut are
+dropped, the others end at the cut at the latest.
+
+Bars. The ground truth and its continuations are cut into the piece's own bars (its
+time signatures, kept by `mmt prepare` in `meters/<id>.json`); unconditioned and
+instrument samples have no meter of their own and take the model's default, 4/4. A data
+directory prepared before meters were kept gives 4/4 for every piece, and `metrics.md`
+says so. With `si`, the structureness indicators (`analysis.structure`) are computed
+from each trimmed piece rendered to audio with fluidsynth.
 
 It writes to its output folder `metrics.csv` (one row per sample: id, mode, every metric),
 `metrics.md` (mean and 95% confidence interval per mode and metric), `settings.json`
@@ -41,9 +49,11 @@ import numpy as np
 
 from analysis import AnalysisError
 from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
+from analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic
+from mmt.meter import Meter
 from mmt.prepared import PreparedData
 from mmt.request import MODES, GenerationRequest, run
 
@@ -68,6 +78,7 @@ class EvaluationConfig:
         seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
         sampling: sampling settings that override the model's defaults (e.g. {"top_p": 0.9}).
         max_new_rows: the most rows generated per sample.
+        si: also compute SI_short/SI_mid/SI_long from audio (needs fluidsynth and librosa).
     """
 
     n_beats: int = 64
@@ -75,6 +86,7 @@ class EvaluationConfig:
     seed: int = 0
     sampling: dict = field(default_factory=dict)
     max_new_rows: int = 1024
+    si: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modes", tuple(self.modes))
@@ -105,6 +117,7 @@ class EvaluationResult:
     summary: dict[str, dict[str, tuple[float, float, int]]]
     failures: list[dict] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- pieces and modes
@@ -129,14 +142,27 @@ def header_instruments(codes: np.ndarray, encoding: Encoding) -> list[str]:
     return [encoding.instruments[int(code) - 1] for code in header]
 
 
-def trim_music(music: muspy.Music, n_beats: int) -> muspy.Music:
+def bar_cut(music: muspy.Music, n_beats: float) -> float:
+    """Where to trim `music` to at most `n_beats` beats: the last bar line at or before it.
+
+    Bars follow `music`'s time signatures (4/4 without one): 64 beats keep 16 bars of 4/4,
+    21 bars of 3/4 (63 beats). A first bar longer than `n_beats` is cut at `n_beats`.
+    """
+    cut = Meter.from_music(music).bar_floor(n_beats)
+    return cut if cut > 0 else float(n_beats)
+
+
+def trim_music(music: muspy.Music, n_beats: float) -> muspy.Music:
     """A copy of `music` cut to its first `n_beats` beats.
 
     Notes starting at or after the cut are dropped; the others are shortened to end at
-    the cut at the latest. Tracks, time signatures and tempos are kept.
+    the cut at the latest. Tracks are kept, and the time signatures, tempos and bar lines
+    before the cut.
     """
-    cut = n_beats * music.resolution
+    cut = round(n_beats * music.resolution)
     trimmed = copy.deepcopy(music)
+    for events in (trimmed.time_signatures, trimmed.tempos, trimmed.barlines):
+        events[:] = [event for event in events if event.time < cut]
     for track in trimmed.tracks:
         track.notes = [
             muspy.Note(time=n.time, pitch=n.pitch, duration=min(n.duration, cut - n.time), velocity=n.velocity)
@@ -182,10 +208,11 @@ def mean_ci(values: Iterable[float]) -> tuple[float, float, int]:
     return mean, float(Z_95 * data.std(ddof=1) / math.sqrt(n)), n
 
 
-def summarize(rows: Sequence[dict], modes: Sequence[str]) -> dict[str, dict[str, tuple[float, float, int]]]:
+def summarize(rows: Sequence[dict], modes: Sequence[str],
+              names: Sequence[str] = METRICS) -> dict[str, dict[str, tuple[float, float, int]]]:
     """mode -> metric -> (mean, 95% half-width, n) over the rows of that mode."""
     return {
-        mode: {name: mean_ci(row[name] for row in rows if row["mode"] == mode) for name in METRICS}
+        mode: {name: mean_ci(row[name] for row in rows if row["mode"] == mode) for name in names}
         for mode in modes
     }
 
@@ -197,16 +224,17 @@ def _format_cell(mean: float, half: float, n: int, n_samples: int) -> str:
     return text if n == n_samples else f"{text} (n={n})"
 
 
-def markdown_table(rows: Sequence[dict], modes: Sequence[str]) -> str:
+def markdown_table(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str] = METRICS) -> str:
     """Mean ± 95% CI half-width per metric (rows) and mode (columns), as Markdown."""
-    summary = summarize(rows, modes)
+    summary = summarize(rows, modes, names)
+    descriptions = {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS}
     counts = {mode: sum(1 for row in rows if row["mode"] == mode) for mode in modes}
     lines = [
         "| metric | " + " | ".join(modes) + " |",
         "|---|" + "---|" * len(modes),
         "| samples | " + " | ".join(str(counts[mode]) for mode in modes) + " |",
     ]
-    for name in METRICS:
+    for name in names:
         cells = [_format_cell(*summary[mode][name], counts[mode]) for mode in modes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     notes = [
@@ -214,7 +242,13 @@ def markdown_table(rows: Sequence[dict], modes: Sequence[str]) -> str:
         f"Mean ± 95% CI half-width ({CI_DESCRIPTION}); "
         "(n=k) where the metric is undefined (NaN) for some samples, which are left out.",
         "",
-        *[f"- `{name}`: {METRIC_DESCRIPTIONS[name]}" for name in METRICS],
+        "How to read it: no metric has a best value of its own; the closer a mode's mean is to "
+        "the ground-truth column, the more its samples resemble the data in that respect. "
+        "H1, H4 and GS follow MusDr's published definitions (Wu and Yang, ISMIR 2020): GS on 16 "
+        "onset slots per beat whatever the file's resolution, so it can be set beside published "
+        "figures; SI is MusDr's structureness indicator, from audio.",
+        "",
+        *[f"- `{name}`: {descriptions[name]}" for name in names],
     ]
     return "\n".join(lines + notes) + "\n"
 
@@ -239,7 +273,7 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
     """Rows of a `metrics.csv` written by `evaluate` (metrics as floats)."""
     with open(path, newline="", encoding="utf-8") as handle:
         return [
-            {key: (float(value) if key in METRICS else value) for key, value in row.items()}
+            {key: (float(value) if key in METRICS or key in SI_METRICS else value) for key, value in row.items()}
             for row in csv.DictReader(handle)
         ]
 
@@ -314,16 +348,22 @@ def evaluate(
         if isinstance(model, (str, os.PathLike)):
             import mmt
 
-            model_name = str(model)
             model = mmt.load_model(model, device=device or "cpu")
-        else:
-            model_name = f"<{type(model).__name__} in memory>"
+        model_name = describe_model(model)
         if model.encoding.resolution != data_encoding.resolution:
             raise AnalysisError(
                 f"the model's encoding has {model.encoding.resolution} ticks per beat but "
                 f"{data_dir / 'encoding.json'} has {data_encoding.resolution}; they must match"
             )
     modes = (GROUND_TRUTH, *config.modes) if model is not None else (GROUND_TRUTH,)
+    names: tuple[str, ...] = METRICS
+    notes: list[str] = []
+    if config.si:
+        reason = si_unavailable_reason()
+        if reason:
+            notes.append(f"SI not computed: {reason}.")
+        else:
+            names = METRICS + SI_METRICS
 
     settings = {
         "model": model_name,
@@ -338,7 +378,7 @@ def evaluate(
                           if model is not None else None),
         "confidence_interval": CI_DESCRIPTION,
         "sample_seeds": "numpy SeedSequence([seed, piece index, crc32(mode)])",
-        "metrics": dict(METRIC_DESCRIPTIONS),
+        "metrics": {name: {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS}[name] for name in names},
         "mmt_version": __version__,
         "ids": ids,
     }
@@ -349,11 +389,13 @@ def evaluate(
 
     rows: list[dict] = []
     failures: list[dict] = []
+    meters: dict[str, int] = {}  # the pieces' first time signatures ("unknown": prepared without meters)
     bar = tqdm(total=len(ids) * len(modes), desc="evaluate", unit="sample", disable=not progress)
     for index, piece_id in enumerate(ids):
         try:
             truth_codes = data.codes(piece_id)
-            truth = decode(truth_codes, data_encoding)
+            meter = data.meter(piece_id)
+            truth = decode(truth_codes, data_encoding, meter=meter)
         except ValueError as error:
             failures.append({"id": piece_id, "mode": "*", "error": str(error)})
             bar.update(len(modes))
@@ -375,22 +417,34 @@ def evaluate(
                                                 sample_seed(config.seed, index, mode))
                         codes = run(model, request, device=device).samples[0]
                         write_atomic(path, lambda tmp, c=codes: _save_npy(tmp, c))
-                    music = decode(codes, model.encoding)
-                rows.append({"id": piece_id, "mode": mode, **compute_metrics(trim_music(music, config.n_beats))})
+                    # a continuation keeps its piece's meter; other samples take the default (4/4)
+                    own_meter = MODES[parse_mode(mode)[0]].takes_prompt
+                    music = decode(codes, model.encoding, meter=meter if own_meter else None)
+                trimmed = trim_music(music, bar_cut(music, config.n_beats))
+                row = {"id": piece_id, "mode": mode, **compute_metrics(trimmed)}
+                if SI_METRICS[0] in names:
+                    row.update(structure_indicators(trimmed))
+                rows.append(row)
             except Exception as error:  # one failed sample must not end the job; it is recorded
                 failures.append({"id": piece_id, "mode": mode, "error": f"{type(error).__name__}: {error}"})
             bar.update(1)
+        key = "unknown" if meter is None else "%d/%d" % meter.time_signature_at(0.0)
+        meters[key] = meters.get(key, 0) + 1
     bar.close()
 
-    columns = ["id", "mode", *METRICS]
+    if meters.get("unknown"):
+        notes.append(f"{meters['unknown']} piece(s) of {data_dir} have no meter file (prepared before "
+                     "meters were kept): cut into 4/4 bars. Run `mmt prepare` on the folder again to add them.")
+    columns = ["id", "mode", *names]
     write_text_atomic(out_dir / "metrics.csv", csv_text(rows, columns))
-    write_text_atomic(out_dir / "metrics.md", _markdown_document(rows, modes, settings))
+    write_text_atomic(out_dir / "metrics.md", _markdown_document(rows, modes, settings, names, meters, notes))
     failures_path = out_dir / "failures.csv"
     if failures:
         write_text_atomic(failures_path, csv_text(failures, ["id", "mode", "error"]))
     elif failures_path.exists():
         failures_path.unlink()
-    return EvaluationResult(rows=rows, summary=summarize(rows, modes), failures=failures, ids=ids)
+    return EvaluationResult(rows=rows, summary=summarize(rows, modes, names), failures=failures, ids=ids,
+                            notes=notes)
 
 
 def _save_npy(tmp: Path, codes: np.ndarray) -> None:
@@ -399,12 +453,41 @@ def _save_npy(tmp: Path, codes: np.ndarray) -> None:
         np.save(handle, codes, allow_pickle=False)
 
 
-def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dict) -> str:
+def describe_model(model) -> str:
+    """The model's checkpoint directory and weights hash (the SHA-256 its `config.json` records),
+    or, for a model not loaded from a checkpoint, a SHA-256 of its parameters."""
+    import hashlib
+
+    directory = getattr(model, "checkpoint_dir", None)
+    if directory is not None:
+        from mmt.checkpoint import read_checkpoint_info
+
+        recorded = read_checkpoint_info(directory).get("weights_sha256")
+        if recorded:
+            return f"{directory} (weights sha256 {recorded[:16]})"
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode("utf-8"))
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    where = f"{directory}, " if directory is not None else ""
+    return f"<{type(model).__name__} in memory> ({where}parameters sha256 {digest.hexdigest()[:16]})"
+
+
+def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dict,
+                       names: Sequence[str] = METRICS, meters: dict[str, int] | None = None,
+                       notes: Sequence[str] = ()) -> str:
     model = settings["model"] or "none (ground truth only)"
+    seen = ", ".join(f"{signature} ×{count}" for signature, count in sorted((meters or {}).items()))
+    continuations = [mode for mode in modes if mode.startswith(f"{CONTINUATION}-")]
+    own = ", ".join([GROUND_TRUTH, *continuations])
+    default = [mode for mode in modes if mode in (UNCONDITIONED, INSTRUMENT)]
+    bars = f"Bars: {own} in each piece's own meter (first time signatures: {seen or 'none'})"
+    bars += f"; {', '.join(default)} in 4/4, the model's default." if default else "."
     head = (
         f"# Evaluation: {settings['data']} ({settings['split']} split)\n\n"
-        f"Model: {model}. Pieces: {settings['n']}. Every sample trimmed to {settings['n_beats']} beats. "
-        f"Seed: {settings['seed']}.\n\n"
+        f"Model: {model}. Pieces: {settings['n']}. Every sample trimmed to the last bar line at or before "
+        f"{settings['n_beats']} beats. Seed: {settings['seed']}.\n\n{bars}\n\n"
+        + "".join(f"{note}\n\n" for note in notes)
     )
-    return head + markdown_table(rows, modes)
+    return head + markdown_table(rows, modes, names)
 

@@ -3,11 +3,13 @@
 Every metric is a pure function `f(music, ...) -> float` that returns NaN where it is
 undefined (no notes, too few bars) instead of raising.
 
-Bars. A piece spans ticks `[0, end)`, where `end` is the offset of its last note (every
-track, drums included; a note lasts at least one tick). Bars follow the piece's time signatures (4/4 when it has none):
-the first time signature applies from tick 0, each later one starts a new bar at its own
-time, and a bar lasts `numerator * 4 / denominator` beats of `music.resolution` ticks.
-So a 3/4 piece is cut into bars of 3 beats. A note belongs to the bar of its onset.
+Bars. Bars follow the piece's own time signatures (`mmt.meter.Meter.from_music`; 4/4 when
+it states none): the first time signature applies from tick 0, each later one starts a new
+bar at its own time, and a bar of n/d lasts `n * 4 / d` beats of `music.resolution` ticks.
+The piece's bars run from tick 0 to the bar of its last onset (as MusDr, which drops a
+trailing bar that holds no onset, only the tail of a held note). A note belongs to the bar
+of its onset. To cut a decoded piece by its real bars, decode it with its meter
+(`mmt.decode(codes, encoding, meter=...)`).
 
 References:
     [MusDr] Shih-Lun Wu and Yi-Hsuan Yang, "The Jazz Transformer on the Front Line:
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 import muspy
 import numpy as np
 
+from mmt.meter import Meter
+
 METRICS: tuple[str, ...] = (
     "h1",
     "h4",
@@ -45,19 +49,26 @@ METRICS: tuple[str, ...] = (
 """The columns of `compute_metrics`, in table order."""
 
 METRIC_DESCRIPTIONS: dict[str, str] = {
-    "h1": "pitch-class entropy over 1-bar windows, bits [MusDr]",
-    "h4": "pitch-class entropy over 4-bar windows, bits [MusDr]",
-    "gs": "grooving pattern similarity over all pairs of bars [MusDr]",
-    "pitch_class_entropy": "muspy.pitch_class_entropy: whole-piece pitch-class entropy, bits",
-    "scale_consistency": "muspy.scale_consistency: largest in-scale note rate over major/minor scales",
-    "groove_consistency": "muspy.groove_consistency: 1 - mean Hamming distance of neighbouring bars",
-    "notes_per_bar": "notes (drums included) per bar",
+    "h1": "MusDr's H1: pitch-class entropy of each bar's notes, mean over bars, bits (0 to 3.58); "
+          "higher: more pitch classes mixed within a bar",
+    "h4": "MusDr's H4: the same over 4-bar windows sliding by a bar (the whole piece when shorter); "
+          "higher: less tonal focus over a phrase",
+    "gs": "MusDr's GS: 1 - the share of onset slots (16 per beat) in which two bars differ, mean over all "
+          "pairs of bars (0 to 1); higher: the bars share one rhythm",
+    "pitch_class_entropy": "muspy's pitch-class entropy of the whole piece, bits; higher: more pitch classes, "
+                           "more evenly used",
+    "scale_consistency": "muspy's scale consistency: the largest share of notes in one major or minor scale "
+                         "(0 to 1); higher: more diatonic",
+    "groove_consistency": "muspy's groove consistency: 1 - mean Hamming distance of neighbouring bars' onsets "
+                          "on the file's tick grid (0 to 1); higher: steadier rhythm from bar to bar",
+    "notes_per_bar": "notes (drums included) per bar; higher: denser",
     "n_instruments": "tracks with at least one note",
-    "polyphony": "muspy.polyphony: mean number of pitches sounding when any sounds",
-    "empty_bar_rate": "fraction of bars in which no note sounds [MuseGAN]",
+    "polyphony": "muspy's polyphony: mean number of pitches sounding when any sounds; higher: fuller chords",
+    "empty_bar_rate": "share of bars in which no note sounds [MuseGAN]; higher: more silence",
 }
 
-DEFAULT_TIME_SIGNATURE = (4, 4)
+GS_SLOTS_PER_BEAT = 16
+"""MusDr's onset grid: 64 positions per 4/4 bar, 16 per quarter-note beat."""
 
 
 # ---------------------------------------------------------------------- notes and bars
@@ -86,60 +97,29 @@ def _notes(music: muspy.Music) -> _Notes:
     return _Notes(time=table[:, 0], end=table[:, 1], pitch=table[:, 2], is_drum=table[:, 3].astype(bool))
 
 
-def bar_ticks(numerator: int, denominator: int, resolution: int) -> int:
-    """Length of a bar in ticks: `numerator * 4 / denominator` beats of `resolution` ticks.
-
-    A bar of 3/4 at 12 ticks per beat lasts 36 ticks; 6/8 also lasts 36 ticks.
-    """
-    if numerator < 1 or denominator < 1 or resolution < 1:
-        raise ValueError(
-            f"time signature {numerator}/{denominator} at resolution {resolution} has no positive bar length"
-        )
-    return max(1, round(resolution * numerator * 4 / denominator))
-
-
 def measure_resolution(music: muspy.Music) -> int:
     """Ticks per bar of the piece's first time signature (4/4 when it has none)."""
-    signatures = sorted(music.time_signatures, key=lambda ts: ts.time)
-    numerator, denominator = (
-        (signatures[0].numerator, signatures[0].denominator) if signatures else DEFAULT_TIME_SIGNATURE
-    )
-    return bar_ticks(numerator, denominator, music.resolution)
+    return max(1, round(Meter.from_music(music).beats_per_bar(0.0) * music.resolution))
 
 
-def piece_end(music: muspy.Music) -> int:
-    """The piece's length in ticks: the latest note offset of any track (0 with no notes)."""
-    notes = _notes(music)
-    return int(notes.end.max()) if len(notes) else 0
+def _bars_to(meter: Meter, last_onset: int, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bars (start ticks, lengths) from tick 0 to the bar holding tick `last_onset` (none if negative)."""
+    return meter.bar_ticks(last_onset + 1, resolution)
 
 
 def bars(music: muspy.Music) -> tuple[np.ndarray, np.ndarray]:
-    """Start ticks and lengths of the bars covering `[0, piece_end(music))`.
+    """Start ticks and lengths of the piece's bars: from tick 0 to the bar of its last onset.
 
-    The first time signature applies from tick 0 (4/4 when there is none); a later one
-    starts a new bar at its time, even in the middle of the current bar (which is then
-    shorter). The last bar keeps its full length even where the piece ends inside it.
+    Bars follow the piece's time signatures (`Meter.bar_ticks`); a bar cut short by a
+    time-signature change is shorter. A trailing bar holding no onset (only the tail of a
+    held note) is not counted, as in MusDr.
 
     Returns:
         (starts, lengths), int64 arrays with one entry per bar (empty with no notes).
     """
-    end = piece_end(music)
-    if end <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    by_time: dict[int, tuple[int, int]] = {}
-    for ts in sorted(music.time_signatures, key=lambda ts: ts.time):
-        by_time[max(int(ts.time), 0)] = (int(ts.numerator), int(ts.denominator))
-    changes = sorted(by_time.items()) or [(0, DEFAULT_TIME_SIGNATURE)]
-    changes[0] = (0, changes[0][1])
-    starts: list[int] = []
-    lengths: list[int] = []
-    for k, (time, (numerator, denominator)) in enumerate(changes):
-        stop = changes[k + 1][0] if k + 1 < len(changes) else end
-        length = bar_ticks(numerator, denominator, music.resolution)
-        for start in range(time, min(stop, end), length):
-            starts.append(start)
-            lengths.append(length if k + 1 == len(changes) else min(length, stop - start))
-    return np.array(starts, dtype=np.int64), np.array(lengths, dtype=np.int64)
+    notes = _notes(music)
+    last = int(notes.time.max()) if len(notes) else -1
+    return _bars_to(Meter.from_music(music), last, music.resolution)
 
 
 def bar_starts(music: muspy.Music) -> np.ndarray:
@@ -159,30 +139,39 @@ def _entropy_bits(counts: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- MusDr: H1, H4, GS
-def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1) -> float:
+def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1, short: str = "piece") -> float:
     r"""Pitch-class histogram entropy over windows of `n_bars` bars: H1 (n=1), H4 (n=4).
 
-    Windows of `n_bars` consecutive bars slide one bar at a time over the piece's `B`
-    bars (`B - n_bars + 1` windows). In window `w`, `h_w` is the 12-bin histogram of the
-    pitch classes (pitch mod 12) of the notes whose onset lies in it (each note counts
-    once; drums excluded), and
+    Windows of `W = n_bars` consecutive bars slide one bar at a time over the piece's `B`
+    bars (`B - W + 1` windows; bars as in `bars`). In window `w`, `h_w` is the 12-bin
+    histogram of the pitch classes (pitch mod 12) of the notes whose onset lies in it (each
+    note counts once; drums have no pitch class and are left out), and
 
     .. math::
         H_w = -\sum_{c=0}^{11} p_w(c) \log_2 p_w(c), \qquad p_w = h_w / \sum_c h_w(c);
 
     windows without notes are skipped and the metric is the mean of `H_w` over the rest.
-    NaN when no window has a note (no pitched notes, or fewer than `n_bars` bars).
-    A bar of a repeated C major triad gives log2(3). Range [0, log2 12].
+    A piece of fewer than `W` bars gets one window, the whole piece (MusDr shrinks the
+    window to the piece); `short="nan"` returns NaN for it instead (our former rule). NaN
+    when no window has a pitched note. A bar of a repeated C major triad gives log2(3).
+    Range [0, log2 12]. Lower: pitches more concentrated in a few classes.
 
-    Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr).
+    Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr,
+    `compute_piece_pitch_entropy`).
     """
     if n_bars < 1:
         raise ValueError(f"n_bars must be >= 1, got {n_bars}")
+    if short not in ("piece", "nan"):
+        raise ValueError(f"short must be 'piece' or 'nan', got {short!r}")
     starts = bar_starts(music)
     notes = _notes(music)
     pitched = ~notes.is_drum
-    if len(starts) < n_bars or not pitched.any():
+    if len(starts) == 0 or not pitched.any():
         return math.nan
+    if len(starts) < n_bars:
+        if short == "nan":
+            return math.nan
+        n_bars = len(starts)
     histogram = np.zeros((len(starts), 12), dtype=np.int64)
     np.add.at(histogram, (bar_index(starts, notes.time[pitched]), notes.pitch[pitched] % 12), 1)
     cumulative = np.vstack([np.zeros((1, 12), dtype=np.int64), np.cumsum(histogram, axis=0)])
@@ -191,42 +180,55 @@ def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1) -> float:
     return float(np.mean(entropies)) if entropies else math.nan
 
 
-def onset_grid(music: muspy.Music) -> tuple[np.ndarray, np.ndarray]:
-    """Binary onset vector of every bar on the music's tick grid.
+def onset_grid(music: muspy.Music, slots_per_beat: int | None = GS_SLOTS_PER_BEAT) -> tuple[np.ndarray, np.ndarray]:
+    """Binary onset vector of every bar on a grid of `slots_per_beat` slots per beat.
+
+    Each onset (any track, drums included) goes to the nearest slot of the grid
+    (`floor(tick * slots_per_beat / resolution + 1/2)`), then to the bar holding that slot;
+    the bars are those of `bars`, measured in slots. `slots_per_beat=None` uses the music's
+    own ticks as slots (our former GS, which depended on the file's resolution).
 
     Returns:
-        (grid, lengths): `grid[b, s]` is True when a note of any track (drums included)
-        starts `s` ticks into bar `b`; `grid` has as many columns as the longest bar, and
-        `lengths[b]` is bar `b`'s length in ticks (see `bars`).
+        (grid, lengths): `grid[b, s]` is True when an onset falls `s` slots into bar `b`;
+        `grid` has as many columns as the longest bar, and `lengths[b]` is bar `b`'s length
+        in slots (64 for 4/4 at 16 slots per beat).
     """
-    starts, lengths = bars(music)
-    if len(starts) == 0:
-        return np.zeros((0, 0), dtype=bool), lengths
-    grid = np.zeros((len(starts), int(lengths.max())), dtype=bool)
     notes = _notes(music)
-    index = bar_index(starts, notes.time)
-    grid[index, notes.time - starts[index]] = True
+    if len(notes) == 0:
+        return np.zeros((0, 0), dtype=bool), np.zeros(0, dtype=np.int64)
+    if slots_per_beat is None:
+        slots, unit = notes.time, music.resolution
+    else:
+        slots = np.floor(notes.time * slots_per_beat / music.resolution + 0.5).astype(np.int64)
+        unit = slots_per_beat
+    starts, lengths = _bars_to(Meter.from_music(music), int(slots.max()), unit)
+    grid = np.zeros((len(starts), int(lengths.max())), dtype=bool)
+    index = bar_index(starts, slots)
+    grid[index, np.minimum(slots - starts[index], lengths[index] - 1)] = True
     return grid, lengths
 
 
-def grooving_similarity(music: muspy.Music) -> float:
+def grooving_similarity(music: muspy.Music, slots_per_beat: int | None = GS_SLOTS_PER_BEAT) -> float:
     r"""Grooving pattern similarity (GS): mean onset-pattern similarity of all pairs of bars.
 
-    Each bar `b` gets a binary onset vector `g_b` on the tick grid (slot `s` is 1 when a
-    note of any track, drums included, starts `s` ticks into the bar). For bars `i < j`
-    with `Q` slots per bar,
+    Each bar `b` gets a binary onset vector `g_b` of `Q` slots, 16 per quarter-note beat
+    whatever the file's resolution (MusDr's 64 positions of a 4/4 bar; 48 for 3/4): slot
+    `s` is 1 when a note of any track, drums included, starts in it (`onset_grid`). Over
+    the `B(B-1)/2` pairs of bars `i < j`,
 
     .. math::
-        GS = \frac{2}{B(B-1)} \sum_{i<j} \Big(1 - \frac{1}{Q}\sum_{s=0}^{Q-1} g_i(s) \oplus g_j(s)\Big)
+        GS = rac{2}{B(B-1)} \sum_{i<j} \Big(1 - rac{1}{Q}\sum_{s=0}^{Q-1} g_i(s) \oplus g_j(s)\Big)
 
-    over all `B(B-1)/2` pairs (deterministic: MusDr samples at most 1000 random pairs;
-    we take them all). Bars of different lengths (a time-signature change) are compared
-    on the longer bar's slots. Empty bars take part (their vector is all zeros).
-    NaN for pieces of fewer than two bars. Identical bars give 1.
+    Every pair is taken (MusDr's code draws 1000 random pairs when a piece has more; their
+    mean estimates this one). Bars of different lengths (a time-signature change) are
+    compared on the longer bar's slots. Empty bars take part (all-zero vectors). NaN for
+    pieces of fewer than two bars. Identical bars give 1; higher is a steadier rhythm.
+    `slots_per_beat=None` measures on the file's own ticks (our former, resolution-dependent GS).
 
-    Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr).
+    Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr,
+    `compute_piece_groove_similarity`).
     """
-    grid, lengths = onset_grid(music)
+    grid, lengths = onset_grid(music, slots_per_beat)
     n = len(grid)
     if n < 2:
         return math.nan

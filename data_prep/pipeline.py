@@ -8,7 +8,8 @@
   notes sorted by (beat, position, pitch, duration, program).
 - filter (`Filters`): too few notes the encoding can represent, too few or too many
   beats, a file too large to read safely.
-- write: `notes/<id>.npy` (N x 5 int64), then, once every file is done,
+- write: `meters/<id>.json` (the piece's time signatures and tempos, `mmt.meter.Meter`)
+  and `notes/<id>.npy` (N x 5 int64), then, once every file is done,
   `manifest.jsonl` (one line per source file), `train.txt`/`valid.txt`/`test.txt`
   (ids of the ok files), `encoding.json` and `prepare.json` (the settings).
 
@@ -18,9 +19,12 @@ finished file is appended at once to a journal (`records/<all|shard-I-of-N>.json
 a run killed at any point resumes where it stopped; every file is written atomically and
 the index files are only rewritten when their content changes, so a second run over a
 finished OUT does no work and changes no file (but `.lock`, which names its holder).
-Workers die with the main process, also when it is killed with SIGKILL alone.
-`--shard I/N` prepares the files whose path hashes to shard I; shards merge by copying
-their OUT folders into one and running once more without `--shard`.
+A piece counts as done when both its notes and its meter are on disk: an OUT prepared
+before meters were kept still loads (4/4 assumed), and running prepare on it again
+re-reads its files to add the meters. Workers die with the main process, also when it
+is killed with SIGKILL alone. `--shard I/N` prepares the files whose path hashes to
+shard I; shards merge by copying their OUT folders into one and running once more
+without `--shard`.
 `--splits` and `--limit` narrow a run to part of the listing (see `select_sources`);
 they are not settings of OUT, so a later run without them completes the same OUT.
 """
@@ -51,6 +55,7 @@ from mmt.encoding import Encoding
 from mmt.files import write_atomic, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
+from mmt.meter import METER_DIR, meter_path
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -208,7 +213,8 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"file too large ({size / 2**20:.1f} MiB > {filters.max_file_mb:g} MiB)")
     try:
         with _time_limit(filters.timeout_s):
-            notes = clean_notes(read_notes(path, encoding.resolution, source.piece))
+            notes, meter = read_notes(path, encoding.resolution, source.piece)
+            notes = clean_notes(notes)
     except _Timeout:
         return _record(source, FAILED, f"timed out after {filters.timeout_s:g} s")
     except (MusicReadError, FileNotFoundError) as error:
@@ -229,6 +235,7 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
     if beats > filters.max_beats:
         return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
+    meter.save(meter_path(out, source.id))
     write_atomic(out / "notes" / f"{source.id}.npy", lambda tmp: _save_npy(tmp, notes))
     return _record(source, OK, **details)
 
@@ -275,7 +282,7 @@ def _check_settings(out: Path, settings: dict, encoding: Encoding) -> None:
 
 def _clean_temporaries(out: Path) -> None:
     """Remove the temp files of atomic writes that a killed run left behind (we hold the lock)."""
-    for folder in (out, out / "notes", out / "records"):
+    for folder in (out, out / "notes", out / METER_DIR, out / "records"):
         if folder.is_dir():
             for tmp in folder.glob(".*.tmp*"):
                 tmp.unlink(missing_ok=True)
@@ -312,12 +319,13 @@ def _load_records(out: Path) -> dict[str, dict]:
 
 
 def _valid(record: dict, source: Source, out: Path) -> bool:
-    """A record still stands: same id and split, and an ok file's notes are on disk."""
+    """A record still stands: same id and split, and an ok file's notes and meter are on disk."""
     if record.get("id") != source.id or record.get("split") != source.split:
         return False
     if source.skip and (record["status"] != SKIPPED or record["reason"] != source.skip):
         return False
-    return record["status"] != OK or (out / "notes" / f"{source.id}.npy").is_file()
+    return record["status"] != OK or (
+        (out / "notes" / f"{source.id}.npy").is_file() and meter_path(out, source.id).is_file())
 
 
 def _lines(records: Iterable[dict]) -> str:
@@ -393,6 +401,7 @@ def prepare(
         _check_settings(out, settings, encoding)
         _clean_temporaries(out)
         (out / "notes").mkdir(exist_ok=True)
+        (out / METER_DIR).mkdir(exist_ok=True)
         (out / "records").mkdir(exist_ok=True)
         mine = select_sources(sources, shard, splits, limit)
         known = _load_records(out)

@@ -15,6 +15,7 @@ from mmt.io import (
     write_pianoroll_png,
     write_wav,
 )
+from mmt.meter import Meter
 from mmt.request import GenerationRequest, generate
 
 __version__ = "0.1.0"
@@ -38,6 +39,6 @@ def __getattr__(name: str):
 __all__ = [
     "FIELDS", "Field", "NoteCol", "RowType", "ModelConfig", "SamplingParams", "MMTError", "GenerationError",
     "Encoding", "EncodingError", "encode", "encode_notes", "decode", "notes_from_music", "MusicReadError",
-    "read_music", "write_csv", "write_midi", "write_musicxml", "write_pianoroll_png", "write_wav",
+    "read_music", "write_csv", "write_midi", "write_musicxml", "write_pianoroll_png", "write_wav", "Meter",
     "GenerationRequest", "generate", *_LAZY,
 ]

@@ -372,6 +372,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     model.load_state_dict(state)
     model.sampling = _sampling_defaults(info, config_path)
     model.pitch_ranges = _pitch_ranges(info, encoding, config_path)
+    model.checkpoint_dir = directory  # where it came from, for records such as an evaluation's
     return model.to(device).eval()
 
 

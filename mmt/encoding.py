@@ -34,7 +34,8 @@ from mmt.constants import (
     TYPE_NAMES,
 )
 from mmt.errors import MMTError
-from mmt.files import write_text_atomic
+from mmt.files import read_json, write_text_atomic
+from mmt.meter import Meter
 
 DEFAULT_TEMPO = 100.0
 DEFAULT_VELOCITY = 64
@@ -172,14 +173,7 @@ class Encoding:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Encoding":
         """Read an encoding written by `save`; a bad file raises `EncodingError` naming it."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise EncodingError(f"{path}: no such encoding file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise EncodingError(f"{path}: not valid JSON ({error})") from error
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path, EncodingError, "encoding"), source=str(path))
 
 
 # ---------------------------------------------------------------------- encoding
@@ -296,8 +290,9 @@ def valid_rows(codes: np.ndarray, encoding: Encoding) -> tuple[np.ndarray, np.nd
 def decode(
     codes: np.ndarray,
     encoding: Encoding,
-    tempo: float = DEFAULT_TEMPO,
+    tempo: float | None = None,
     velocity: int = DEFAULT_VELOCITY,
+    meter: Meter | None = None,
 ) -> muspy.Music:
     """Decode rows into a `muspy.Music` with one track per instrument.
 
@@ -305,7 +300,13 @@ def decode(
     be placed (see `valid_rows`) are skipped, and so is a note that repeats an earlier
     one's beat, position, pitch and instrument (a second note-on of a sounding key).
     Drums decode as a drum track.
+
+    Args:
+        tempo: quarter notes per minute (default `DEFAULT_TEMPO`); no time signature is set.
+        meter: the piece's time signatures and tempos (`mmt.meter.Meter`), instead of `tempo`.
     """
+    if tempo is not None and meter is not None:
+        raise ValueError("give tempo or meter, not both (a meter carries its own tempos)")
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != 6:
         raise ValueError(f"codes must have shape (L, 6), got {codes.shape}")
@@ -333,9 +334,11 @@ def decode(
                 notes=track_notes,
             )
         )
-    return muspy.Music(
-        resolution=encoding.resolution, tempos=[muspy.Tempo(time=0, qpm=float(tempo))], tracks=tracks
-    )
+    music = muspy.Music(resolution=encoding.resolution, tracks=tracks)
+    if meter is not None:
+        return meter.apply(music)
+    music.tempos = [muspy.Tempo(time=0, qpm=float(DEFAULT_TEMPO if tempo is None else tempo))]
+    return music
 
 
 def describe_rows(codes: np.ndarray, encoding: Encoding) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, then a rename."""
+"""Atomic file writes (a temp file in the same folder, then a rename), and JSON files read with clear errors."""
 
 from __future__ import annotations
 
@@ -50,3 +50,19 @@ def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> P
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` atomically (UTF-8)."""
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], what: str):
+    """The parsed JSON of a file; a missing or unparsable one raises `error` naming the file.
+
+    `what` names the kind of file in the message ("no such encoding file").
+    """
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what} file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as cause:
+        raise error(f"{path}: not valid JSON ({cause})") from cause

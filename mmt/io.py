@@ -18,6 +18,7 @@ from mmt.constants import FIELDS
 from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks
 from mmt.errors import MMTError
 from mmt.files import write_atomic, write_text_atomic
+from mmt.meter import Meter
 from mmt.midi import MidiError, read_midi, read_midi_notes
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -92,8 +93,8 @@ def _read_midi(path: Path) -> muspy.Music:
     )
 
 
-def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> np.ndarray:
-    """The notes of a music file as an (N x 5) array at `resolution` (see `notes_from_music`).
+def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> tuple[np.ndarray, Meter]:
+    """The notes of a music file as an (N x 5) array at `resolution` (see `notes_from_music`), and its meter.
 
     MIDI goes straight from the parsed file to the array: a `muspy.Music` in between (one
     Python object per note) would cost more than the parse. Other formats go through
@@ -101,11 +102,12 @@ def read_notes(path: str | os.PathLike, resolution: int, piece: int = 0) -> np.n
     """
     path = Path(path)
     if path.suffix.lower() not in MIDI_SUFFIXES:
-        return notes_from_music(read_music(path, piece), resolution)
+        music = read_music(path, piece)
+        return notes_from_music(music, resolution), Meter.from_music(music)
     _check_readable(path, piece)
     with _read_errors(path):
-        source_resolution, raw = read_midi_notes(path)
-    return notes_from_ticks(raw, source_resolution, resolution)
+        source_resolution, raw, meter = read_midi_notes(path)
+    return notes_from_ticks(raw, source_resolution, resolution), meter
 
 
 def abc_tunes(text: str) -> list[str]:
@@ -165,7 +167,10 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
     instrument's 0-based MIDI program where music21 knows it, else one inferred from the
     part's name (`program_from_name`), else 0 (piano). Tied notes are merged exactly as
     music21's `stripTies` merges them (see `_tie_plan`); grace notes, unpitched notes and
-    chord symbols (`harmony.Harmony`, annotations rather than notes) are skipped.
+    chord symbols (`harmony.Harmony`, annotations rather than notes) are skipped. Every
+    time signature is kept, and the first metronome mark's tempo; a score opening with a
+    pickup measure gets bar lines at 0 and at the pickup's end (`mmt.Meter.from_music`
+    reads them as its pickup).
     """
     import music21
 
@@ -192,18 +197,26 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
         if notes:
             notes.sort(key=lambda n: (n.time, n.pitch))
             tracks.append(muspy.Track(program=program if program is not None else 0, name=name, notes=notes))
-    time_signatures = []
+    time_signatures: dict[int, muspy.TimeSignature] = {}  # every change; the first part's wins a tie
     for ts in stream.recurse().getElementsByClass(music21.meter.TimeSignature):
         offset = int(round(float(ts.getOffsetInHierarchy(stream)) * resolution))
-        time_signatures.append(muspy.TimeSignature(time=offset, numerator=ts.numerator, denominator=ts.denominator))
-        break
+        time_signatures.setdefault(offset, muspy.TimeSignature(time=offset, numerator=ts.numerator,
+                                                               denominator=ts.denominator))
+    # A pickup (anacrusis): the first measure is short; its end is the first bar line.
+    barlines = []
+    first = parts[0].getElementsByClass(music21.stream.Measure).first()
+    if first is not None and first.paddingLeft > 0:
+        pickup = float(first.barDuration.quarterLength) - float(first.paddingLeft)
+        if pickup > 0:
+            barlines = [muspy.Barline(time=0), muspy.Barline(time=int(round(pickup * resolution)))]
     tempos = []
     for mark in stream.recurse().getElementsByClass(music21.tempo.MetronomeMark):
         bpm = mark.getQuarterBPM()
         if bpm:
             tempos.append(muspy.Tempo(time=0, qpm=float(bpm)))
             break
-    return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=time_signatures, tracks=tracks)
+    return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=sorted(
+        time_signatures.values(), key=lambda ts: ts.time), barlines=barlines, tracks=tracks)
 
 
 def _tie_plan(stream, merged: dict[int, object], deleted: set[int]) -> None:

@@ -37,6 +37,7 @@ import numpy as np
 
 from mmt.constants import DRUM_PROGRAM
 from mmt.errors import MMTError
+from mmt.meter import Meter
 
 SENTINELS = 2           # silent note-ons per key per channel at the start of each track
 EXTRA_CLOSERS = 2       # note-offs per key per channel at the end of each track, beyond one per sentinel
@@ -326,17 +327,21 @@ def read_midi(path: str | os.PathLike) -> MidiPiece:
     return parse_midi(Path(path).read_bytes())
 
 
-def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray]:
-    """A MIDI file's ticks per beat and notes (N x 4 int64: onset, pitch, duration ticks, program or 128 for drums).
+def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray, Meter]:
+    """A MIDI file's ticks per beat, notes (N x 4 int64: onset, pitch, duration ticks, program or
+    128 for drums) and meter (time signatures and tempos).
 
-    The notes of `read_midi` without tracks, maps or sorting: what preparation needs.
+    The notes of `read_midi` without tracks, key map or sorting: what preparation needs.
     """
     score, notes, paired, _ = _parse(Path(path).read_bytes())
     programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
     index = paired.index
     rows = np.column_stack([notes.onset[index], notes.pitch[index], paired.end - notes.onset[index],
                             programs[notes.track[index]]])
-    return int(score.ticks_per_quarter), rows
+    resolution = int(score.ticks_per_quarter)
+    meter = Meter.from_ticks([(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures],
+                             [(int(t.time), float(t.qpm)) for t in score.tempos], resolution)
+    return resolution, rows, meter
 
 
 def parse_midi(data: bytes) -> MidiPiece:

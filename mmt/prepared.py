@@ -1,8 +1,8 @@
 """A prepared data directory (what `mmt prepare` writes), read in one place.
 
 Layout: `notes/<id>.npy` (N x 5 int: beat, position, pitch, duration, program; program
-128 marks drums), one id list per split (`train.txt`, `valid.txt`, `test.txt`) and
-`encoding.json` (the encoding whose resolution the notes use). Training, evaluation and
+128 marks drums), `meters/<id>.json` (time signatures and tempos, `mmt.meter.Meter`),
+one id list per split (`train.txt`, `valid.txt`, `test.txt`) and `encoding.json` (the encoding whose resolution the notes use). Training, evaluation and
 the demo all read it through `PreparedData`, which names the file and the reason when
 something is missing or malformed.
 """
@@ -17,6 +17,7 @@ import numpy as np
 
 from mmt.encoding import Encoding, decode, encode_notes
 from mmt.errors import MMTError
+from mmt.meter import Meter, load_piece_meter
 
 SPLITS = ("train", "valid", "test")
 ENCODING_FILE = "encoding.json"
@@ -75,6 +76,11 @@ class PreparedData:
         """A piece's rows under the directory's encoding."""
         return encode_notes(self.notes(piece_id), self.encoding)
 
+    def meter(self, piece_id: str) -> Meter | None:
+        """A piece's time signatures and tempos (`meters/<id>.json`); None for a directory prepared
+        before meters were kept."""
+        return load_piece_meter(self.root, piece_id)
+
     def music(self, piece_id: str):
-        """A piece as `muspy.Music`, through the directory's encoding (as a model sees it)."""
-        return decode(self.codes(piece_id), self.encoding)
+        """A piece as `muspy.Music` with its meter, through the directory's encoding (as a model sees it)."""
+        return decode(self.codes(piece_id), self.encoding, meter=self.meter(piece_id))

@@ -110,6 +110,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default: 1024)")
     p.add_argument("--device", default=None, help="torch device for the model (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="regenerate samples already in --out")
+    p.add_argument("--si", action="store_true",
+                   help="also SI_short/SI_mid/SI_long (MusDr's structureness indicators) from audio rendered "
+                   "with fluidsynth; skipped with a message where fluidsynth is missing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -131,6 +134,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampling=_sampling(args),
         max_new_rows=args.max_rows,
+        si=args.si,
     )
     result = evaluate(
         args.data,
@@ -149,6 +153,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
           f"{out / 'metrics.md'}, {out / 'settings.json'}")
     if result.failures:
         print(f"{len(result.failures)} failure(s) recorded in {out / 'failures.csv'}", file=sys.stderr)
+    for note in result.notes:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -44,15 +44,22 @@ def march(model: MusicTransformer, fields: tuple[str, ...] = ("beat", "position"
 
 
 def write_prepared(root: Path, pieces: Mapping[str, np.ndarray], splits: Mapping[str, Sequence[str]],
-                   encoding: Encoding | None = None) -> Path:
-    """A prepared directory as `mmt prepare` writes it: notes/<id>.npy, <split>.txt, encoding.json.
+                   encoding: Encoding | None = None, meters: Mapping | None = None) -> Path:
+    """A prepared directory as `mmt prepare` writes it: notes/<id>.npy, meters/<id>.json,
+    <split>.txt, encoding.json.
 
     `splits` maps a split name to its ids in order (ids need not have a notes file, to test
-    missing ones); a split not named has no list file.
+    missing ones); a split not named has no list file. `meters` maps ids to their
+    `mmt.Meter` (pieces not named have no meter file, as in a folder prepared before
+    meters were kept).
     """
+    from mmt.meter import meter_path
+
     (root / "notes").mkdir(parents=True, exist_ok=True)
     for name, notes in pieces.items():
         np.save(root / "notes" / f"{name}.npy", np.asarray(notes, dtype=np.int64))
+    for name, meter in (meters or {}).items():
+        meter.save(meter_path(root, name))
     for split, ids in splits.items():
         (root / f"{split}.txt").write_text("".join(f"{piece}\n" for piece in ids))
     (encoding or Encoding()).save(root / "encoding.json")

@@ -11,6 +11,7 @@ import pytest
 from conftest import write_pretty_midi
 from mmt import MusicReadError, decode, encode, read_music, write_csv, write_midi, write_musicxml, write_pianoroll_png
 from mmt.io import abc_tune_count, abc_tunes
+from mmt.meter import Meter
 
 GRID_TRACKS = [
     (0, False, [(0, 60, 1), (1, 64, 0.5), (1.5, 67, 2), (4, 72, 4)]),        # piano
@@ -99,6 +100,11 @@ def test_read_kern_and_abc(tmp_path):
     assert [(n.time, n.pitch, n.duration) for n in music.tracks[0].notes] == [
         (0, 60, 24), (24, 64, 24), (48, 67, 24), (72, 72, 72)]
     assert (music.time_signatures[0].numerator, music.time_signatures[0].denominator) == (3, 4)
+    # a pickup beat, then 3/4, then 2/4 from beat 7: every time signature and the pickup are kept
+    kern.write_text("**kern\n*M3/4\n4c\n=1\n4e\n4g\n4a\n=2\n2.cc\n=3\n*M2/4\n4d\n4e\n=4\n2f\n==\n*-\n")
+    meter = Meter.from_music(read_music(kern))
+    assert meter == Meter(time_signatures=((0, 3, 4), (7, 2, 4)), pickup=1.0)
+    assert meter.bars(12)[0].tolist() == [0, 1, 4, 7, 9, 11]
     abc = tmp_path / "tune.abc"
     abc.write_text("X:1\nT:Test\nM:4/4\nL:1/4\nK:C\nC D E F|G4|]\n")
     assert [n.pitch for n in read_music(abc).tracks[0].notes] == [60, 62, 64, 65, 67]

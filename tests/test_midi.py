@@ -192,9 +192,14 @@ def test_tempo_meter_and_key_maps(tmp_path):
 def test_notes_of_a_midi_file_skip_muspy_and_agree_with_read_music(tmp_path):
     from mmt.encoding import notes_from_music
 
+    from mmt.meter import Meter
+
     path = write_midi_file(tmp_path / "piece.mid", PIECE)
-    assert sorted(read_notes(path, 12).tolist()) == sorted(notes_from_music(read_music(path), 12).tolist())
-    assert sorted(read_notes(path, 12).tolist())[:3] == [[0, 0, 36, 3, 128], [0, 0, 60, 6, 0], [0, 0, 60, 12, 0]]
+    notes, meter = read_notes(path, 12)
+    music = read_music(path)
+    assert sorted(notes.tolist()) == sorted(notes_from_music(music, 12).tolist())
+    assert sorted(notes.tolist())[:3] == [[0, 0, 36, 3, 128], [0, 0, 60, 6, 0], [0, 0, 60, 12, 0]]
+    assert meter == Meter.from_music(music) and meter.tempos == ((0.0, 120.0),)
 
 
 @pytest.mark.parametrize("data, reason", [

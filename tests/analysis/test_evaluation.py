@@ -11,6 +11,8 @@ import pytest
 
 from analysis.evaluation import (
     EvaluationConfig,
+    bar_cut,
+    evaluate,
     mean_ci,
     parse_mode,
     read_metrics_csv,
@@ -18,9 +20,11 @@ from analysis.evaluation import (
     trim_music,
 )
 from analysis.metrics import METRICS, compute_metrics
-from mmt import Encoding, decode, encode_notes
+from analysis.structure import SI_METRICS
+from mmt import Encoding, Meter, decode, encode_notes
 from mmt_app.cli import main
 from mmt.constants import DRUM_PROGRAM, NoteCol
+from tests.factories import tiny_model, write_prepared
 
 RES = 12
 
@@ -51,17 +55,18 @@ DRUMS = notes_array(
 
 
 @pytest.fixture
+def checkpoint(tmp_path):
+    """A tiny random model saved as a checkpoint directory."""
+    from mmt.checkpoint import save_model
+
+    return save_model(tiny_model(depth=1, heads=2, dropout=0.1), tmp_path / "tiny")
+
+
+@pytest.fixture
 def prepared(tmp_path):
     """A prepared directory: two good test pieces, one missing, one train piece."""
-    root = tmp_path / "prepared"
-    (root / "notes").mkdir(parents=True)
-    Encoding().save(root / "encoding.json")
-    np.save(root / "notes" / "triads.npy", TRIADS)
-    np.save(root / "notes" / "drums.npy", DRUMS)
-    np.save(root / "notes" / "train-piece.npy", DRUMS[:3])
-    (root / "test.txt").write_text("triads\ndrums\nmissing\n")
-    (root / "train.txt").write_text("train-piece\n")
-    (root / "valid.txt").write_text("")
+    root = write_prepared(tmp_path / "prepared", {"triads": TRIADS, "drums": DRUMS, "train-piece": DRUMS[:3]},
+                          {"test": ["triads", "drums", "missing"], "train": ["train-piece"], "valid": []})
     return root
 
 
@@ -77,6 +82,8 @@ def test_trim_drops_late_notes_and_shortens_held_ones():
     )
     trimmed = trim_music(music, 4)
     assert [(n.time, n.pitch, n.duration) for n in trimmed.tracks[0].notes] == [(0, 60, 12), (40, 62, 8)]
+    music.tempos = [muspy.Tempo(time=0, qpm=90.0), muspy.Tempo(time=48, qpm=60.0)]
+    assert [t.time for t in trim_music(music, 4).tempos] == [0]  # events after the cut go too
     assert len(music.tracks[0].notes) == 3  # the original is untouched
 
 
@@ -184,3 +191,73 @@ def test_bad_arguments_get_clear_errors(prepared, tmp_path, capsys, argv, messag
     argv = [a.format(data=prepared, out=tmp_path / "eval") for a in argv]
     assert main(["evaluate", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- meters and SI
+# piece "waltz": 22 bars of 3/4, C E G one per beat. In its own bars: H1 = log2 3, GS = 1,
+# 3 notes a bar; cut into 4/4 bars it would read C E G C | E G C E ... (H1 1.5, GS < 1).
+WALTZ = notes_array([(beat, 0, (60, 64, 67)[beat % 3], RES, 0) for beat in range(66)])
+WALTZ_METER = Meter(time_signatures=((0, 3, 4),), tempos=((0, 150.0),))
+
+
+@pytest.fixture
+def waltz_data(tmp_path):
+    """A prepared directory holding the waltz with its meter and the triads without one."""
+    return write_prepared(tmp_path / "waltz-data", {"waltz": WALTZ, "triads": TRIADS}, {"test": ["waltz", "triads"]},
+                          meters={"waltz": WALTZ_METER})
+
+
+def test_bar_cut_keeps_whole_bars_of_the_pieces_meter():
+    waltz = WALTZ_METER.apply(muspy.Music(resolution=RES))
+    assert bar_cut(waltz, 64) == 63.0  # 21 bars of 3/4
+    assert bar_cut(muspy.Music(resolution=RES), 64) == 64.0  # 16 bars of 4/4
+    assert bar_cut(Meter(((0, 5, 4),)).apply(muspy.Music(resolution=RES)), 3) == 3.0  # a first bar longer than the cut
+
+
+def test_ground_truth_is_cut_into_its_own_bars_and_a_missing_meter_is_reported(waltz_data, tmp_path):
+    out = tmp_path / "eval"
+    result = evaluate(waltz_data, out, None, progress=False)
+    waltz, triads = result.rows
+    assert waltz["h1"] == pytest.approx(math.log2(3))
+    assert waltz["gs"] == 1.0
+    assert waltz["notes_per_bar"] == 3.0  # 63 beats kept: 21 bars of 3 notes
+    assert triads["h1"] == pytest.approx(math.log2(3)) and triads["notes_per_bar"] == 12.0  # 4/4 assumed
+    table = (out / "metrics.md").read_text()
+    assert "Bars: ground-truth in each piece's own meter (first time signatures: 3/4 ×1, unknown ×1)." in table
+    assert "1 piece(s) of" in table and "have no meter file" in table
+    assert result.notes and "Run `mmt prepare` on the folder again" in result.notes[0]
+
+
+def test_continuations_keep_the_pieces_meter_and_the_model_is_named_with_its_hash(waltz_data, tmp_path, checkpoint):
+    out = tmp_path / "eval"
+    config = EvaluationConfig(n_beats=16, modes=("unconditioned", "continuation-4"), max_new_rows=40)
+    result = evaluate(waltz_data, out, str(checkpoint), n=1, config=config, progress=False)
+    rows = {row["mode"]: row for row in result.rows}
+    encoding = Encoding()
+    for mode, meter in (("continuation-4", WALTZ_METER), ("unconditioned", None)):
+        music = decode(np.load(out / "samples" / mode / "waltz.npy"), encoding, meter=meter)
+        expected = compute_metrics(trim_music(music, bar_cut(music, 16)))
+        assert rows[mode]["notes_per_bar"] == pytest.approx(expected["notes_per_bar"], nan_ok=True), mode
+        assert rows[mode]["h1"] == pytest.approx(expected["h1"], nan_ok=True), mode
+    table = (out / "metrics.md").read_text()
+    assert "ground-truth, continuation-4 in each piece's own meter (first time signatures: 3/4 ×1); " \
+           "unconditioned in 4/4, the model's default." in table
+    recorded = json.loads((checkpoint / "config.json").read_text())["weights_sha256"][:16]
+    assert f"Model: {checkpoint} (weights sha256 {recorded})." in table
+
+
+def test_si_columns_are_added_with_si_and_skipped_with_a_message_without_fluidsynth(prepared, tmp_path, monkeypatch):
+    from analysis import evaluation
+
+    monkeypatch.setattr(evaluation, "si_unavailable_reason", lambda: None)
+    monkeypatch.setattr(evaluation, "structure_indicators",
+                        lambda music: {"si_short": 0.5, "si_mid": 0.25, "si_long": 0.0})
+    result = evaluate(prepared, tmp_path / "with", None, config=EvaluationConfig(si=True), progress=False)
+    assert list(read_metrics_csv(tmp_path / "with" / "metrics.csv")[0]) == ["id", "mode", *METRICS, *SI_METRICS]
+    assert [row["si_short"] for row in result.rows] == [0.5, 0.5]
+    assert "| si_mid | 0.250 ± 0.000 |" in (tmp_path / "with" / "metrics.md").read_text()
+
+    monkeypatch.setattr(evaluation, "si_unavailable_reason", lambda: "SI needs audio: fluidsynth is missing")
+    assert main(["evaluate", "-", "--data", str(prepared), "--out", str(tmp_path / "without"), "--si", "--quiet"]) == 0
+    assert list(read_metrics_csv(tmp_path / "without" / "metrics.csv")[0]) == ["id", "mode", *METRICS]
+    assert "SI not computed: SI needs audio: fluidsynth is missing." in (tmp_path / "without" / "metrics.md").read_text()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from analysis import metrics
+from mmt.meter import Meter
 from analysis.metrics import (
     METRICS,
     bars,
@@ -70,9 +71,24 @@ def test_h4_windows_slide_one_bar_at_a_time():
     assert pitch_class_entropy_bars(music, 1) == pytest.approx(0.0)
 
 
-def test_h4_of_a_piece_shorter_than_four_bars_is_nan():
+def test_h4_of_a_piece_shorter_than_four_bars_takes_the_whole_piece():
+    # MusDr shrinks the window to the piece: 3 bars C D E -> one window, log2 3 bits
     notes = [(bar * BAR, pitch, RES) for bar, pitch in enumerate([C, D, E])]
-    assert math.isnan(pitch_class_entropy_bars(make_music(piano(notes)), 4))
+    music = make_music(piano(notes))
+    assert pitch_class_entropy_bars(music, 4) == pytest.approx(math.log2(3))
+    assert math.isnan(pitch_class_entropy_bars(music, 4, short="nan"))  # our former rule, on request
+
+
+def test_a_trailing_bar_holding_only_a_tail_is_not_a_bar():
+    # bar 0: C (held through bar 1 and into bar 2) and E; bar 1: G. Bar 2 holds no onset.
+    notes = [(0, C, 2 * BAR + RES), (RES, E, RES), (BAR, G, RES)]
+    music = make_music(piano(notes))
+    assert bars(music)[0].tolist() == [0, BAR]
+    # H4 over 2 bars: {C, E, G} -> log2 3; H1: (1 + 0) / 2
+    assert pitch_class_entropy_bars(music, 4) == pytest.approx(math.log2(3))
+    assert pitch_class_entropy_bars(music, 1) == pytest.approx(0.5)
+    # GS of the 2 bars: onsets {0, 16} and {0} of 64 slots -> 1 - 1/64
+    assert grooving_similarity(music) == pytest.approx(63 / 64)
 
 
 def test_h_excludes_drums_and_counts_a_held_note_in_its_onset_bar_only():
@@ -97,16 +113,41 @@ def test_identical_bars_have_grooving_similarity_one():
 
 
 def test_two_bars_with_disjoint_onsets():
-    # bar 0 onsets at ticks 0 and 12, bar 1 at ticks 24 and 36: 4 of 48 slots differ.
+    # bar 0 onsets at beats 0 and 1, bar 1 at beats 2 and 3: 4 of MusDr's 64 slots differ.
     notes = [(0, C, RES), (12, C, RES), (BAR + 24, C, RES), (BAR + 36, C, RES)]
-    assert grooving_similarity(make_music(piano(notes))) == pytest.approx(1 - 4 / 48)
+    assert grooving_similarity(make_music(piano(notes))) == pytest.approx(1 - 4 / 64)
+    # on the file's own 48 ticks per bar (our former GS): 4 of 48
+    assert grooving_similarity(make_music(piano(notes)), slots_per_beat=None) == pytest.approx(1 - 4 / 48)
 
 
 def test_grooving_similarity_averages_every_pair_and_counts_drums():
-    # bars A A B (A = {0, 12} from drums, B = {24, 36}): pairs 1, 11/12, 11/12 -> 17/18
+    # bars A A B (A = {0, 16} from drums, B = {32, 48}): pairs 1, 15/16, 15/16 -> 23/24
     hits = [(0, 36, 1), (12, 36, 1), (BAR, 36, 1), (BAR + 12, 36, 1)]
     notes = [(2 * BAR + 24, C, RES), (2 * BAR + 36, C, RES)]
-    assert grooving_similarity(make_music(drums(hits), piano(notes))) == pytest.approx(17 / 18)
+    assert grooving_similarity(make_music(drums(hits), piano(notes))) == pytest.approx(23 / 24)
+
+
+def test_onsets_go_to_the_nearest_of_16_slots_per_beat():
+    # at 12 ticks per beat: tick 4 (a triplet eighth) -> slot 16 * 4 / 12 = 5.33 -> 5;
+    # tick 8 -> 10.67 -> 11; tick 3 (a sixteenth) -> slot 4
+    music = make_music(piano([(0, C, 1), (4, C, 1), (8, C, 1), (BAR + 3, C, 1)]))
+    grid, lengths = metrics.onset_grid(music)
+    assert lengths.tolist() == [64, 64]
+    assert [np.flatnonzero(row).tolist() for row in grid] == [[0, 5, 11], [4]]
+    # bar 0 {0, 5, 11} vs bar 1 {4}: 4 slots differ
+    assert grooving_similarity(music) == pytest.approx(1 - 4 / 64)
+
+
+@pytest.mark.parametrize("resolution", [12, 16, 480, 10_080])
+def test_grooving_similarity_does_not_depend_on_the_resolution(resolution):
+    # the same three bars of 4/4 at each resolution; onsets and durations in sixteenths
+    sixteenths = [0, 2, 3, 6, 8, 10, 11, 14, 16, 18, 19, 22, 24, 27, 30, 32, 34, 36, 40, 44, 45, 46]
+    ticks = resolution // 4
+    notes = [(k * ticks, C + k % 5, 2 * ticks) for k in sixteenths]
+    music = make_music(piano(notes), resolution=resolution)
+    # bars: {0,2,3,6,8,10,11,14}, {0,2,3,6,8,11,14}, {0,2,4,8,12,13,14} in sixteenths;
+    # slots that differ (of 64): bars 0-1: 1, bars 0-2: 7, bars 1-2: 6 -> mean 1 - (14/3)/64
+    assert grooving_similarity(music) == pytest.approx(1 - 14 / 3 / 64, abs=1e-9)
 
 
 def test_grooving_similarity_of_one_bar_is_nan():
@@ -131,7 +172,7 @@ def test_a_three_four_piece_is_cut_into_bars_of_three_beats():
 
 
 def test_six_eight_bars_and_a_time_signature_change():
-    assert metrics.bar_ticks(6, 8, RES) == 36
+    assert Meter(((0, 6, 8),)).bar_ticks(100, RES)[1].tolist() == [36, 36, 36]
     # 4/4 for two bars, then 3/4; the piece lasts 2 * 48 + 2 * 36 ticks
     change = make_music(piano([(0, C, RES), (2 * BAR + 36 + 24, C, RES)]), time_signatures=[(0, 4, 4), (96, 3, 4)])
     starts, lengths = bars(change)

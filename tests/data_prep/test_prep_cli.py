@@ -107,7 +107,7 @@ def rerun_completes_as_an_uninterrupted_run(command: list[str], src: Path, kille
     summary = prepare_dataset("folder", src, direct, filters=Filters(min_notes=4), progress=False, log=None)
     assert summary.counts == {"ok": 41, "skipped": 2, "failed": 3}
     expected = output_files(direct)
-    assert len(expected) == 41 + 7  # notes, manifest, 3 split lists, encoding.json, prepare.json, journal
+    assert len(expected) == 2 * 41 + 7  # notes, meters, manifest, 3 split lists, encoding.json, prepare.json, journal
     assert output_files(killed) == expected
 
 

@@ -51,6 +51,10 @@ def test_hand_written_midi_gives_literal_notes(tmp_path):
     assert (out / "train.txt").read_text() == "piece.mid\n"
     assert (out / "valid.txt").read_text() == (out / "test.txt").read_text() == ""
     assert Encoding.load(out / "encoding.json") == Encoding()
+    # the meter beside the notes: no time signature in the file (4/4 bars), 500,000 us a beat
+    assert json.loads((out / "meters" / "piece.mid.json").read_text()) == {"time_signatures": [],
+                                                                          "tempos": [[0.0, 120.0]],
+                                                                          "pickup": 0.0}
     assert json.loads((out / "prepare.json").read_text()) == {
         "dataset": "folder", "resolution": 12, "min_notes": 4, "min_beats": 4, "max_beats": 10000,
         "max_file_mb": 32.0, "timeout_s": 300.0}
@@ -160,6 +164,17 @@ def test_a_lost_notes_file_or_a_cut_journal_line_is_redone(tmp_path):
         journal.write('{"id": "set1__song1.mid", "source": "set1/so')  # a line cut by a kill
     (out / "notes" / ".set1__song1.mid.npy.abc.tmp.npy").write_bytes(b"half")  # an atomic write cut short
     assert run(src, out).processed == 1
+    assert output_files(out) == expected
+
+
+def test_a_folder_prepared_before_meters_were_kept_gets_them_on_the_next_run(tmp_path):
+    src = mixed_tree(tmp_path / "src", n_songs=4)
+    out = tmp_path / "out"
+    first = run(src, out)
+    expected = output_files(out)
+    for path in (out / "meters").iterdir():
+        path.unlink()
+    assert run(src, out).processed == first.counts["ok"]  # the ok files are read again, the others not
     assert output_files(out) == expected
 
 
