@@ -470,14 +470,18 @@ def normalize_peak(path: str | os.PathLike, peak_dbfs: float = WAV_PEAK_DBFS) ->
 
 def write_codes(
     out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
-    prompt_end: float | None = None,
+    prompt_end: float | None = None, meter: Meter | None = None, key_signatures=(),
 ) -> dict[str, Path]:
     """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths.
 
-    `prompt_end`: the beat where a continuation's prompt ends, marked on the piano roll.
+    Args:
+        prompt_end: the beat where a continuation's prompt ends, marked on the piano roll.
+        meter: time signatures and tempos to write (a continued piece's own; default: none, 100 bpm).
+        key_signatures: `muspy.KeySignature`s to write (at their ticks in `encoding.resolution`).
     """
     out_dir = Path(out_dir)
-    music = decode(codes, encoding)
+    music = decode(codes, encoding, meter=meter)
+    music.key_signatures = list(key_signatures)
     paths = {
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),

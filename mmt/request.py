@@ -16,6 +16,7 @@ signature (4/4 without one).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -33,20 +34,23 @@ from mmt.config import SamplingParams
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding, encode
 from mmt.errors import GenerationError, GenerationWarning
+from mmt.meter import Meter
 
 DEFAULT_BEATS_PER_BAR = 4.0
 
 
 # ---------------------------------------------------------------------- prompts
-def beats_per_bar(music) -> float:
-    """Quarter-note beats per bar of a `muspy.Music`'s first time signature (4 without one)."""
-    signatures = sorted(music.time_signatures, key=lambda ts: ts.time)
-    if not signatures:
-        return DEFAULT_BEATS_PER_BAR
-    ts = signatures[0]
-    if ts.numerator < 1 or ts.denominator < 1:
-        return DEFAULT_BEATS_PER_BAR
-    return ts.numerator * 4.0 / ts.denominator
+def bars_to_beats(meter: Meter, bars: float) -> float:
+    """Where the first `bars` bars of a piece end, in beats (a pickup comes on top: it is no bar).
+
+    Whole bars follow the meter's time signatures (`Meter.iter_bars`); a fraction is that
+    share of the next bar.
+    """
+    whole = int(bars)
+    skip = 1 if meter.pickup > 0 else 0
+    start = meter.bar_start(whole + skip)
+    fraction = bars - whole
+    return start + fraction * meter.beats_per_bar(start) if fraction else start
 
 
 def cut_codes(codes: np.ndarray, encoding: Encoding, n_beats: float | None) -> np.ndarray:
@@ -67,7 +71,7 @@ def prompt_from_music(music, encoding: Encoding, n_beats: float | None = None,
                       n_bars: float | None = None) -> np.ndarray:
     """A generation prompt from a song: its first `n_beats` beats or `n_bars` bars.
 
-    Bars use the song's first time signature (`beats_per_bar`; 4/4 without one). With
+    Bars follow the song's time signatures (`bars_to_beats`; 4/4 without one). With
     neither limit, the whole song is kept.
 
     Returns:
@@ -78,7 +82,7 @@ def prompt_from_music(music, encoding: Encoding, n_beats: float | None = None,
     if n_beats is not None and n_bars is not None:
         raise GenerationError("give n_beats or n_bars, not both")
     if n_bars is not None:
-        n_beats = n_bars * beats_per_bar(music)
+        n_beats = bars_to_beats(Meter.from_music(music), n_bars)
     if n_beats is not None and not n_beats > 0:
         raise GenerationError(f"the prompt must keep a positive number of beats, got {n_beats}")
     return cut_codes(encode(music, encoding), encoding, n_beats)
@@ -119,14 +123,16 @@ class Prompt:
     Attributes:
         codes: int64 rows (start-of-song, header, maybe start-of-notes and notes).
         start_beats: the beat where new notes begin (the prompt's cut; 0 without notes).
-        beats_per_bar: bar length in quarter-note beats, for lengths in bars.
+        beats_per_bar: bar length in quarter-note beats at the cut, for lengths in bars.
         music: the song the prompt was cut from, when it came from one.
+        meter: its time signatures and tempos, which the generated songs keep.
     """
 
     codes: np.ndarray
     start_beats: float = 0.0
     beats_per_bar: float = DEFAULT_BEATS_PER_BAR
     music: object = None
+    meter: Meter | None = None
 
 
 @dataclass(frozen=True)
@@ -165,8 +171,8 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
         start = request.prompt_beats if request.prompt_beats is not None else _end_beats(codes, encoding)
         return Prompt(codes, start)
     music = read_prompt(source)
-    bar = beats_per_bar(music)
-    beats = request.prompt_beats if request.prompt_bars is None else request.prompt_bars * bar
+    meter = Meter.from_music(music)
+    beats = request.prompt_beats if request.prompt_bars is None else bars_to_beats(meter, request.prompt_bars)
     codes = prompt_from_music(music, encoding, n_beats=beats)
     if not np.any(codes[:, Field.TYPE] == RowType.NOTE):
         raise GenerationError(f"{_describe(source)}: the prompt has no notes of an instrument this model knows "
@@ -175,7 +181,8 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     if beats is not None and beats > end:
         warnings.warn(f"{_describe(source)}: the prompt is {end:g} beats long, shorter than the {beats:g} asked "
                       f"for; the new music starts at beat {beats:g}", GenerationWarning, stacklevel=2)
-    return Prompt(codes, beats if beats is not None else end, bar, music)
+    start = beats if beats is not None else end
+    return Prompt(codes, start, meter.beats_per_bar(start), music, meter)
 
 
 def _end_beats(codes: np.ndarray, encoding: Encoding) -> float:
@@ -372,7 +379,9 @@ class Generation:
         first = 0 if overwrite else _next_index(out_dir, self.request.mode)
         stems = [f"{self.request.mode}-{first + k:03d}" for k in range(len(self.samples))]
         prompt_end = self.prompt.start_beats if MODES[self.request.mode].takes_prompt else None
-        paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end)
+        keys = _key_signatures(self.prompt.music, self.encoding.resolution)
+        paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end,
+                             meter=self.prompt.meter, key_signatures=keys)
                  for stem, codes in zip(stems, self.samples)]
         runs.append({**self.settings(model_name), "samples": stems})
         write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
@@ -380,6 +389,16 @@ class Generation:
 
 
 SETTINGS_FILE = "settings.json"
+
+
+def _key_signatures(music, resolution: int) -> list:
+    """The key signatures of `music` (none without one) with times at `resolution` ticks per beat."""
+    keys = []
+    for key in getattr(music, "key_signatures", None) or []:
+        key = copy.deepcopy(key)
+        key.time = round(key.time * resolution / (music.resolution or 1))
+        keys.append(key)
+    return keys
 
 
 def _next_index(out_dir: Path, mode: str) -> int:

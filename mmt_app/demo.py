@@ -141,16 +141,19 @@ def model_path(config: DemoConfig) -> Path:
         raise DemoError(f"{error}; pass --model DIR, or --train to train one") from None
 
 
-def long_piece(data: PreparedData, ids: list[str], beats: float) -> str:
-    """The first piece that lasts at least `beats` beats (so a continuation has music to replace),
-    else the longest."""
-    lengths = {}
+def long_piece(data: PreparedData, ids: list[str], bars: float) -> str:
+    """The first piece that lasts at least `bars` bars of its own meter (so a continuation has
+    music of its own after the prompt to set against), else the longest."""
+    from mmt.meter import Meter
+    from mmt.request import bars_to_beats
+
+    spare = {}
     for piece in ids:
         music = data.music(piece)
-        lengths[piece] = music.get_end_time() / music.resolution
-        if lengths[piece] >= beats:
+        spare[piece] = music.get_end_time() / music.resolution - bars_to_beats(Meter.from_music(music), bars)
+        if spare[piece] >= 0:
             return piece
-    return max(lengths, key=lengths.get)
+    return max(spare, key=spare.get)
 
 
 def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print, model_name: str | None = None) -> Path:
@@ -165,7 +168,7 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
         log("audio: fluidsynth or a GM soundfont is missing, so no WAVs "
             "(Debian/Ubuntu: apt-get install fluidsynth fluid-soundfont-gm, or `make audio`)")
     data = PreparedData(config.data)
-    piece = long_piece(data, data.split("test"), config.bars * 4)
+    piece = long_piece(data, data.split("test"), config.bars)
     common = {"n_samples": config.n_samples, "sampling": config.sampling, "seed": config.seed}
     requests = [
         GenerationRequest(bars=config.bars, **common),

@@ -111,3 +111,37 @@ def test_every_mode_is_offered_by_the_command_and_the_evaluation():
     assert list(mode_action.choices) == list(MODES) == ["unconditioned", "instrument", "continuation"]
     for name, mode in MODES.items():
         assert parse_mode(f"{name}-4" if mode.takes_prompt else name) == (name, 4 if mode.takes_prompt else None)
+
+
+def test_a_continued_midi_file_keeps_its_tempo_meter_and_key(tmp_path):
+    import mmt
+
+    music = muspy.Music(resolution=480, tempos=[muspy.Tempo(0, 132.0)], time_signatures=[muspy.TimeSignature(0, 3, 4)],
+                        key_signatures=[muspy.KeySignature(480 * 3, root=2, mode="major", fifths=2)],
+                        tracks=[muspy.Track(program=0, notes=[muspy.Note(480 * b, 62 + b % 5, 480)
+                                                              for b in range(24)])])
+    muspy.write_midi(tmp_path / "waltz.mid", music)
+    generation = run(tiny_model(), GenerationRequest(mode="continuation", prompt=str(tmp_path / "waltz.mid"),
+                                                     prompt_bars=2, bars=2, seed=0, max_new_rows=20))
+    assert generation.prompt.start_beats == 6.0 and generation.max_beats == 12.0
+    paths = generation.write(tmp_path / "out")[0]
+    back = mmt.read_music(paths["midi"])
+    assert [round(t.qpm, 3) for t in back.tempos] == [132.0]
+    assert [(t.time, t.numerator, t.denominator) for t in back.time_signatures] == [(0, 3, 4)]
+    assert [(k.time / back.resolution, k.root, k.mode) for k in back.key_signatures] == [(3.0, 2, "major")]
+    assert paths["png"].stat().st_size > 0
+
+
+def test_prompt_bars_count_whole_bars_after_a_pickup():
+    from mmt.request import bars_to_beats
+
+    assert bars_to_beats(mmt_meter(((0, 3, 4),)), 2) == 6.0
+    assert bars_to_beats(mmt_meter(((0, 3, 4),), pickup=1.0), 2) == 7.0
+    assert bars_to_beats(mmt_meter(((0, 4, 4), (8, 3, 4))), 3) == 11.0
+    assert bars_to_beats(mmt_meter(()), 1.5) == 6.0
+
+
+def mmt_meter(signatures, pickup: float = 0.0):
+    from mmt import Meter
+
+    return Meter(time_signatures=signatures, pickup=pickup)

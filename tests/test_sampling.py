@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmt import Encoding, SamplingParams, sampling
+from mmt import Encoding, Meter, SamplingParams, sampling
 from mmt.checkpoint import save_model
 from mmt.constants import Field, RowType
 from mmt.encoding import decode, grammar_violations
-from mmt.request import beats_per_bar, instrument_prompt, prompt_from_music, start_of_song
+from mmt.request import instrument_prompt, prompt_from_music, start_of_song
 from mmt.sampling import sample, sample_masked
 from mmt_app.cli import main
 from tests.conftest import write_pretty_midi
@@ -177,7 +177,7 @@ def test_prompt_bars_follow_the_time_signature():
                         tracks=[muspy.Track(program=0, notes=notes)])
     prompt = prompt_from_music(music, ENCODING, n_bars=2)
     assert prompt[prompt[:, Field.TYPE] == RowType.NOTE, Field.BEAT].tolist() == [1, 2, 3, 4, 5, 6]
-    assert beats_per_bar(music) == 3.0
+    assert Meter.from_music(music).beats_per_bar() == 3.0
 
 
 def test_bad_prompts_and_settings_are_refused():
