@@ -2,8 +2,8 @@
 
 For a model (default: the bundled `music21-small`) and each ensemble, draws `-n` samples of
 `--bars` bars in instrument mode, once with the sampler's request-honouring help switched
-off (`--balance 0`, no pitch ranges) and once as `mmt generate` draws them (the mode's
-balance and the model's pitch ranges), and prints for each:
+off (balance 0, quota 0, no pitch ranges) and once as `mmt generate` draws them (the
+mode's balance and quota, the model's pitch ranges), and prints for each:
 
 - `all_play`: the share of samples in which every requested instrument has at least
   `--min-notes` notes (target: 0.95 or more);
@@ -61,7 +61,8 @@ def measure(model, instruments: tuple[str, ...], helped: bool, args) -> dict:
         model.pitch_ranges = {}
     try:
         request = GenerationRequest(mode="instrument", instruments=instruments, bars=args.bars,
-                                    n_samples=args.n, seed=args.seed, balance=None if helped else 0.0)
+                                    n_samples=args.n, seed=args.seed, balance=None if helped else 0.0,
+                                    quota=None if helped else 0)
         started = time.perf_counter()
         generation = run(model, request)
         seconds = time.perf_counter() - started
@@ -76,7 +77,7 @@ def measure(model, instruments: tuple[str, ...], helped: bool, args) -> dict:
         "duplicates": float(np.mean([duplicates(codes) for codes in generation.samples])),
         "notes_per_instrument": dict(zip(instruments, counts.mean(axis=0).round(1).tolist())),
         **{name: float(np.nanmean([m[name] for m in metrics])) for name in METRICS},
-        "balance": generation.balance, "pitch_ranges": bool(model.pitch_ranges) and helped,
+        "balance": generation.balance, "quota": generation.quota, "pitch_ranges": bool(model.pitch_ranges) and helped,
         "seconds": round(seconds, 2),
     }
 
@@ -103,7 +104,7 @@ def main() -> None:
             results[f"{name} ({'helped' if helped else 'plain'})"] = result
             notes = ", ".join(f"{k} {v:g}" for k, v in result["notes_per_instrument"].items())
             values = " | ".join("n/a" if math.isnan(result[m]) else f"{result[m]:.3f}" for m in METRICS)
-            print(f"| {name} | {'balance + ranges' if helped else 'none'} | {result['all_play']:.2f} | "
+            print(f"| {name} | {'balance, quota, ranges' if helped else 'none'} | {result['all_play']:.2f} | "
                   f"{result['duplicates']:.2f} | {notes} | {values} |", flush=True)
     out = Path(__file__).resolve().parent / "results" / f"request-{Path(args.model).name}.json"
     out.parent.mkdir(exist_ok=True)

@@ -139,8 +139,9 @@ class Prompt:
 class Mode:
     """A generation mode: what a request of it takes, and how its prompt is built.
 
-    `balance` is the mode's default instrument balance (see `mmt.sampling.balance_bias`):
-    where the user chose the instruments (or the prompt did), each should get a real part.
+    `balance` and `quota` are the mode's defaults for the instrument balance and the
+    notes each instrument gets (see `mmt.sampling.sample`): where the user chose the
+    instruments (or the prompt did), each should get a real part.
     """
 
     name: str
@@ -149,6 +150,7 @@ class Mode:
     takes_prompt: bool
     build: Callable[["GenerationRequest", Encoding], Prompt]
     balance: float = 0.0
+    quota: int = 0
 
 
 def _unconditioned(request: "GenerationRequest", encoding: Encoding) -> Prompt:
@@ -211,12 +213,14 @@ def _describe(source) -> str:
 
 DEFAULT_BARS = 32.0
 DEFAULT_BALANCE = 1.0
+DEFAULT_QUOTA = 8  # new notes per instrument: enough to count as a part in 16 bars
 
 MODES: dict[str, Mode] = {mode.name: mode for mode in (
     Mode("unconditioned", "a song from nothing", False, False, _unconditioned),
-    Mode("instrument", "a song for the given instruments", True, False, _instrument, DEFAULT_BALANCE),
+    Mode("instrument", "a song for the given instruments", True, False, _instrument, DEFAULT_BALANCE,
+         DEFAULT_QUOTA),
     Mode("continuation", "the continuation of a prompt cut after N beats or bars", False, True, _continuation,
-         DEFAULT_BALANCE),
+         DEFAULT_BALANCE, DEFAULT_QUOTA),
 )}
 
 
@@ -236,6 +240,8 @@ class GenerationRequest:
             (`model.sampling`), e.g. {"top_p": 0.9}.
         balance: how strongly instruments that have played least are favoured (None: the
             mode's default; 0: off).
+        quota: new notes each instrument gets, on a schedule over the song's length (None:
+            the mode's default; 0: off).
         seed: the random seed (None: a random one, recorded in the `Generation`).
         max_new_rows: the most rows added per sample.
     """
@@ -250,6 +256,7 @@ class GenerationRequest:
     n_samples: int = 1
     sampling: Mapping = field(default_factory=dict)
     balance: float | None = None
+    quota: int | None = None
     seed: int | None = None
     max_new_rows: int = 1024
 
@@ -287,6 +294,9 @@ class GenerationRequest:
         if self.balance is not None and (isinstance(self.balance, bool) or not isinstance(self.balance, (int, float))
                                          or not 0 <= self.balance <= 10):
             raise GenerationError(f"balance must be a number from 0 (off) to 10, got {self.balance!r}")
+        if self.quota is not None and (isinstance(self.quota, bool) or not isinstance(self.quota, int)
+                                       or self.quota < 0):
+            raise GenerationError(f"quota must be an integer >= 0 (0: off), got {self.quota!r}")
         if not isinstance(self.sampling, Mapping):
             raise GenerationError(f"sampling must map SamplingParams fields to values, got {self.sampling!r}")
         unknown = sorted(set(self.sampling) - set(SamplingParams.DEFAULTS))
@@ -331,7 +341,7 @@ class GenerationRequest:
                 "prompt": None if prompt is None else str(prompt), "prompt_beats": self.prompt_beats,
                 "prompt_bars": self.prompt_bars, "beats": self.beats, "bars": self.bars,
                 "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
-                "seed": self.seed, "max_new_rows": self.max_new_rows}
+                "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows}
 
 
 def _plain(value):
@@ -352,6 +362,7 @@ class Generation:
     encoding: Encoding
     sampling: SamplingParams
     balance: float
+    quota: int
     max_beats: float
 
     def settings(self, model_name: str | None = None) -> dict:
@@ -359,6 +370,7 @@ class Generation:
         from mmt import __version__
 
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
+                "quota_used": self.quota,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
                 "model": model_name, "mmt_version": __version__}
 
@@ -434,6 +446,7 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
         request = replace(request, seed=random.SystemRandom().randrange(2**63))
     params = request.sampling_params(getattr(model, "sampling", SamplingParams()))
     balance = mode.balance if request.balance is None else request.balance
+    quota = mode.quota if request.quota is None else request.quota
     length = request.beats if request.bars is None else request.bars * prompt.beats_per_bar
     if length is None:
         length = DEFAULT_BARS * prompt.beats_per_bar
@@ -441,9 +454,9 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
     samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
                      max_new_rows=request.max_new_rows, max_beats=max_beats,
                      start_beats=prompt.start_beats if mode.takes_prompt else None,
-                     pitch_ranges=getattr(model, "pitch_ranges", None), balance=balance,
+                     pitch_ranges=getattr(model, "pitch_ranges", None), balance=balance, quota=quota,
                      device=device, progress=progress)
-    return Generation(request, prompt, samples, encoding, params, balance, max_beats)
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

@@ -123,6 +123,17 @@ def penalize_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
     return torch.where(seen, penalized, logits)
 
 
+def lagging(counts: Tensor, declared: Tensor, quota: int, progress: Tensor) -> Tensor:
+    """(B, I): declared instruments behind a schedule of `quota` new notes each by the song's end.
+
+    At `progress` p (0 where new notes may start, 1 at the length limit) an instrument
+    should have min(quota, floor(p * quota) + 1) notes (one from the start on, the last
+    one due in the final 1/quota of the song); one with fewer is lagging.
+    """
+    due = (torch.floor(progress.clamp(0, 1) * quota + 1e-6).long() + 1).clamp(max=quota)
+    return declared & (counts < due[:, None])
+
+
 def balance_bias(counts: Tensor, declared: Tensor, strength: float) -> Tensor:
     """Logit bias (B, I) that favours the declared instruments with fewer notes so far.
 
@@ -180,9 +191,7 @@ class GrammarState:
         used = torch.zeros(n_instruments, dtype=torch.bool, device=device)
         used[torch.as_tensor(last[5], dtype=torch.long, device=device)] = True
         self.used = used.expand(batch, -1).clone()
-        counts = np.bincount(notes[:, Field.INSTRUMENT], minlength=n_instruments) if len(notes) else \
-            np.zeros(n_instruments, dtype=np.int64)
-        self.counts = torch.as_tensor(counts, device=device).expand(batch, -1).clone()
+        self.counts = torch.zeros(batch, n_instruments, dtype=torch.long, device=device)  # new notes only
         self.seen = []
         for field, name in enumerate(FIELDS):
             seen = torch.zeros(n[name], dtype=torch.bool, device=device)
@@ -275,14 +284,24 @@ def _last_note(notes: np.ndarray, encoding: Encoding, start_beats: float | None)
     return last
 
 
+def _capped(allowed: Tensor, where: Tensor, highest: int) -> Tensor:
+    """`allowed` (B, V) without the codes above `highest` in the rows `where` (B,), unless none would be left."""
+    capped = allowed & (torch.arange(allowed.shape[-1], device=allowed.device)[None, :] <= highest)
+    use = where & capped.any(-1)
+    return torch.where(use[:, None], capped, allowed)
+
+
 def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
-              generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0) -> Tensor:
+              generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0,
+              quota: int = 0, start_ticks: int = 0) -> Tensor:
     """The next row (B, 6) of every sample, sampled field by field under the grammar masks.
 
     Fields are drawn in the order type, beat, position, instrument, pitch, duration, so
-    that a note's pitch can be kept inside its instrument's range; `balance` > 0 favours
-    the instruments that have played least (`balance_bias`). Finished samples get padding
-    rows (all zeros).
+    that a note's pitch can be kept inside its instrument's range. `balance` > 0 favours
+    the instruments that have played least (`balance_bias`). With a `quota` and a length
+    limit, an instrument behind the schedule of `quota` new notes by the limit (`lagging`)
+    gets the note, and end-of-song waits until every instrument has its quota. Finished
+    samples get padding rows (all zeros).
     """
     device = logits[0].device
     n = encoding.n_tokens
@@ -301,7 +320,10 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
         return sample_masked(scores, allowed, settings["temperature"][field], settings["top_k"][field],
                              settings["top_p"][field], generator)
 
-    if allow_eos:  # the last beat ends the sample (see the module docstring)
+    if quota and allow_eos:  # end-of-song waits for every instrument's quota
+        allow_eos = (state.counts >= quota) | ~state.declared
+        allow_eos = allow_eos.all(-1)
+    if bool(torch.as_tensor(allow_eos).any()):  # the last beat ends the sample (see the module docstring)
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos))
@@ -310,13 +332,30 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     full = state.onset_full()
     last_beat, last_position = state.last_beat, state.last_position
     beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
-    beat = draw(Field.BEAT, codes_from(beat_floor, n["beat"]))
+    # while an instrument still lacks its quota, the length limit stays out of reach
+    short = None
+    if quota and limit_ticks is not None:
+        short = (state.declared & (state.counts < quota)).any(-1)
+        last_tick = max(limit_ticks - 1, 0)  # the latest onset before the limit
+        limit_beat, limit_position = last_tick // encoding.resolution + 1, last_tick % encoding.resolution + 1
+    beat_allowed = codes_from(beat_floor, n["beat"])
+    if short is not None:
+        beat_allowed = _capped(beat_allowed, short, limit_beat)
+    beat = draw(Field.BEAT, beat_allowed)
     same_beat = beat == last_beat
     position_floor = torch.where(same_beat, last_position + full.long(), 0)
-    position = draw(Field.POSITION, codes_from(position_floor, n["position"]))
+    position_allowed = codes_from(position_floor, n["position"])
+    if short is not None:
+        position_allowed = _capped(position_allowed, short & (beat == limit_beat), limit_position)
+    position = draw(Field.POSITION, position_allowed)
     same_onset = same_beat & (position == last_position)
 
     note_instruments = torch.where(same_onset[:, None], state.same_onset_instruments(), state.declared)
+    if quota and limit_ticks is not None:
+        onset = (beat - 1) * encoding.resolution + position - 1
+        progress = (onset - start_ticks).float() / max(limit_ticks - start_ticks, 1)
+        behind = note_instruments & lagging(state.counts, state.declared, quota, progress)
+        note_instruments = torch.where(behind.any(-1, keepdim=True), behind, note_instruments)
     instrument_allowed = torch.where(header_row[:, None], state.codes[None, :] > state.last_instrument[:, None],
                                      note_instruments)
     bias = None if balance == 0 else torch.where(header_row[:, None], 0.0,
@@ -367,6 +406,7 @@ def sample(
     start_beats: float | None = None,
     pitch_ranges: Mapping[str, tuple[int, int]] | None = None,
     balance: float = 0.0,
+    quota: int = 0,
     min_new_rows: int = 0,
     window_shift: int = DEFAULT_WINDOW_SHIFT,
     device=None,
@@ -393,6 +433,9 @@ def sample(
             (default: none; `mmt.generate` passes the model's `pitch_ranges`).
         balance: > 0 favours the declared instruments that have played least
             (`balance_bias`); 0: the model's own choice.
+        quota: with `max_beats`, new notes each declared instrument gets: one behind the
+            schedule of `quota` notes by the limit (`lagging`) takes the next note, and
+            end-of-song waits until every instrument has its quota. 0: off.
         min_new_rows: end-of-song is not allowed before this many new rows (benchmarks use
             it to run untrained models to full length).
         window_shift: past the context (rotary / no position embedding), rows dropped
@@ -421,6 +464,9 @@ def sample(
         raise GenerationError(f"max_beats must be a positive number, got {max_beats!r}")
     if not (math.isfinite(balance) and balance >= 0):
         raise GenerationError(f"balance must be a number >= 0, got {balance!r}")
+    if isinstance(quota, bool) or not isinstance(quota, int) or quota < 0:
+        raise GenerationError(f"quota must be an integer >= 0, got {quota!r}")
+    start_ticks = 0 if start_beats is None else round(start_beats * encoding.resolution)
     limit_ticks = None if max_beats is None else round(max_beats * encoding.resolution)
     prompt = check_prompt(prompt, encoding)
 
@@ -433,7 +479,8 @@ def sample(
     try:
         with torch.inference_mode():
             state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats)
-            rows = _run(model, prompt, state, max_new_rows, min_new_rows, limit_ticks, params, balance,
+            rules = {"balance": balance, "quota": quota, "start_ticks": start_ticks}
+            rows = _run(model, prompt, state, max_new_rows, min_new_rows, limit_ticks, params, rules,
                         generator, window_shift, device, tqdm if progress else None)
     finally:
         model.train(was_training)
@@ -441,7 +488,7 @@ def sample(
 
 
 def _run(model, prompt: np.ndarray, state: GrammarState, max_new_rows: int, min_new_rows: int,
-         limit_ticks: int | None, params: SamplingParams, balance: float, generator: torch.Generator,
+         limit_ticks: int | None, params: SamplingParams, rules: dict, generator: torch.Generator,
          window_shift: int, device, bar) -> list[np.ndarray]:
     encoding = model.encoding
     context = model.config.max_seq_len
@@ -463,7 +510,7 @@ def _run(model, prompt: np.ndarray, state: GrammarState, max_new_rows: int, min_
     steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
-        rows = draw_rows(logits, state, params, encoding, generator, step >= min_new_rows, limit_ticks, balance)
+        rows = draw_rows(logits, state, params, encoding, generator, step >= min_new_rows, limit_ticks, **rules)
         was_finished = state.finished.clone()
         state.update(rows, index)
         out[:, index] = rows

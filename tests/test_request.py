@@ -57,7 +57,7 @@ def test_settings_record_everything_needed_to_draw_again():
     assert request.settings() == {
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
         "prompt_bars": None, "beats": None, "bars": 4, "n_samples": 2,
-        "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "seed": 7, "max_new_rows": 1024,
+        "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "quota": None, "seed": 7, "max_new_rows": 1024,
     }
 
 

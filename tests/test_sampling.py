@@ -429,3 +429,28 @@ def test_a_prompt_without_usable_notes_is_an_error_and_a_short_one_a_warning(che
                  "2", "--bars", "1", "--seed", "0", "--max-rows", "10", "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert ("short.mid: the prompt is 4 beats long, shorter than the 8 asked for; the new music starts at beat 8"
             in capsys.readouterr().err)
+
+
+def test_a_quota_gives_every_instrument_its_notes_before_the_length_limit():
+    # onsets marched forward slowly, so that room before the limit never runs out
+    model = march(tiny("rotary"), fields=("beat", "position"), step=0.5)
+    with torch.no_grad():
+        model.heads[Field.INSTRUMENT].bias[1] += 8.0  # the model all but never picks anything but the piano
+    prompt = instrument_prompt(["piano", "violin", "cello"], model.encoding)
+    for quota, least in ((0, 0), (5, 5)):
+        samples = sample(model, prompt, n_samples=8, max_new_rows=200, max_beats=16, seed=4, quota=quota)
+        for codes in samples:
+            instruments = [key[4] for key in note_keys(codes)]
+            onsets = [(b - 1) * 12 + p - 1 for b, p, *_ in note_keys(codes)]
+            assert codes[-1, Field.TYPE] == RowType.END_OF_SONG and max(onsets, default=0) < 16 * 12
+            assert min(instruments.count(25), instruments.count(27)) >= least
+        if quota == 0:
+            assert sum(key[4] != 1 for codes in samples for key in note_keys(codes)) <= 2
+
+
+def test_lagging_follows_the_schedule_of_the_quota():
+    counts = torch.tensor([[0, 2, 0, 7], [0, 2, 0, 7]])
+    declared = torch.tensor([[False, True, True, True]] * 2)
+    behind = sampling.lagging(counts, declared, 8, torch.tensor([0.0, 0.9]))
+    # at the start one note each is due; at 90% of the song 8 (floor(7.2) + 1, at most the quota)
+    assert behind.tolist() == [[False, False, True, False], [False, True, True, True]]
