@@ -7,6 +7,8 @@ Each subcommand has its own section: `_add_<name>(sub)` builds its parser and
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +36,25 @@ def _show_warnings_as(prefix: str) -> None:
 
     warnings.showwarning = show
     warnings.simplefilter("always", GenerationWarning)
+
+
+# request fields -> the flags that set them, so that an error names what the user typed
+FLAGS = {"prompt_beats": "--prompt-beats", "prompt_bars": "--prompt-bars", "beats": "--beats", "bars": "--bars",
+         "n_samples": "-n", "max_new_rows": "--max-rows", "seed": "--seed", "balance": "--balance",
+         "quota": "--quota", "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
+         "repetition_penalty": "--repetition-penalty", "instruments": "--instruments", "prompt": "--prompt"}
+
+
+@contextlib.contextmanager
+def _flags_named():
+    """Re-raise a request's `GenerationError` with its field names replaced by their flags."""
+    from mmt.errors import GenerationError
+
+    try:
+        yield
+    except GenerationError as error:
+        pattern = r"(?<![\w-])(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(?![\w-])"
+        raise CommandError(re.sub(pattern, lambda m: FLAGS[m.group(1)], str(error))) from None
 
 
 def _device(name: str | None) -> str:
@@ -350,6 +371,8 @@ def _add_generate(sub) -> None:
     _add_sampling(p)
     p.add_argument("--balance", type=float, help="favour instruments that have played least: 0 = off "
                    "(default: 1 in the instrument and continuation modes, 0 otherwise)")
+    p.add_argument("--quota", type=int, help="new notes each instrument gets, spread over the song: 0 = off "
+                   "(default: 8 in the instrument and continuation modes, 0 otherwise)")
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default 1024)")
     p.add_argument("--audio", action="store_true", help="also render WAV (needs fluidsynth and a GM soundfont)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
@@ -371,12 +394,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     # Everything is checked before the weights load (seconds): the request, the device,
     # and its prompt or instruments against the checkpoint's own encoding.
-    request = GenerationRequest.build(
-        mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
-        prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
-        n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
-        sampling=_sampling(args),
-    )
+    with _flags_named():
+        request = GenerationRequest.build(
+            mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
+            prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
+            n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
+            quota=args.quota, sampling=_sampling(args),
+        )
     device = _device(args.device)
     prompt = MODES[request.mode].build(request, Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]))
     model = load_model(args.model, device=device)

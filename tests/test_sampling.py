@@ -257,9 +257,9 @@ def test_the_command_says_why_there_is_no_audio(checkpoint, tmp_path, monkeypatc
 
 def test_the_command_refuses_a_mode_without_its_inputs(checkpoint, tmp_path, capsys):
     assert main(["generate", str(checkpoint), "--mode", "instrument", "--out", str(tmp_path)]) == 2
-    assert "mode instrument needs instruments" in capsys.readouterr().err
+    assert "mode instrument needs --instruments" in capsys.readouterr().err
     assert main(["generate", str(checkpoint), "--mode", "continuation", "--out", str(tmp_path)]) == 2
-    assert "mode continuation needs a prompt" in capsys.readouterr().err
+    assert "mode continuation needs a --prompt" in capsys.readouterr().err
 
 
 def test_a_note_on_the_last_beat_ends_the_sample_instead_of_piling_up():
@@ -400,11 +400,13 @@ def test_reruns_add_samples_and_settings_record_each_run(checkpoint, tmp_path, c
 
 @pytest.mark.parametrize("extra, message", [
     (["--mode", "instrument", "--instruments", "kazoo"], "unknown instrument 'kazoo'"),
-    (["--bars", "0"], "bars must be a positive number, got 0"),
-    (["--bars", "nan"], "bars must be a positive number, got nan"),
-    (["--seed", str(2**70)], "seed must be an integer in 0 .. 2\\*\\*63-1"),
-    (["--top-p", "2"], "top_p must be a number in \\(0, 1\\]"),
-    (["--temperature", "inf"], "temperature must be a number from 0"),
+    (["--bars", "0"], "--bars must be a positive number, got 0"),
+    (["--bars", "nan"], "--bars must be a positive number, got nan"),
+    (["--seed", str(2**70)], "--seed must be an integer in 0 .. 2\\*\\*63-1"),
+    (["--top-p", "2"], "--top-p must be a number in \\(0, 1\\]"),
+    (["--temperature", "inf"], "--temperature must be a number from 0"),
+    (["-n", "0"], "-n must be an integer >= 1, got 0"),
+    (["--prompt-bars", "2"], "a --prompt and its cut belong to the continuation mode"),
     (["--device", "cuda"], "--device cuda: CUDA is not available"),
     (["--device", "gpu9"], "--device 'gpu9' is not a torch device"),
     (["--mode", "continuation", "--prompt", "missing.mid"], "missing.mid: no such file"),
