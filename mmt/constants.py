@@ -86,7 +86,7 @@ _GROUPS: tuple[tuple[str | None, int], ...] = (
     ("ocarina", 1),
     ("lead", 8), ("pad", 8), (None, 8),
     ("sitar", 1), ("banjo", 1), ("shamisen", 1), ("koto", 1), ("kalimba", 1),
-    ("bag-pipe", 1), (None, 1), ("shehnai", 1),
+    ("bag-pipe", 1), ("violin", 1), ("shehnai", 1),  # 110 is the fiddle
     (None, 5), ("melodic-tom", 1), ("synth-drums", 2), (None, 8),
 )
 

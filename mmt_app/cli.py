@@ -19,10 +19,11 @@ class CommandError(MMTError):
     """A user-facing failure: printed as `mmt <command>: error: <message>`, exit status 2."""
 
 
-def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's; on a machine busy with other jobs 1 can be "
-                   "several times faster than oversubscribed cores)")
+def _add_threads(p: argparse.ArgumentParser, default: int | None = 1) -> None:
+    what = "the config's training.threads" if default is None else str(default)
+    p.add_argument("--threads", type=int, metavar="N", default=default,
+                   help=f"torch CPU threads (default: {what}; on a machine busy with other jobs more threads than "
+                   "free cores only wait on each other: benchmarks/threads.py)")
 
 
 def _show_warnings_as(prefix: str) -> None:
@@ -205,7 +206,7 @@ def _add_train(sub) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the config's training.device")
     p.add_argument("--max-steps", type=int, help="override training.max_steps (e.g. to extend a resumed run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_threads(p)
+    _add_threads(p, default=None)
     p.set_defaults(func=_cmd_train)
 
 

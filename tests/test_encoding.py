@@ -263,3 +263,10 @@ def test_instrument_names_are_case_insensitive_and_know_common_aliases(encoding,
 def test_an_unknown_instrument_lists_the_names_and_aliases(encoding):
     with pytest.raises(EncodingError, match=r"unknown instrument 'kazoo'; known: piano, .* \(and the aliases "):
         encoding.instrument_code("kazoo")
+
+
+def test_the_fiddle_program_plays_the_violin_as_in_the_original_grouping(encoding):
+    assert encoding.program_instrument[110] == "violin" and encoding.instrument_code(110) == 25
+    music = muspy.Music(resolution=12, tracks=[muspy.Track(program=110, notes=[muspy.Note(0, 76, 12)])])
+    back = decode(encode(music, encoding), encoding)
+    assert [(t.program, t.name, len(t.notes)) for t in back.tracks] == [(40, "violin", 1)]
