@@ -165,7 +165,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         split=args.split,
         n=args.n,
         config=config,
-        device=args.device,
+        device=_device(args.device),
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -267,7 +267,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from analysis.report import ReportConfig, write_report
 
     config = ReportConfig(n_sequences=args.n, split=args.split, seed=args.seed, batch_size=args.batch_size,
-                          device=args.device, max_samples=args.max_samples, beat_window=args.beat_window,
+                          device=_device(args.device), max_samples=args.max_samples, beat_window=args.beat_window,
                           pitch_window=args.pitch_window)
     index = write_report(args.model, args.data, args.out, config, eval_dir=args.eval_dir,
                          samples_dir=args.samples, progress=not args.quiet)
@@ -460,7 +460,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     config = DemoConfig(out=Path(args.out), data=Path(args.data), train_data=Path(args.train_data),
                         model=Path(args.model) if args.model else None, train=args.train,
                         n_samples=args.samples, n_eval=args.eval_pieces, seed=args.seed, jobs=args.jobs,
-                        audio=not args.no_audio, device=args.device)
+                        audio=not args.no_audio, device=_device(args.device))
     try:
         run_demo(config)
     except DemoError as error:

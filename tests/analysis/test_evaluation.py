@@ -183,9 +183,11 @@ def test_n_and_beats_choose_pieces_and_length(prepared, tmp_path):
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--split", "nosuch"], "nosuch.txt: no such split file"),
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--modes", "instrument"], "--modes needs a MODEL"),
         (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "-n", "0"], "n must be >= 1"),
+        (["--ground-truth-only", "--data", "{data}", "--out", "{out}", "--device", "cuda"],
+         "--device cuda: CUDA is not available on this machine"),
         (["--ground-truth-only", "--data", "{out}", "--out", "{out}"], "no such prepared data directory"),
     ],
-    ids=["no-model", "no-split", "modes-without-model", "n-zero", "not-prepared"],
+    ids=["no-model", "no-split", "modes-without-model", "n-zero", "no-cuda", "not-prepared"],
 )
 def test_bad_arguments_get_clear_errors(prepared, tmp_path, capsys, argv, message):
     argv = [a.format(data=prepared, out=tmp_path / "eval") for a in argv]
