@@ -14,8 +14,8 @@ from typing import Iterator
 import muspy
 import numpy as np
 
-from mmt.constants import FIELDS
-from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks
+from mmt.constants import FIELDS, Field, RowType
+from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks, onsets
 from mmt.errors import MMTError
 from mmt.files import write_atomic, write_text_atomic
 from mmt.meter import Meter
@@ -337,10 +337,12 @@ def write_csv(path: str | os.PathLike, codes: np.ndarray, encoding: Encoding) ->
 
 def write_pianoroll_png(
     path: str | os.PathLike, music: muspy.Music, title: str | None = None, dpi: int = 120,
-    prompt_end: float | None = None,
+    prompt_end: float | None = None, given: set | frozenset = frozenset(),
 ) -> Path:
     """Draw a piano roll: one colour per track, time in beats, MIDI pitch upwards; a dashed
-    line at beat `prompt_end` marks where a continuation's prompt ends."""
+    line at beat `prompt_end` marks where a continuation's prompt ends. Notes in `given`
+    ((track name, onset tick, pitch): an accompaniment's or infill's kept notes) are drawn
+    pale, so the notes the model wrote stand out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,10 +358,14 @@ def write_pianoroll_png(
         colour = colours(i % 10)
         for note in track.notes:
             start = note.time / resolution
-            ax.add_patch(Rectangle((start, note.pitch - 0.4), note.duration / resolution, 0.8, color=colour, lw=0))
+            alpha = 0.3 if (track.name, note.time, note.pitch) in given else 1.0
+            ax.add_patch(Rectangle((start, note.pitch - 0.4), note.duration / resolution, 0.8, color=colour, lw=0,
+                                   alpha=alpha))
             end = max(end, start + note.duration / resolution)
             low, high = min(low, note.pitch), max(high, note.pitch)
         handles.append(Patch(color=colour, label=track.name or f"program {track.program}"))
+    if given:
+        handles.append(Patch(color="grey", alpha=0.3, label="given (kept) notes"))
     if high < low:
         low, high = 48, 72
     if prompt_end is not None:
@@ -468,6 +474,13 @@ def normalize_peak(path: str | os.PathLike, peak_dbfs: float = WAV_PEAK_DBFS) ->
     return gain
 
 
+def given_notes(codes: np.ndarray, encoding: Encoding) -> set:
+    """(instrument name, onset tick, pitch) of the control rows of `codes`: the notes given, not written."""
+    rows = np.asarray(codes)[np.asarray(codes)[:, Field.TYPE] == RowType.CONTROL]
+    return {(encoding.instruments[int(r[Field.INSTRUMENT]) - 1], int(o), int(r[Field.PITCH]) - 1)
+            for r, o in zip(rows, onsets(rows, encoding.resolution))}
+
+
 def write_codes(
     out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
     prompt_end: float | None = None, meter: Meter | None = None, key_signatures=(),
@@ -485,7 +498,8 @@ def write_codes(
     paths = {
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
-        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end),
+        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end,
+                                   given=given_notes(codes, encoding)),
     }
     if audio:
         paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)
