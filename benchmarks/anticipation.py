@@ -20,7 +20,8 @@ needs pieces of two or more instruments):
    same model reads it with interval 0 (controls at their own time: only the past of the
    given part), and as the model trained without controls reads it (given notes as notes
    at their own time, which is how `mmt generate` feeds it). For accompaniment also
-   without the melody at all (the instrument mode's view).
+   without the melody at all (the instrument mode's view), and the whole song read as an
+   ordinary one (melody declared, every note in canonical order).
 2. **Generated** infills and accompaniments (one sample per piece and model): how close
    the written notes' pitch-class histogram is to the true notes' (overlap, 0 to 1) and
    how many notes were written per true note.
@@ -188,6 +189,12 @@ def main() -> None:
         header = np.setdiff1d(np.unique(notes[:, Field.INSTRUMENT]), [kept])
         for name, (model, rows, is_note) in layouts(codes, given, header, on, off).items():
             losses.setdefault(name, []).append(float(note_loss(model, rows, is_note).mean()))
+        # the whole song as an ordinary one (melody declared, notes in canonical order): the past of the
+        # melody and its notes at the same onset and lower pitch, as an unconditional model reads a song
+        notes_fed = codes[:, Field.TYPE] == RowType.NOTE
+        whole_targets = notes_fed & (codes[:, Field.INSTRUMENT] != kept)
+        for name, model in (("whole song, model with controls", on), ("whole song, model without controls", off)):
+            losses.setdefault(name, []).append(float(note_loss(model, codes, whole_targets).mean()))
         alone = song_with_controls(codes, given, replace(encoding, anticipation=0.0), header)
         alone = alone[alone[:, Field.TYPE] != RowType.CONTROL]
         for name, model in (("no melody, model with controls", on), ("no melody, model without controls", off)):
