@@ -25,6 +25,15 @@ How a sample is drawn:
     never decreases within the same beat; its instrument is one declared in the header.
     Drums take any pitch the encoding has (it defines no narrower drum range).
 
+- Given notes (`controls`: an accompaniment's kept parts, the notes after an infill's gap)
+  are control rows, never sampled: the prompt's notes get those they reach interleaved
+  (`mmt.encoding.anticipate`), and before each draw a sample whose next control is due
+  (its latest note reached the control's onset minus the anticipation interval) is fed
+  that control instead of a drawn row (`ControlQueue`). Controls leave the grammar state
+  alone: the canonical order, the no-duplicate rule, the quota, balance and repetition
+  penalty concern the model's own notes. Controls a sample never reached are placed
+  before its end-of-song, as the training data places them. A model trained without
+  control rows is fed them as note rows at interval 0.
 - A sample stops at its own end-of-song. With `max_beats`, a note that
   would start at or after the limit is replaced by end-of-song, so the song ends cleanly.
   The beat field cannot go past the encoding's last beat (`max_beat` - 1): a model that
