@@ -474,9 +474,10 @@ def normalize_peak(path: str | os.PathLike, peak_dbfs: float = WAV_PEAK_DBFS) ->
     return gain
 
 
-def given_notes(codes: np.ndarray, encoding: Encoding) -> set:
-    """(instrument name, onset tick, pitch) of the control rows of `codes`: the notes given, not written."""
-    rows = np.asarray(codes)[np.asarray(codes)[:, Field.TYPE] == RowType.CONTROL]
+def given_notes(rows: np.ndarray, encoding: Encoding) -> set:
+    """(instrument name, onset tick, pitch) of the note and control rows of `rows`: notes given, not written."""
+    rows = np.asarray(rows)
+    rows = rows[(rows[:, Field.TYPE] == RowType.CONTROL) | (rows[:, Field.TYPE] == RowType.NOTE)]
     return {(encoding.instruments[int(r[Field.INSTRUMENT]) - 1], int(o), int(r[Field.PITCH]) - 1)
             for r, o in zip(rows, onsets(rows, encoding.resolution))}
 
@@ -484,6 +485,7 @@ def given_notes(codes: np.ndarray, encoding: Encoding) -> set:
 def write_codes(
     out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
     prompt_end: float | None = None, meter: Meter | None = None, key_signatures=(),
+    given: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths.
 
@@ -491,6 +493,8 @@ def write_codes(
         prompt_end: the beat where a continuation's prompt ends, marked on the piano roll.
         meter: time signatures and tempos to write (a continued piece's own; default: none, 100 bpm).
         key_signatures: `muspy.KeySignature`s to write (at their ticks in `encoding.resolution`).
+        given: rows of notes that were given, not written (drawn pale on the piano roll;
+            default: the control rows of `codes`).
     """
     out_dir = Path(out_dir)
     music = decode(codes, encoding, meter=meter)
@@ -499,7 +503,8 @@ def write_codes(
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
         "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end,
-                                   given=given_notes(codes, encoding)),
+                                   given=given_notes(codes[codes[:, Field.TYPE] == RowType.CONTROL]
+                                                     if given is None else given, encoding)),
     }
     if audio:
         paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)

@@ -450,10 +450,13 @@ class GenerationRequest:
     @classmethod
     def build(cls, *, mode: str | None = None, sampling: Mapping | None = None, **fields) -> "GenerationRequest":
         """A request from keyword arguments: the mode follows from what is given when not named
-        (instruments: instrument mode; a prompt: continuation), and `temperature`, `top_k`,
+        (keep: accompaniment; bars_to_fill: infill; instruments: instrument mode; a prompt:
+        continuation), and `temperature`, `top_k`,
         `top_p`, `repetition_penalty` (when not None) join `sampling`."""
         if mode is None:
-            mode = ("instrument" if fields.get("instruments") else
+            mode = ("accompaniment" if fields.get("keep") else
+                    "infill" if fields.get("bars_to_fill") is not None else
+                    "instrument" if fields.get("instruments") else
                     "continuation" if fields.get("prompt") is not None else "unconditioned")
         sampling = dict(sampling or {})
         for name in SamplingParams.DEFAULTS:
@@ -526,11 +529,20 @@ class Generation:
         prompt_end = self.prompt.start_beats if self.prompt.start_beats > 0 else None
         keys = _key_signatures(self.prompt.music, self.encoding.resolution)
         paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end,
-                             meter=self.prompt.meter, key_signatures=keys)
+                             meter=self.prompt.meter, key_signatures=keys, given=self._given(codes))
                  for stem, codes in zip(stems, self.samples)]
         runs.append({**self.settings(model_name), "samples": stems})
         write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
         return paths
+
+
+    def _given(self, codes: np.ndarray) -> np.ndarray | None:
+        """The rows of a sample's kept notes where some were given (the prompt's notes and the controls:
+        an infill keeps both), drawn pale on its piano roll; None otherwise."""
+        if self.prompt.controls is None:
+            return None
+        kept = self.prompt.codes[self.prompt.codes[:, Field.TYPE] == RowType.NOTE]
+        return np.vstack([kept, codes[codes[:, Field.TYPE] == RowType.CONTROL]])
 
 
 SETTINGS_FILE = "settings.json"

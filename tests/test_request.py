@@ -50,6 +50,8 @@ def test_bad_requests_are_refused_when_built(fields, message):
 def test_build_infers_the_mode_and_takes_sampling_keywords():
     assert GenerationRequest.build().mode == "unconditioned"
     assert GenerationRequest.build(instruments=["violin"]).mode == "instrument"
+    assert GenerationRequest.build(prompt="song.mid", keep=["violin"], instruments=["cello"]).mode == "accompaniment"
+    assert GenerationRequest.build(prompt="song.mid", bars_to_fill="9-12").bars_to_fill == (9, 12)
     request = GenerationRequest.build(prompt="song.mid", prompt_bars=2, top_p=0.9, temperature=0.5)
     assert request.mode == "continuation"
     assert dict(request.sampling) == {"temperature": 0.5, "top_p": 0.9}
