@@ -124,16 +124,23 @@ class EvaluationResult:
 def parse_mode(mode: str) -> tuple[str, int | None]:
     """(generation mode, prompt beats) of an evaluation mode name.
 
-    A generation mode that takes a prompt is evaluated as `<mode>-<beats>`: the piece's
+    A generation mode that cuts a prompt is evaluated as `<mode>-<beats>`: the piece's
     first `beats` beats are the prompt (e.g. "continuation-4"); the others by their name.
+    Modes that need more than a piece's instruments or opening (accompaniment's kept
+    instruments, infill's bars) are measured by `benchmarks/anticipation.py` instead.
     """
     name, _, beats = mode.rpartition("-")
-    if name in MODES and MODES[name].takes_prompt and beats.isdigit() and int(beats) > 0:
+    if name in MODES and MODES[name].cuts_prompt and beats.isdigit() and int(beats) > 0:
         return name, int(beats)
-    if mode in MODES and not MODES[mode].takes_prompt:
+    if mode in MODES and evaluable(MODES[mode]) and not MODES[mode].cuts_prompt:
         return mode, None
-    examples = [m.name + ("-<beats>" if m.takes_prompt else "") for m in MODES.values()]
+    examples = [m.name + ("-<beats>" if m.cuts_prompt else "") for m in MODES.values() if evaluable(m)]
     raise AnalysisError(f"unknown mode {mode!r}; modes are {', '.join(examples)} (e.g. {CONTINUATION}-4)")
+
+
+def evaluable(mode) -> bool:
+    """Whether an evaluation can build a request of `mode` from a test piece alone."""
+    return set(mode.needs) <= {"instruments", "prompt"}
 
 
 def header_instruments(codes: np.ndarray, encoding: Encoding) -> list[str]:
@@ -185,7 +192,7 @@ def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_e
     fields = {}
     if MODES[name].takes_instruments:
         fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
-    if MODES[name].takes_prompt:
+    if MODES[name].cuts_prompt:
         fields.update(prompt=truth, prompt_beats=prompt_beats)
     return GenerationRequest(mode=name, beats=config.n_beats - (prompt_beats or 0), n_samples=1,
                              sampling=config.sampling, seed=seed, max_new_rows=config.max_new_rows, **fields)

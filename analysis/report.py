@@ -235,7 +235,13 @@ def request_label(run: dict) -> str:
     parts = [f"{run.get('mode', '?')} mode"]
     if run.get("instruments"):
         parts[0] += ": " + ", ".join(map(str, run["instruments"]))
-    if run.get("prompt"):
+    source = Path(str(run.get("prompt"))).name
+    if run.get("keep"):
+        parts.append(f"{source} with {', '.join(map(str, run['keep']))} kept (pale on the piano roll)")
+    if run.get("bars_to_fill"):
+        first, last = run["bars_to_fill"]
+        parts.append(f"{source}: bars {first}-{last} rewritten, every other note kept (pale on the piano roll)")
+    if run.get("prompt") and not run.get("keep") and not run.get("bars_to_fill"):
         cut = next((f"first {run[k]:g} {k.removeprefix('prompt_')}" for k in ("prompt_bars", "prompt_beats")
                     if run.get(k) is not None), "whole")
         parts.append(f"prompt: {cut} of {Path(str(run['prompt'])).name}, ending at beat "

@@ -160,6 +160,11 @@ class DataConfig:
         augment: random pitch shift and start beat per item (a pure function of
             seed, epoch and index).
         train_split, valid_split: split names (files `<split>.txt`).
+        controls: the probability that a training item gets control rows (given notes:
+            whole instruments, time spans, or everything from a beat on; `mmt.data.select_controls`).
+            0 (default): a model without control rows. > 0 needs `augment`.
+        anticipation: beats ahead of their time that control rows are placed; the
+            checkpoint's encoding keeps it (used only with `controls` > 0).
     """
 
     path: str | None = None
@@ -168,8 +173,16 @@ class DataConfig:
     augment: bool = True
     train_split: str = "train"
     valid_split: str = "valid"
+    controls: float = 0.0
+    anticipation: float = 4.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.controls <= 1:
+            raise ConfigError(f"controls must be a probability in 0..1, got {self.controls}")
+        if self.controls > 0 and not self.augment:
+            raise ConfigError("controls > 0 needs augment: true (controls are drawn with the augmentation)")
+        if not self.anticipation >= 0:
+            raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -45,6 +45,7 @@ class RowType(IntEnum):
     START_OF_NOTES = 3
     NOTE = 4
     END_OF_SONG = 5
+    CONTROL = 6  # a given note (accompaniment, infill); only in encodings with `anticipation` set
 
 
 TYPE_NAMES: tuple[str, ...] = (
@@ -54,6 +55,7 @@ TYPE_NAMES: tuple[str, ...] = (
     "start-of-notes",
     "note",
     "end-of-song",
+    "control",
 )
 
 # A notes array marks drum notes with this pseudo-program (GM programs are 0..127).

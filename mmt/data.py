@@ -13,7 +13,12 @@ Each item is built from the stored notes on demand:
    beats, starting at a random beat that holds a note onset (at beat 0 without
    augmentation); beats are shifted so the window starts at beat 0;
 3. encoding with `mmt.encode_notes`;
-4. cropping to `max_seq_len` rows: the most notes that fit with start-of-song, the
+4. control selection (when `controls` > 0 and augmenting): with probability `controls`
+   some notes become control rows (`select_controls`: whole instruments, random time
+   spans, or everything from a random beat on), interleaved an anticipation interval
+   ahead of their time (`mmt.encoding.song_with_controls`), so that one model learns
+   the unconditioned, instrument, continuation, accompaniment and infilling layouts;
+5. cropping to `max_seq_len` rows: the most notes that fit with start-of-song, the
    header of the instruments those notes use, and start-of-notes; end-of-song is kept
    only when the piece really ends there (no note was cut by the window or the crop).
 
@@ -28,7 +33,7 @@ import os
 import numpy as np
 
 from mmt.constants import DRUM_PROGRAM, Field, NoteCol, RowType
-from mmt.encoding import Encoding, encode_notes
+from mmt.encoding import Encoding, encode_notes, onsets, song_with_controls
 from mmt.prepared import DataError, PreparedData
 
 DEFAULT_PITCH_SHIFT = (-5, 6)
@@ -86,8 +91,9 @@ def window_starts(notes: np.ndarray, n_beats: int) -> np.ndarray:
 def crop_codes(codes: np.ndarray, max_seq_len: int, ends: bool = True) -> np.ndarray:
     """Crop a song (as `encode_notes` returns it) to at most `max_seq_len` rows.
 
-    Keeps the first k notes, with k the largest count such that start-of-song, the header
-    of the instruments among those k notes, start-of-notes and the k notes fit. End-of-song
+    Keeps the first k rows after start-of-notes (notes and control rows), with k the largest
+    count such that start-of-song, the header of the instruments among the notes of those
+    k rows, start-of-notes and the k rows fit. End-of-song
     is kept only when every note fits with it and `ends` says the piece ends there.
 
     Args:
@@ -100,23 +106,68 @@ def crop_codes(codes: np.ndarray, max_seq_len: int, ends: bool = True) -> np.nda
     row_type = codes[:, Field.TYPE]
     son = int(np.flatnonzero(row_type == RowType.START_OF_NOTES)[0])
     header = codes[1:son]
-    notes = codes[son + 1:][codes[son + 1:, Field.TYPE] == RowType.NOTE]
+    body = codes[son + 1:]
+    body = body[(body[:, Field.TYPE] == RowType.NOTE) | (body[:, Field.TYPE] == RowType.CONTROL)]
     if ends and len(codes) <= max_seq_len:
         return codes
     if not ends and len(codes) - 1 <= max_seq_len:
         return codes[:-1]
-    # h(k) = distinct instruments among the first k notes; 2 + h(k) + k grows with k.
-    instrument = notes[:, Field.INSTRUMENT]
+    # h(k) = distinct instruments among the notes of the first k rows; 2 + h(k) + k grows with k.
+    is_note = body[:, Field.TYPE] == RowType.NOTE
+    instrument = np.where(is_note, body[:, Field.INSTRUMENT], -1)
     _, first = np.unique(instrument, return_index=True)
-    is_first = np.zeros(len(notes), dtype=np.int64)
+    is_first = np.zeros(len(body), dtype=np.int64)
     is_first[first] = 1
-    k = np.arange(len(notes) + 1)
+    is_first[~is_note] = 0
+    k = np.arange(len(body) + 1)
     length = 2 + np.concatenate([[0], np.cumsum(is_first)]) + k
     n_keep = int(k[length <= max_seq_len].max())
-    kept = notes[:n_keep]
-    used = np.unique(kept[:, Field.INSTRUMENT])
+    kept = body[:n_keep]
+    used = np.unique(kept[kept[:, Field.TYPE] == RowType.NOTE, Field.INSTRUMENT])
     header = header[np.isin(header[:, Field.INSTRUMENT], used)]
     return np.concatenate([codes[:1], header, codes[son:son + 1], kept])
+
+
+CONTROL_KINDS: tuple[str, ...] = ("instruments", "spans", "suffix")
+SPAN_BEATS = (1, 8)  # a control span lasts 1..8 beats
+SPAN_GAP_BEATS = 16.0  # mean beats between spans (exponential)
+
+
+def select_controls(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Which notes of a song become control rows, drawn from `rng` (as the Anticipatory Music
+    Transformer's training data, in beats).
+
+    One kind is drawn uniformly among those the song allows:
+    - "instruments" (two or more instruments): a random non-empty proper subset of the
+      instruments is given (accompaniment); the header declares the others;
+    - "spans": the notes of random spans of 1..8 beats, a mean of 16 beats apart, are given;
+    - "suffix": every note from a random onset on is given (infilling: the gap is what the
+      model writes before it).
+
+    Returns:
+        (one flag per note row, the header's instrument codes, the kind).
+    """
+    notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+    instruments = np.unique(notes[:, Field.INSTRUMENT])
+    kinds = [kind for kind in CONTROL_KINDS if kind != "instruments" or len(instruments) > 1]
+    kind = kinds[int(rng.integers(len(kinds)))]
+    tick = onsets(notes, encoding.resolution)
+    if kind == "instruments":
+        chosen = rng.choice(instruments, 1 + int(rng.integers(len(instruments) - 1)), replace=False)
+        given = np.isin(notes[:, Field.INSTRUMENT], chosen)
+        return given, instruments[~np.isin(instruments, chosen)], kind
+    if kind == "suffix":
+        start = tick[int(rng.integers(len(tick)))] if len(tick) else 0
+        return tick >= start, instruments, kind
+    given = np.zeros(len(notes), dtype=bool)
+    end = int(tick.max()) + 1 if len(tick) else 0
+    at = rng.exponential(SPAN_GAP_BEATS) * encoding.resolution
+    while at < end:
+        length = int(rng.integers(SPAN_BEATS[0], SPAN_BEATS[1] + 1)) * encoding.resolution
+        given |= (tick >= at) & (tick < at + length)
+        at += length + rng.exponential(SPAN_GAP_BEATS) * encoding.resolution
+    return given, instruments, kind
 
 
 def make_item(
@@ -126,10 +177,12 @@ def make_item(
     max_beat: int | None = None,
     rng: np.random.Generator | None = None,
     pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
+    controls: float = 0.0,
 ) -> np.ndarray:
-    """One training item from a notes array: augment (when `rng` is given), window, encode, crop.
+    """One training item from a notes array: augment (when `rng` is given), window, encode,
+    select controls (with probability `controls`, when `rng` is given), crop.
 
-    Without `rng` the window starts at beat 0 and pitches stay as they are.
+    Without `rng` the window starts at beat 0, pitches stay as they are and no note is a control.
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
     max_beat = encoding.max_beat if max_beat is None else max_beat
@@ -140,7 +193,11 @@ def make_item(
         starts = window_starts(notes, max_beat)
         start = int(starts[rng.integers(len(starts))])
     notes, ends = beat_window(notes, start, max_beat)
-    return crop_codes(encode_notes(notes, encoding), max_seq_len, ends=ends)
+    codes = encode_notes(notes, encoding)
+    if rng is not None and controls > 0 and rng.random() < controls:
+        given, header, _ = select_controls(codes, encoding, rng)
+        codes = song_with_controls(codes, given, encoding, header)
+    return crop_codes(codes, max_seq_len, ends=ends)
 
 
 def pitch_ranges(data: PreparedData, ids: list[str], encoding: Encoding, max_pieces: int = 2000,
@@ -185,6 +242,8 @@ class MusicDataset:
         augment: random pitch shift and random start beat.
         seed: the seed; item i of epoch e uses `np.random.default_rng([seed, e, i])`.
         pitch_shift: inclusive range of semitone shifts used when augmenting.
+        controls: when augmenting, the probability that an item gets control rows
+            (`select_controls`); needs an encoding with `anticipation` set.
 
     `ds[i]` is an int64 array (L <= max_seq_len, 6). Works with `torch.utils.data.DataLoader`
     (map-style) and `collate`.
@@ -200,6 +259,7 @@ class MusicDataset:
         augment: bool = False,
         seed: int = 0,
         pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
+        controls: float = 0.0,
     ) -> None:
         self.data = PreparedData(prepared_dir)
         self.ids = self.data.split(split)
@@ -221,6 +281,11 @@ class MusicDataset:
         low, high = (int(v) for v in pitch_shift)
         if low > 0 or high < 0:
             raise DataError(f"pitch_shift must contain 0, got ({low}, {high})")
+        if not 0 <= controls <= 1:
+            raise DataError(f"controls must be a probability in 0..1, got {controls}")
+        if controls > 0 and not encoding.knows_controls:
+            raise DataError("controls > 0 needs an encoding with control rows (set its anticipation)")
+        self.controls = float(controls)
         self.split = split
         self.encoding = encoding
         self.max_seq_len = int(max_seq_len)
@@ -251,8 +316,8 @@ class MusicDataset:
         index = index % len(self)
         rng = self.rng(index) if self.augment else None
         return make_item(
-            self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift
-        )
+            self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift,
+            self.controls)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

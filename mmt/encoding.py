@@ -5,6 +5,10 @@ start-of-song, one instrument row per distinct instrument (sorted by code),
 start-of-notes, the notes sorted by (beat, position, pitch, duration, instrument),
 end-of-song. Every field reserves code 0 for "undefined"; value v of a field has code
 v + 1 (beat, position, pitch) or its 1-based index in a table (duration, instrument).
+
+Control rows (type `RowType.CONTROL`, in encodings whose `anticipation` is set) carry
+given notes (accompaniment, infill) with a note's fields; `anticipate` places them among
+the notes an anticipation interval ahead of their time (see its docstring for the rule).
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ class Encoding:
         program_instrument: GM program 0..127 -> instrument name (None: not modelled).
         instruments: instrument names in code order (code = index + 1).
         instrument_programs: the GM program each instrument is decoded to.
+        anticipation: None: no control rows (the type field has 6 codes, as every encoding
+            before controls). A number of beats >= 0: the control row type exists (7 type
+            codes, the new one last so the others keep their meaning) and control rows sit
+            this many beats ahead of their time (`anticipate`). A file without this key
+            (written before controls) loads as None.
     """
 
     resolution: int = 12
@@ -64,6 +73,7 @@ class Encoding:
     program_instrument: tuple[str | None, ...] = PROGRAM_INSTRUMENT
     instruments: tuple[str, ...] = INSTRUMENTS
     instrument_programs: tuple[int, ...] = tuple(INSTRUMENT_PROGRAM[n] for n in INSTRUMENTS)
+    anticipation: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("known_durations", "program_instrument", "instruments", "instrument_programs"):
@@ -88,6 +98,21 @@ class Encoding:
             raise EncodingError("instruments must be distinct")
         if len(self.instrument_programs) != len(self.instruments):
             raise EncodingError("instrument_programs must have one program per instrument")
+        if self.anticipation is not None:
+            if isinstance(self.anticipation, bool) or not isinstance(self.anticipation, (int, float)) \
+                    or not np.isfinite(self.anticipation) or self.anticipation < 0:
+                raise EncodingError(f"anticipation must be a number of beats >= 0 or null, got {self.anticipation!r}")
+            object.__setattr__(self, "anticipation", float(self.anticipation))
+
+    @property
+    def knows_controls(self) -> bool:
+        """Whether the type field has the control row type (models trained with anticipation)."""
+        return self.anticipation is not None
+
+    @property
+    def anticipation_ticks(self) -> int:
+        """The anticipation interval in ticks (0 for an encoding without controls)."""
+        return round((self.anticipation or 0.0) * self.resolution)
 
     # ------------------------------------------------------------------ vocabulary
     @property
@@ -99,7 +124,7 @@ class Encoding:
     def n_tokens(self) -> dict[str, int]:
         """Vocabulary size of each field, code 0 ("undefined") included."""
         return {
-            "type": len(TYPE_NAMES),
+            "type": len(TYPE_NAMES) if self.knows_controls else RowType.CONTROL,
             "beat": self.max_beat + 1,
             "position": self.resolution + 1,
             "pitch": 128 + 1,
@@ -155,6 +180,7 @@ class Encoding:
         if not isinstance(data, dict):
             raise EncodingError(f"{source}: expected a JSON object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {"anticipation": None, **data}  # files written before control rows
         unknown = sorted(set(data) - names)
         if unknown:
             raise EncodingError(f"{source}: unknown encoding key(s): {', '.join(unknown)}")
@@ -260,9 +286,99 @@ def encode(music: muspy.Music, encoding: Encoding) -> np.ndarray:
     return encode_notes(notes_from_music(music, encoding.resolution), encoding)
 
 
+# ---------------------------------------------------------------------- control rows
+def onsets(rows: np.ndarray, resolution: int) -> np.ndarray:
+    """Onset ticks of note or control rows (beat and position codes are value + 1)."""
+    return (rows[:, Field.BEAT] - 1) * resolution + rows[:, Field.POSITION] - 1
+
+
+def as_controls(rows: np.ndarray) -> np.ndarray:
+    """Note rows as control rows (the same fields, type `RowType.CONTROL`)."""
+    rows = np.array(rows, dtype=np.int64).reshape(-1, 6)
+    rows[:, Field.TYPE] = RowType.CONTROL
+    return rows
+
+
+def due_after(notes: np.ndarray, controls: np.ndarray, resolution: int, interval_ticks: int) -> np.ndarray:
+    """After how many of `notes` each control row is placed (the interleaving rule).
+
+    The clock is the onset of the latest note row placed (0 before the first). A control
+    with onset c is placed as soon as the clock reaches c - interval, after that note and
+    before the next; one due at or before 0 comes before every note. The result is the
+    number of notes before each control (0..N), or N + 1 for a control the notes never
+    reach (c - interval past the last onset: the sampler inserts it when its own notes get
+    there; a complete song places it after the last note, before end-of-song).
+
+    Both the training data (`anticipate`) and the sampler (`mmt.sampling`) follow this
+    rule, so the model sees controls where it learnt to expect them.
+    """
+    due = onsets(controls, resolution) - interval_ticks
+    first = np.searchsorted(onsets(notes, resolution), due, side="left")  # first note reaching it
+    return np.where(due <= 0, 0, first + 1)
+
+
+def anticipate(notes: np.ndarray, controls: np.ndarray, resolution: int, interval_ticks: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Note rows (in song order) with control rows interleaved by `due_after`'s rule.
+
+    Args:
+        notes: note rows in the canonical order (non-decreasing onsets).
+        controls: control rows sorted like notes.
+        interval_ticks: the anticipation interval.
+
+    Returns:
+        (the interleaved rows, the control rows the notes never reach, still to place).
+
+    Example (resolution 1, interval 2): notes at beats 0, 1, 4 and controls at 1, 3, 7
+    give: control 1 (due at -1: first), note 0, note 1, control 3 (due at 1: after the
+    note at 1), note 4; control 7 (due at 5) is left over.
+    """
+    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 6)
+    controls = np.asarray(controls, dtype=np.int64).reshape(-1, 6)
+    slot = due_after(notes, controls, resolution, interval_ticks)
+    placed = slot <= len(notes)
+    # a stable sort on (slot, rank) puts each control before the note at index `slot`
+    keys = np.concatenate([np.arange(len(notes)) * 2 + 1, slot[placed] * 2])
+    rows = np.concatenate([notes, controls[placed]])[np.argsort(keys, kind="stable")]
+    return rows, controls[~placed]
+
+
+def song_with_controls(codes: np.ndarray, is_control: np.ndarray, encoding: Encoding,
+                       header: np.ndarray | None = None) -> np.ndarray:
+    """A song (as `encode_notes` returns it, end-of-song optional) with some notes made control rows.
+
+    Args:
+        codes: start-of-song, instrument rows, start-of-notes, note rows, maybe end-of-song.
+        is_control: one flag per note row (in order): which notes become control rows.
+        encoding: an encoding with `anticipation` set (its interval places the controls).
+        header: instrument codes the header declares, the instruments the model writes
+            (default: every instrument of the song).
+
+    Returns:
+        start-of-song, the header, start-of-notes, the other notes with the controls
+        interleaved (`anticipate`), the controls they never reach, and end-of-song when
+        `codes` had one.
+    """
+    if not encoding.knows_controls:
+        raise EncodingError("this encoding has no control rows (its anticipation is null)")
+    codes = np.asarray(codes, dtype=np.int64)
+    row_type = codes[:, Field.TYPE]
+    notes = codes[row_type == RowType.NOTE]
+    is_control = np.asarray(is_control, dtype=bool)
+    if is_control.shape != (len(notes),):
+        raise ValueError(f"is_control must flag each of the {len(notes)} notes, got shape {is_control.shape}")
+    if header is None:
+        header = codes[row_type == RowType.INSTRUMENT, Field.INSTRUMENT]
+    header_rows = [_row(RowType.INSTRUMENT, int(code)) for code in np.unique(header)]
+    body, left = anticipate(notes[~is_control], as_controls(notes[is_control]), encoding.resolution,
+                            encoding.anticipation_ticks)
+    end = [_row(RowType.END_OF_SONG)] if np.any(row_type == RowType.END_OF_SONG) else []
+    return np.vstack([_row(RowType.START_OF_SONG), *header_rows, _row(RowType.START_OF_NOTES), body, left, *end])
+
+
 # ---------------------------------------------------------------------- decoding
 def valid_rows(codes: np.ndarray, encoding: Encoding) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the header instrument rows and the note rows that `decode` places.
+    """Masks of the header instrument rows and the note rows (control rows included) that `decode` places.
 
     Instrument rows count before start-of-notes, note rows after it; nothing counts after
     the first end-of-song. A row with an undefined or out-of-range field is ignored.
@@ -283,7 +399,8 @@ def valid_rows(codes: np.ndarray, encoding: Encoding) -> tuple[np.ndarray, np.nd
     header = (row_type == RowType.INSTRUMENT) & (index < start) & (instrument >= 1) & (
         instrument < n_tokens["instrument"]
     )
-    notes = (row_type == RowType.NOTE) & (index > start) & (index < end) & in_range
+    is_note = (row_type == RowType.NOTE) | (row_type == RowType.CONTROL)  # given notes decode as notes
+    notes = is_note & (index > start) & (index < end) & in_range
     return header, notes
 
 
@@ -372,6 +489,8 @@ def grammar_violations(codes: np.ndarray, encoding: Encoding, complete: bool = T
     start-of-notes; note rows with every field defined and in range, (beat, position)
     never decreasing, instrument declared in the header; end-of-song last (required
     only when `complete`). Non-note rows carry no values in the note fields.
+    Control rows may sit among the notes (any instrument, every field defined, their own
+    onsets never decreasing); the notes' rules apply to the note rows alone.
     """
     codes = np.asarray(codes).reshape(-1, 6)
     problems: list[str] = []
@@ -395,23 +514,23 @@ def grammar_violations(codes: np.ndarray, encoding: Encoding, complete: bool = T
     if len(eos):
         if eos[0] != len(body) - 1:
             problems.append("rows follow end-of-song")
-        notes = body[: eos[0]]
-    else:
-        if complete:
-            problems.append("no end-of-song row")
-        notes = body
-    if np.any(notes[:, Field.TYPE] != RowType.NOTE):
+        body = body[: eos[0]]
+    elif complete:
+        problems.append("no end-of-song row")
+    if np.any((body[:, Field.TYPE] != RowType.NOTE) & (body[:, Field.TYPE] != RowType.CONTROL)):
         problems.append("a non-note row sits among the notes")
-    for name in FIELDS[1:]:
-        column = notes[:, Field[name.upper()]]
-        if np.any((column < 1) | (column >= encoding.n_tokens[name])):
-            problems.append(f"a note's {name} is undefined or out of range")
-    onset = notes[:, Field.BEAT] * (encoding.resolution + 1) + notes[:, Field.POSITION]
-    if np.any(np.diff(onset) < 0):
-        problems.append("note onsets go backwards")
+    notes = body[body[:, Field.TYPE] == RowType.NOTE]
+    for kind, rows in (("note", notes), ("control", body[body[:, Field.TYPE] == RowType.CONTROL])):
+        for name in FIELDS[1:]:
+            column = rows[:, Field[name.upper()]]
+            if np.any((column < 1) | (column >= encoding.n_tokens[name])):
+                problems.append(f"a {kind}'s {name} is undefined or out of range")
+        onset = rows[:, Field.BEAT] * (encoding.resolution + 1) + rows[:, Field.POSITION]
+        if np.any(np.diff(onset) < 0):
+            problems.append(f"{kind} onsets go backwards")
     if not np.all(np.isin(notes[:, Field.INSTRUMENT], declared)):
         problems.append("a note uses an instrument not declared in the header")
-    others = codes[row_type != RowType.NOTE]
+    others = codes[(row_type != RowType.NOTE) & (row_type != RowType.CONTROL)]
     if np.any(others[:, Field.BEAT:Field.DURATION + 1] != 0):
         problems.append("a non-note row carries note values")
     return problems

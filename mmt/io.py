@@ -14,8 +14,8 @@ from typing import Iterator
 import muspy
 import numpy as np
 
-from mmt.constants import FIELDS
-from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks
+from mmt.constants import FIELDS, Field, RowType
+from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks, onsets
 from mmt.errors import MMTError
 from mmt.files import write_atomic, write_text_atomic
 from mmt.meter import Meter
@@ -337,10 +337,12 @@ def write_csv(path: str | os.PathLike, codes: np.ndarray, encoding: Encoding) ->
 
 def write_pianoroll_png(
     path: str | os.PathLike, music: muspy.Music, title: str | None = None, dpi: int = 120,
-    prompt_end: float | None = None,
+    prompt_end: float | None = None, given: set | frozenset = frozenset(),
 ) -> Path:
     """Draw a piano roll: one colour per track, time in beats, MIDI pitch upwards; a dashed
-    line at beat `prompt_end` marks where a continuation's prompt ends."""
+    line at beat `prompt_end` marks where a continuation's prompt ends. Notes in `given`
+    ((track name, onset tick, pitch): an accompaniment's or infill's kept notes) are drawn
+    pale, so the notes the model wrote stand out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -356,10 +358,14 @@ def write_pianoroll_png(
         colour = colours(i % 10)
         for note in track.notes:
             start = note.time / resolution
-            ax.add_patch(Rectangle((start, note.pitch - 0.4), note.duration / resolution, 0.8, color=colour, lw=0))
+            alpha = 0.3 if (track.name, note.time, note.pitch) in given else 1.0
+            ax.add_patch(Rectangle((start, note.pitch - 0.4), note.duration / resolution, 0.8, color=colour, lw=0,
+                                   alpha=alpha))
             end = max(end, start + note.duration / resolution)
             low, high = min(low, note.pitch), max(high, note.pitch)
         handles.append(Patch(color=colour, label=track.name or f"program {track.program}"))
+    if given:
+        handles.append(Patch(color="grey", alpha=0.3, label="given (kept) notes"))
     if high < low:
         low, high = 48, 72
     if prompt_end is not None:
@@ -468,9 +474,18 @@ def normalize_peak(path: str | os.PathLike, peak_dbfs: float = WAV_PEAK_DBFS) ->
     return gain
 
 
+def given_notes(rows: np.ndarray, encoding: Encoding) -> set:
+    """(instrument name, onset tick, pitch) of the note and control rows of `rows`: notes given, not written."""
+    rows = np.asarray(rows)
+    rows = rows[(rows[:, Field.TYPE] == RowType.CONTROL) | (rows[:, Field.TYPE] == RowType.NOTE)]
+    return {(encoding.instruments[int(r[Field.INSTRUMENT]) - 1], int(o), int(r[Field.PITCH]) - 1)
+            for r, o in zip(rows, onsets(rows, encoding.resolution))}
+
+
 def write_codes(
     out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
     prompt_end: float | None = None, meter: Meter | None = None, key_signatures=(),
+    given: np.ndarray | None = None,
 ) -> dict[str, Path]:
     """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths.
 
@@ -478,6 +493,8 @@ def write_codes(
         prompt_end: the beat where a continuation's prompt ends, marked on the piano roll.
         meter: time signatures and tempos to write (a continued piece's own; default: none, 100 bpm).
         key_signatures: `muspy.KeySignature`s to write (at their ticks in `encoding.resolution`).
+        given: rows of notes that were given, not written (drawn pale on the piano roll;
+            default: the control rows of `codes`).
     """
     out_dir = Path(out_dir)
     music = decode(codes, encoding, meter=meter)
@@ -485,7 +502,9 @@ def write_codes(
     paths = {
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
-        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end),
+        "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end,
+                                   given=given_notes(codes[codes[:, Field.TYPE] == RowType.CONTROL]
+                                                     if given is None else given, encoding)),
     }
     if audio:
         paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)

@@ -32,7 +32,7 @@ import numpy as np
 
 from mmt.config import SamplingParams
 from mmt.constants import Field, RowType
-from mmt.encoding import Encoding, encode
+from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.meter import Meter
 
@@ -126,6 +126,11 @@ class Prompt:
         beats_per_bar: bar length in quarter-note beats at the cut, for lengths in bars.
         music: the song the prompt was cut from, when it came from one.
         meter: its time signatures and tempos, which the generated songs keep.
+        controls: the given notes the model never writes (accompaniment: the kept
+            instruments; infill: every note after the gap), as control rows; the sampler
+            inserts each when its time comes. None: none.
+        end_beats: where the new music must end (infill: the gap's end; accompaniment:
+            the end of the given part); None: `start_beats` plus the request's length.
     """
 
     codes: np.ndarray
@@ -133,24 +138,41 @@ class Prompt:
     beats_per_bar: float = DEFAULT_BEATS_PER_BAR
     music: object = None
     meter: Meter | None = None
+    controls: np.ndarray | None = None
+    end_beats: float | None = None
 
 
 @dataclass(frozen=True)
 class Mode:
     """A generation mode: what a request of it takes, and how its prompt is built.
 
-    `balance` and `quota` are the mode's defaults for the instrument balance and the
-    notes each instrument gets (see `mmt.sampling.sample`): where the user chose the
-    instruments (or the prompt did), each should get a real part.
+    `needs` and `takes` name the request fields (of `REQUEST_INPUTS`) the mode must have
+    and may have; a request giving a field its mode does not take is refused, naming the
+    modes that take it. `balance` and `quota` are the mode's defaults for the instrument
+    balance and the notes each instrument gets (see `mmt.sampling.sample`): where the user
+    chose the instruments (or the prompt did), each should get a real part.
     """
 
     name: str
     help: str
-    takes_instruments: bool
-    takes_prompt: bool
     build: Callable[["GenerationRequest", Encoding], Prompt]
+    needs: tuple[str, ...] = ()
+    takes: tuple[str, ...] = ()
     balance: float = 0.0
     quota: int = 0
+
+    @property
+    def takes_instruments(self) -> bool:
+        return "instruments" in self.takes
+
+    @property
+    def takes_prompt(self) -> bool:
+        return "prompt" in self.takes
+
+    @property
+    def cuts_prompt(self) -> bool:
+        """The prompt is a song's opening, cut after N beats or bars (a continuation)."""
+        return "prompt_beats" in self.takes
 
 
 def _unconditioned(request: "GenerationRequest", encoding: Encoding) -> Prompt:
@@ -187,6 +209,74 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     return Prompt(codes, start, meter.beats_per_bar(start), music, meter)
 
 
+def _given_song(request: "GenerationRequest", encoding: Encoding):
+    """(music, meter, its note rows) of a request's prompt file or `muspy.Music`."""
+    if isinstance(request.prompt, np.ndarray):
+        raise GenerationError(f"mode {request.mode} needs the prompt as a music file or muspy.Music "
+                              "(its meter places the bars), not code rows")
+    music = read_prompt(request.prompt)
+    codes = encode(music, encoding)
+    notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+    if len(notes) == 0:
+        raise GenerationError(f"{_describe(request.prompt)}: the prompt has no notes of an instrument this model knows")
+    return music, Meter.from_music(music), notes
+
+
+def _codes_of(names: Sequence[str | int], encoding: Encoding) -> list[int]:
+    try:
+        return sorted({encoding.instrument_code(_as_program(name)) for name in names})
+    except ValueError as error:  # an unknown instrument name or program
+        raise GenerationError(str(error)) from None
+
+
+def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
+    """The kept instruments' notes become controls; the header declares the instruments to write."""
+    music, meter, notes = _given_song(request, encoding)
+    played = np.unique(notes[:, Field.INSTRUMENT]).tolist()
+    names = {code: encoding.instruments[code - 1] for code in played}
+    keep = _codes_of(request.keep, encoding)
+    missing = [encoding.instruments[code - 1] for code in keep if code not in played]
+    if missing:
+        raise GenerationError(f"{_describe(request.prompt)}: no notes of the kept instrument(s) {', '.join(missing)}; "
+                              f"it plays {', '.join(names.values())}")
+    write = _codes_of(request.instruments, encoding) if request.instruments else [c for c in played if c not in keep]
+    both = [encoding.instruments[code - 1] for code in write if code in keep]
+    if both:
+        raise GenerationError(f"{', '.join(both)}: an instrument is either kept (--keep) or written (--instruments)")
+    if not write:
+        raise GenerationError(f"{_describe(request.prompt)}: every instrument is kept; name the parts to write "
+                              "with instruments (--instruments)")
+    given = notes[np.isin(notes[:, Field.INSTRUMENT], keep)]
+    end = _end_of_notes(given, encoding)
+    if request.length_given:
+        limit = request.beats if request.bars is None else bars_to_beats(meter, request.bars)
+        end = min(end, limit)
+        given = given[onsets(given, encoding.resolution) < round(limit * encoding.resolution)]
+    return Prompt(instrument_prompt([encoding.instruments[c - 1] for c in write], encoding), 0.0,
+                  meter.beats_per_bar(0), music, meter, as_controls(given), end)
+
+
+def _infill(request: "GenerationRequest", encoding: Encoding) -> Prompt:
+    """The notes before the gap are the prompt, those from its end on are controls; the header
+    declares every instrument of the song."""
+    music, meter, notes = _given_song(request, encoding)
+    first, last = request.bars_to_fill
+    start, end = bars_to_beats(meter, first - 1), bars_to_beats(meter, last)
+    length = _end_of_notes(notes, encoding)
+    if start >= length:
+        raise GenerationError(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
+                              f"music ends (beat {length:g}); bars_to_fill must lie inside it")
+    codes = cut_codes(encode(music, encoding), encoding, start)
+    after = notes[onsets(notes, encoding.resolution) >= round(end * encoding.resolution)]
+    return Prompt(codes, start, meter.beats_per_bar(start), music, meter, as_controls(after), end)
+
+
+def _end_of_notes(notes: np.ndarray, encoding: Encoding) -> float:
+    """The beat where the last of `notes` (note or control rows) stops sounding."""
+    durations = np.asarray(encoding.known_durations)[notes[:, Field.DURATION] - 1]
+    return float((onsets(notes, encoding.resolution) + durations).max() / encoding.resolution)
+
+
 def _end_beats(codes: np.ndarray, encoding: Encoding) -> float:
     """The beat after the last note onset of `codes` (0 without notes): where a whole song is continued."""
     notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
@@ -215,13 +305,44 @@ DEFAULT_BARS = 32.0
 DEFAULT_BALANCE = 1.0
 DEFAULT_QUOTA = 8  # new notes per instrument: enough to count as a part in 16 bars
 
+LENGTH = ("beats", "bars")
 MODES: dict[str, Mode] = {mode.name: mode for mode in (
-    Mode("unconditioned", "a song from nothing", False, False, _unconditioned),
-    Mode("instrument", "a song for the given instruments", True, False, _instrument, DEFAULT_BALANCE,
-         DEFAULT_QUOTA),
-    Mode("continuation", "the continuation of a prompt cut after N beats or bars", False, True, _continuation,
+    Mode("unconditioned", "a song from nothing", _unconditioned, (), LENGTH),
+    Mode("instrument", "a song for the given instruments", _instrument, ("instruments",), ("instruments", *LENGTH),
          DEFAULT_BALANCE, DEFAULT_QUOTA),
+    Mode("continuation", "the continuation of a prompt cut after N beats or bars", _continuation, ("prompt",),
+         ("prompt", "prompt_beats", "prompt_bars", *LENGTH), DEFAULT_BALANCE, DEFAULT_QUOTA),
+    Mode("accompaniment", "new parts for a prompt whose --keep instruments are kept note for note "
+         "(--instruments: the parts to write; default: the prompt's others)", _accompaniment, ("prompt", "keep"),
+         ("prompt", "keep", "instruments", *LENGTH), DEFAULT_BALANCE, DEFAULT_QUOTA),
+    Mode("infill", "the prompt's --bars-to-fill rewritten, every other note kept", _infill,
+         ("prompt", "bars_to_fill"), ("prompt", "bars_to_fill")),
 )}
+
+REQUEST_INPUTS: dict[str, str] = {
+    "instruments": "instruments (names or GM programs)", "prompt": "a prompt (a music file)",
+    "prompt_beats": "prompt_beats (the prompt's cut)", "prompt_bars": "prompt_bars (the prompt's cut)",
+    "keep": "the instruments to keep (keep, --keep)", "bars_to_fill": "the bars to fill (bars_to_fill, --bars-to-fill)",
+    "beats": "a length in beats", "bars": "a length in bars",
+}
+"""The request fields a mode needs or takes, and how an error names them."""
+
+
+def parse_bars(value) -> tuple[int, int]:
+    """Bars to fill as (first, last), 1-based and inclusive, from "9-12", "9" or (9, 12)."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
+        if not match:
+            raise GenerationError(f"bars_to_fill must look like 9-12 (first and last bar), got {value!r}")
+        value = (int(match.group(1)), int(match.group(2) or match.group(1)))
+    try:
+        first, last = value
+    except (TypeError, ValueError):
+        raise GenerationError(f"bars_to_fill must be a first and a last bar, got {value!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (first, last)) \
+            or not 1 <= first <= last:
+        raise GenerationError(f"bars_to_fill must be whole bars with 1 <= first <= last, got {value!r}")
+    return int(first), int(last)
 
 
 # ---------------------------------------------------------------------- the request
@@ -231,8 +352,13 @@ class GenerationRequest:
 
     Attributes:
         mode: a key of `MODES`.
-        instruments: instrument mode: names or GM programs.
-        prompt: continuation: a music file's path, a `muspy.Music`, or code rows.
+        instruments: instrument mode: names or GM programs; accompaniment: the parts to
+            write (default: the prompt's instruments not kept).
+        prompt: continuation: a music file's path, a `muspy.Music`, or code rows;
+            accompaniment and infill: a music file's path or a `muspy.Music`.
+        keep: accompaniment: the instruments whose notes are kept exactly (names or programs).
+        bars_to_fill: infill: the first and last bar to rewrite (1-based, inclusive; bars
+            follow the prompt's meter, a pickup is no bar), e.g. (9, 12) or "9-12".
         prompt_beats, prompt_bars: keep the prompt's first N beats / bars (None: all of it).
         beats, bars: the most music added after the prompt (neither: `DEFAULT_BARS` bars).
         n_samples: samples drawn together as one batch.
@@ -251,6 +377,8 @@ class GenerationRequest:
     prompt: object = None
     prompt_beats: float | None = None
     prompt_bars: float | None = None
+    keep: tuple = ()
+    bars_to_fill: tuple | str | None = None
     beats: float | None = None
     bars: float | None = None
     n_samples: int = 1
@@ -264,18 +392,20 @@ class GenerationRequest:
         if self.mode not in MODES:
             raise GenerationError(f"unknown mode {self.mode!r}; modes are {', '.join(MODES)}")
         mode = MODES[self.mode]
-        if isinstance(self.instruments, (str, int)):
-            object.__setattr__(self, "instruments", (self.instruments,))
-        object.__setattr__(self, "instruments", tuple(self.instruments or ()))
-        if mode.takes_instruments and not self.instruments:
-            raise GenerationError(f"mode {self.mode} needs instruments (names or GM programs)")
-        if not mode.takes_instruments and self.instruments:
-            raise GenerationError(f"instruments belong to the instrument mode, not {self.mode}")
-        given_prompt = self.prompt is not None or self.prompt_beats is not None or self.prompt_bars is not None
-        if mode.takes_prompt and self.prompt is None:
-            raise GenerationError(f"mode {self.mode} needs a prompt (a music file)")
-        if not mode.takes_prompt and given_prompt:
-            raise GenerationError(f"a prompt and its cut belong to the continuation mode, not {self.mode}")
+        for name in ("instruments", "keep"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, (str, int)) else tuple(value or ()))
+        if self.bars_to_fill is not None:
+            object.__setattr__(self, "bars_to_fill", parse_bars(self.bars_to_fill))
+        for name in REQUEST_INPUTS:
+            value = getattr(self, name)
+            given = value is not None and not (isinstance(value, tuple) and len(value) == 0)
+            if name in mode.needs and not given:
+                raise GenerationError(f"mode {self.mode} needs {REQUEST_INPUTS[name]}")
+            if given and name not in mode.takes:
+                owners = [m.name for m in MODES.values() if name in m.takes]
+                raise GenerationError(f"{name} is for the {' and '.join(owners)} mode{'s' if len(owners) > 1 else ''}, "
+                                      f"not {self.mode}")
         for a, b in (("prompt_beats", "prompt_bars"), ("beats", "bars")):
             if getattr(self, a) is not None and getattr(self, b) is not None:
                 raise GenerationError(f"give {a} or {b}, not both")
@@ -320,10 +450,13 @@ class GenerationRequest:
     @classmethod
     def build(cls, *, mode: str | None = None, sampling: Mapping | None = None, **fields) -> "GenerationRequest":
         """A request from keyword arguments: the mode follows from what is given when not named
-        (instruments: instrument mode; a prompt: continuation), and `temperature`, `top_k`,
+        (keep: accompaniment; bars_to_fill: infill; instruments: instrument mode; a prompt:
+        continuation), and `temperature`, `top_k`,
         `top_p`, `repetition_penalty` (when not None) join `sampling`."""
         if mode is None:
-            mode = ("instrument" if fields.get("instruments") else
+            mode = ("accompaniment" if fields.get("keep") else
+                    "infill" if fields.get("bars_to_fill") is not None else
+                    "instrument" if fields.get("instruments") else
                     "continuation" if fields.get("prompt") is not None else "unconditioned")
         sampling = dict(sampling or {})
         for name in SamplingParams.DEFAULTS:
@@ -339,7 +472,9 @@ class GenerationRequest:
             prompt = f"<{type(prompt).__name__}>"
         return {"mode": self.mode, "instruments": [str(i) for i in self.instruments],
                 "prompt": None if prompt is None else str(prompt), "prompt_beats": self.prompt_beats,
-                "prompt_bars": self.prompt_bars, "beats": self.beats, "bars": self.bars,
+                "prompt_bars": self.prompt_bars, "keep": [str(i) for i in self.keep],
+                "bars_to_fill": None if self.bars_to_fill is None else list(self.bars_to_fill),
+                "beats": self.beats, "bars": self.bars,
                 "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
                 "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows}
 
@@ -369,8 +504,9 @@ class Generation:
         """Everything needed to draw these samples again (what `settings.json` records)."""
         from mmt import __version__
 
+        anticipation = None if self.prompt.controls is None else (self.encoding.anticipation or 0.0)
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
-                "quota_used": self.quota,
+                "quota_used": self.quota, "anticipation_beats": anticipation,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
                 "model": model_name, "mmt_version": __version__}
 
@@ -390,14 +526,23 @@ class Generation:
         runs = [] if overwrite else _read_runs(settings_path)
         first = 0 if overwrite else _next_index(out_dir, self.request.mode)
         stems = [f"{self.request.mode}-{first + k:03d}" for k in range(len(self.samples))]
-        prompt_end = self.prompt.start_beats if MODES[self.request.mode].takes_prompt else None
+        prompt_end = self.prompt.start_beats if self.prompt.start_beats > 0 else None
         keys = _key_signatures(self.prompt.music, self.encoding.resolution)
         paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end,
-                             meter=self.prompt.meter, key_signatures=keys)
+                             meter=self.prompt.meter, key_signatures=keys, given=self._given(codes))
                  for stem, codes in zip(stems, self.samples)]
         runs.append({**self.settings(model_name), "samples": stems})
         write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
         return paths
+
+
+    def _given(self, codes: np.ndarray) -> np.ndarray | None:
+        """The rows of a sample's kept notes where some were given (the prompt's notes and the controls:
+        an infill keeps both), drawn pale on its piano roll; None otherwise."""
+        if self.prompt.controls is None:
+            return None
+        kept = self.prompt.codes[self.prompt.codes[:, Field.TYPE] == RowType.NOTE]
+        return np.vstack([kept, codes[codes[:, Field.TYPE] == RowType.CONTROL]])
 
 
 SETTINGS_FILE = "settings.json"
@@ -435,7 +580,10 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
 
     The sampling settings are the model's defaults (`model.sampling`) with the request's
     in their place; new notes keep to the model's instrument pitch ranges
-    (`model.pitch_ranges`) and, in a continuation, start at or after the prompt's cut.
+    (`model.pitch_ranges`) and, in a continuation or infill, start at or after the prompt's
+    cut. The prompt's controls (accompaniment, infill) are fed an anticipation interval
+    ahead of their time: the model's own (`encoding.anticipation`), or 0 for a model
+    trained without controls, which a `GenerationWarning` says.
     """
     from mmt.sampling import sample
 
@@ -450,12 +598,16 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
     length = request.beats if request.bars is None else request.bars * prompt.beats_per_bar
     if length is None:
         length = DEFAULT_BARS * prompt.beats_per_bar
-    max_beats = prompt.start_beats + length
+    max_beats = prompt.start_beats + length if prompt.end_beats is None else prompt.end_beats
+    if prompt.controls is not None and not encoding.knows_controls:
+        warnings.warn(f"mode {request.mode}: this model was trained without control rows, so the kept notes are "
+                      "fed at their own time (anticipation 0): it sees the kept part's past only",
+                      GenerationWarning, stacklevel=2)
     samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
                      max_new_rows=request.max_new_rows, max_beats=max_beats,
-                     start_beats=prompt.start_beats if mode.takes_prompt else None,
+                     start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
                      pitch_ranges=getattr(model, "pitch_ranges", None), balance=balance, quota=quota,
-                     device=device, progress=progress)
+                     controls=prompt.controls, device=device, progress=progress)
     return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
 
 

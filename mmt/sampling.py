@@ -25,6 +25,15 @@ How a sample is drawn:
     never decreases within the same beat; its instrument is one declared in the header.
     Drums take any pitch the encoding has (it defines no narrower drum range).
 
+- Given notes (`controls`: an accompaniment's kept parts, the notes after an infill's gap)
+  are control rows, never sampled: the prompt's notes get those they reach interleaved
+  (`mmt.encoding.anticipate`), and before each draw a sample whose next control is due
+  (its latest note reached the control's onset minus the anticipation interval) is fed
+  that control instead of a drawn row (`ControlQueue`). Controls leave the grammar state
+  alone: the canonical order, the no-duplicate rule, the quota, balance and repetition
+  penalty concern the model's own notes. Controls a sample never reached are placed
+  before its end-of-song, as the training data places them. A model trained without
+  control rows is fed them as note rows at interval 0.
 - A sample stops at its own end-of-song. With `max_beats`, a note that
   would start at or after the limit is replaced by end-of-song, so the song ends cleanly.
   The beat field cannot go past the encoding's last beat (`max_beat` - 1): a model that
@@ -58,7 +67,7 @@ from torch import Tensor
 from mmt.config import SamplingParams
 from mmt.constants import FIELDS, Field, RowType
 from mmt.decoding import CachedDecoder
-from mmt.encoding import Encoding, grammar_violations
+from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
 from mmt.errors import GenerationError
 
 DEFAULT_WINDOW_SHIFT = 32
@@ -76,6 +85,8 @@ def check_prompt(prompt: np.ndarray, encoding: Encoding) -> np.ndarray:
     types = prompt[:, Field.TYPE]
     if np.any(types == RowType.END_OF_SONG):
         raise GenerationError("the prompt holds an end-of-song row; a prompt is a song to continue")
+    if np.any(types == RowType.CONTROL):
+        raise GenerationError("the prompt holds control rows; give the given notes as `controls`")
     probe = prompt
     if not np.any(types == RowType.START_OF_NOTES):
         son = np.zeros((1, 6), dtype=np.int64)
@@ -242,9 +253,13 @@ class GrammarState:
         mask[:, RowType.START_OF_SONG] = self.finished  # anything for a finished sample; it is ignored
         return mask
 
-    def update(self, rows: Tensor, row_index: int) -> None:
-        """Record the rows (B, 6) just appended at `row_index` by the unfinished samples."""
-        live = ~self.finished
+    def update(self, rows: Tensor, row_index: int, given: Tensor | None = None) -> None:
+        """Record the rows (B, 6) just appended at `row_index` by the unfinished samples.
+
+        Rows flagged `given` (B,) are control rows the sampler inserted: they are not the
+        model's notes and leave the state as it was (see the module docstring).
+        """
+        live = ~self.finished if given is None else ~self.finished & ~given
         row_type = rows[:, Field.TYPE]
         is_note = live & (row_type == RowType.NOTE)
         is_instrument = live & (row_type == RowType.INSTRUMENT)
@@ -409,6 +424,8 @@ def sample(
     quota: int = 0,
     min_new_rows: int = 0,
     window_shift: int = DEFAULT_WINDOW_SHIFT,
+    controls: np.ndarray | None = None,
+    anticipation: float | None = None,
     device=None,
     progress: bool = False,
 ) -> list[np.ndarray]:
@@ -440,12 +457,20 @@ def sample(
             it to run untrained models to full length).
         window_shift: past the context (rotary / no position embedding), rows dropped
             from the cache window at a time.
+        controls: given notes (note or control rows, any order): the sampler feeds each
+            one as a control row when its time comes (`ControlQueue`) and never samples
+            them; they come back as control rows in the samples. The prompt then needs
+            start-of-notes. None: none.
+        anticipation: beats ahead of their time that controls are fed (default: the
+            model's, `encoding.anticipation`; 0 for a model trained without controls, the
+            only value such a model takes).
         device: where to run; the model is moved there. Default: the model's device.
         progress: show a progress bar over the steps.
 
     Returns:
-        `n_samples` int64 arrays (rows x 6), each starting with the prompt and ending with
-        end-of-song unless cut at `max_new_rows`.
+        `n_samples` int64 arrays (rows x 6), each starting with the prompt (controls
+        interleaved) and ending with end-of-song unless cut at `max_new_rows` drawn rows;
+        every control is in it, those the notes never reached just before end-of-song.
 
     Raises:
         GenerationError: bad arguments, a malformed prompt, or (absolute position
@@ -469,6 +494,8 @@ def sample(
     start_ticks = 0 if start_beats is None else round(start_beats * encoding.resolution)
     limit_ticks = None if max_beats is None else round(max_beats * encoding.resolution)
     prompt = check_prompt(prompt, encoding)
+    interval = _interval(encoding, controls, anticipation)
+    prefix, pending = _with_controls(prompt, controls, encoding, interval)
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device)
@@ -479,44 +506,154 @@ def sample(
     try:
         with torch.inference_mode():
             state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats)
+            queue = ControlQueue(pending, prompt, n_samples, encoding, interval, device)
             rules = {"balance": balance, "quota": quota, "start_ticks": start_ticks}
-            rows = _run(model, prompt, state, max_new_rows, min_new_rows, limit_ticks, params, rules,
+            rows = _run(model, prefix, state, queue, max_new_rows, min_new_rows, limit_ticks, params, rules,
                         generator, window_shift, device, tqdm if progress else None)
     finally:
         model.train(was_training)
     return rows
 
 
-def _run(model, prompt: np.ndarray, state: GrammarState, max_new_rows: int, min_new_rows: int,
-         limit_ticks: int | None, params: SamplingParams, rules: dict, generator: torch.Generator,
-         window_shift: int, device, bar) -> list[np.ndarray]:
+# ---------------------------------------------------------------------- control rows
+def _interval(encoding: Encoding, controls, anticipation: float | None) -> int:
+    """The anticipation interval in ticks: the model's own (0 for a model without controls) unless given."""
+    if anticipation is None:
+        return encoding.anticipation_ticks
+    if not (math.isfinite(anticipation) and anticipation >= 0):
+        raise GenerationError(f"anticipation must be a number of beats >= 0, got {anticipation!r}")
+    if anticipation > 0 and not encoding.knows_controls:
+        raise GenerationError("this model was trained without control rows: it takes given notes only at "
+                              "their own time (anticipation 0)")
+    return round(anticipation * encoding.resolution)
+
+
+def _with_controls(prompt: np.ndarray, controls, encoding: Encoding, interval: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows fed before sampling, the control rows still to insert): the prompt's notes with
+    the controls they reach interleaved (`mmt.encoding.anticipate`)."""
+    if controls is None or len(controls) == 0:
+        return prompt, np.zeros((0, 6), dtype=np.int64)
+    controls = np.asarray(controls)
+    if controls.ndim != 2 or controls.shape[1] != 6 or not np.issubdtype(controls.dtype, np.integer):
+        raise GenerationError(f"controls must be an integer (N, 6) code array, got shape {controls.shape}")
+    if not np.all(np.isin(controls[:, Field.TYPE], (RowType.NOTE, RowType.CONTROL))):
+        raise GenerationError("controls must be note or control rows")
+    if np.any(controls[:, Field.TYPE] == RowType.NOTE):
+        controls = as_controls(controls)
+    for name in FIELDS[1:]:
+        column = controls[:, Field[name.upper()]]
+        if np.any((column < 1) | (column >= encoding.n_tokens[name])):
+            raise GenerationError(f"a control row's {name} is undefined or out of range")
+    controls = controls[np.lexsort(controls[:, ::-1].T)]  # the notes' order: beat, position, pitch, ...
+    son = np.flatnonzero(prompt[:, Field.TYPE] == RowType.START_OF_NOTES)
+    if len(son) == 0:
+        raise GenerationError("a prompt with controls must end its header with start-of-notes")
+    head, notes = prompt[:son[0] + 1], prompt[son[0] + 1:]
+    body, pending = anticipate(notes, controls, encoding.resolution, interval)
+    return np.vstack([head, body]), pending
+
+
+class ControlQueue:
+    """The control rows each sample still has to take, and when (the rule of `mmt.encoding.due_after`).
+
+    A sample's clock is the onset of its latest note (the prompt's, then the model's; 0
+    before any). Before each draw, a sample whose next control is due (clock >= its onset
+    minus the interval) is given that control row instead of a drawn one. Controls are
+    fed as control rows, or as note rows to a model without the control type (which sees
+    them only at their own time: interval 0). They never change the grammar state.
+    """
+
+    def __init__(self, pending: np.ndarray, prompt: np.ndarray, batch: int, encoding: Encoding, interval: int,
+                 device) -> None:
+        self.pending = pending
+        self.rows = torch.as_tensor(pending, dtype=torch.long, device=device).reshape(-1, 6)
+        self.due = onsets(pending, encoding.resolution) if len(pending) else np.zeros(0, dtype=np.int64)
+        self.due = torch.as_tensor(self.due - interval, dtype=torch.long, device=device)
+        notes = prompt[prompt[:, Field.TYPE] == RowType.NOTE]
+        start = int(onsets(notes[-1:], encoding.resolution)[0]) if len(notes) else 0
+        self.clock = torch.full((batch,), max(start, 0), dtype=torch.long, device=device)
+        self.next = torch.zeros(batch, dtype=torch.long, device=device)
+        self.fed_type = RowType.CONTROL if encoding.knows_controls else RowType.NOTE
+        self.resolution = encoding.resolution
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def due_now(self, finished: Tensor) -> Tensor:
+        """(B,): samples whose next control row is due now."""
+        if len(self) == 0:
+            return torch.zeros_like(finished)
+        has = self.next < len(self)
+        index = self.next.clamp(max=len(self) - 1)
+        return has & ~finished & (self.due[index] <= self.clock)
+
+    def take(self, drawn: Tensor, due: Tensor, finished: Tensor) -> Tensor:
+        """The rows (B, 6) the samples get: their due control, else the drawn row; the clocks move."""
+        if len(self) == 0:
+            return drawn
+        rows = torch.where(due[:, None], self.rows[self.next.clamp(max=len(self) - 1)], drawn)
+        is_note = ~due & ~finished & (drawn[:, Field.TYPE] == RowType.NOTE)
+        onset = (drawn[:, Field.BEAT] - 1) * self.resolution + drawn[:, Field.POSITION] - 1
+        self.clock = torch.where(is_note, onset, self.clock)
+        self.next = self.next + due.long()
+        return rows
+
+    def fed(self, rows: Tensor) -> Tensor:
+        """`rows` as the model reads them (control rows as notes for a model without controls)."""
+        if self.fed_type == RowType.CONTROL:
+            return rows
+        control = rows[..., Field.TYPE] == RowType.CONTROL
+        return torch.where(control[..., None] & (torch.arange(6, device=rows.device) == Field.TYPE),
+                           torch.full_like(rows, RowType.NOTE), rows)
+
+    def finish(self, codes: np.ndarray, taken: int) -> np.ndarray:
+        """A sample's rows with the controls it did not take placed before its end-of-song
+        (as in the training data: controls the notes never reach come last)."""
+        left = self.pending[taken:]
+        if len(left) == 0:
+            return codes
+        if len(codes) and codes[-1, Field.TYPE] == RowType.END_OF_SONG:
+            return np.vstack([codes[:-1], left, codes[-1:]])
+        return np.vstack([codes, left])
+
+
+def _run(model, prefix: np.ndarray, state: GrammarState, queue: ControlQueue, max_new_rows: int,
+         min_new_rows: int, limit_ticks: int | None, params: SamplingParams, rules: dict,
+         generator: torch.Generator, window_shift: int, device, bar) -> list[np.ndarray]:
     encoding = model.encoding
     context = model.config.max_seq_len
-    n_prompt = len(prompt)
+    n_prompt = len(prefix)
     batch = state.in_notes.shape[0]
-    out = torch.zeros(batch, n_prompt + max_new_rows, 6, dtype=torch.long, device=device)
-    out[:, :n_prompt] = torch.as_tensor(prompt, device=device)
-    length = torch.full((batch,), n_prompt + max_new_rows, dtype=torch.long, device=device)
+    n_steps = max_new_rows + len(queue)  # drawn rows, and the control rows given between them
+    out = torch.zeros(batch, n_prompt + n_steps, 6, dtype=torch.long, device=device)
+    out[:, :n_prompt] = torch.as_tensor(prefix, device=device)
+    length = torch.full((batch,), n_prompt + n_steps, dtype=torch.long, device=device)
+    drawn = torch.zeros(batch, dtype=torch.long, device=device)
 
     _check_context(model, n_prompt)
     sink = None
-    fed = out[:, :n_prompt]
+    fed = queue.fed(out[:, :n_prompt])
     if n_prompt > context:  # a long prompt (rotary / no position embedding): its sink and latest rows
         sink = _sink_rows(state, n_prompt - 1, context)
         fed = torch.cat([fed[:, :sink], fed[:, n_prompt - (context - sink):]], dim=1)
     # never more than the context: past it the window slides (or, absolute positions, `_check_context` stops)
-    decoder = CachedDecoder(model, batch, min(context, fed.shape[1] + max_new_rows))
+    decoder = CachedDecoder(model, batch, min(context, fed.shape[1] + n_steps))
     logits = [lg[:, -1] for lg in decoder(fed)]
-    steps = range(max_new_rows) if bar is None else bar(range(max_new_rows), desc="generating", unit="row")
+    steps = range(n_steps) if bar is None else bar(range(n_steps), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
+        due = queue.due_now(state.finished)
         rows = draw_rows(logits, state, params, encoding, generator, step >= min_new_rows, limit_ticks, **rules)
+        rows = queue.take(rows, due, state.finished)
         was_finished = state.finished.clone()
-        state.update(rows, index)
+        state.update(rows, index, given=due)
+        drawn += (~due & ~was_finished).long()
+        state.finished |= drawn >= max_new_rows  # cut there, without end-of-song
         out[:, index] = rows
         ended = state.finished & ~was_finished
         length = torch.where(ended, torch.full_like(length, index + 1), length)
-        if step == max_new_rows - 1 or bool(state.finished.all()):
+        if step == n_steps - 1 or bool(state.finished.all()):
             break
         if decoder.length >= context:
             if not model.supports_long_context:
@@ -524,9 +661,10 @@ def _run(model, prompt: np.ndarray, state: GrammarState, max_new_rows: int, min_
             if sink is None:
                 sink = _sink_rows(state, index, context)
             decoder.drop_rows(sink, min(window_shift, decoder.length - sink - 1))
-        logits = [lg[:, -1] for lg in decoder(rows[:, None])]
+        logits = [lg[:, -1] for lg in decoder(queue.fed(rows)[:, None])]
     codes = out.cpu().numpy()
-    return [codes[i, :n].copy() for i, n in enumerate(length.tolist())]
+    taken = queue.next.tolist()
+    return [queue.finish(codes[i, :n].copy(), taken[i]) for i, n in enumerate(length.tolist())]
 
 
 def _check_context(model, rows: int) -> None:

@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from mmt.errors import MMTError
 from mmt.files import atomic_path, write_text_atomic
 from mmt.locks import folder_lock
 from mmt.model import MusicTransformer, compute_loss
+from mmt.prepared import PreparedData
 
 STATE_FILE = "training_state.pt"
 LOG_COLUMNS = ["step", "epoch", "lr", "train_loss", *(f"valid_{f}" for f in FIELDS), "valid_loss",
@@ -456,8 +457,12 @@ class _Run:
 
     def _data(self, saved: dict | None) -> None:
         config, tc, data_path = self.config, self.tc, self.data_path
-        self.train_set = MusicDataset(data_path, config.data.train_split, None, config.data_max_seq_len,
-                                      max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed)
+        encoding = PreparedData(data_path).encoding
+        if config.data.controls > 0:  # the checkpoint's encoding says it knows control rows, and where they go
+            encoding = replace(encoding, anticipation=config.data.anticipation)
+        self.train_set = MusicDataset(data_path, config.data.train_split, encoding, config.data_max_seq_len,
+                                      max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed,
+                                      controls=config.data.controls)
         self.encoding: Encoding = self.train_set.encoding
         self.valid_set = MusicDataset(data_path, config.data.valid_split, self.encoding, config.data_max_seq_len,
                                       max_beat=config.data.max_beat, augment=False, seed=tc.seed)
@@ -468,7 +473,7 @@ class _Run:
             info = read_checkpoint_info(self.last_dir)
             if Encoding.from_dict(info["encoding"]) != self.encoding:
                 raise TrainingError(f"{self.last_dir}: the checkpoint's encoding differs from "
-                                    f"{data_path / 'encoding.json'}")
+                                    f"{data_path / 'encoding.json'} with the config's data.controls and anticipation")
         items = list(range(len(self.valid_set)))
         if tc.valid_batches is not None:
             items = items[: tc.valid_batches * tc.batch_size]

@@ -43,7 +43,8 @@ def _show_warnings_as(prefix: str) -> None:
 FLAGS = {"prompt_beats": "--prompt-beats", "prompt_bars": "--prompt-bars", "beats": "--beats", "bars": "--bars",
          "n_samples": "-n", "max_new_rows": "--max-rows", "seed": "--seed", "balance": "--balance",
          "quota": "--quota", "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
-         "repetition_penalty": "--repetition-penalty", "instruments": "--instruments", "prompt": "--prompt"}
+         "repetition_penalty": "--repetition-penalty", "instruments": "--instruments", "prompt": "--prompt",
+         "keep": "--keep", "bars_to_fill": "--bars-to-fill"}
 
 
 @contextlib.contextmanager
@@ -359,8 +360,14 @@ def _add_generate(sub) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run's folder: its best/)")
     p.add_argument("--mode", choices=list(MODES), default="unconditioned", help="default: unconditioned")
     p.add_argument("--instruments", nargs="+", metavar="NAME_OR_PROGRAM",
-                   help="instrument mode: e.g. piano violin cello, or GM programs 0 40 42")
-    p.add_argument("--prompt", metavar="FILE", help="continuation mode: a MIDI/MusicXML/kern/abc file")
+                   help="instrument mode: e.g. piano violin cello, or GM programs 0 40 42; accompaniment: the "
+                   "parts to write (default: the prompt's instruments not kept)")
+    p.add_argument("--prompt", metavar="FILE", help="continuation, accompaniment, infill: a MIDI/MusicXML/kern/abc "
+                   "file")
+    p.add_argument("--keep", nargs="+", metavar="NAME_OR_PROGRAM",
+                   help="accompaniment: the prompt's instruments whose notes are kept exactly")
+    p.add_argument("--bars-to-fill", metavar="FIRST-LAST",
+                   help="infill: the bars to rewrite, e.g. 9-12 (1-based, inclusive); every other note is kept")
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats (default: all of it)")
     cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
@@ -398,6 +405,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     with _flags_named():
         request = GenerationRequest.build(
             mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
+            keep=tuple(args.keep or ()), bars_to_fill=args.bars_to_fill,
             prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
             n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
             quota=args.quota, sampling=_sampling(args),
@@ -410,6 +418,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if request.mode == "continuation":
         n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
         print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
+    if prompt.controls is not None:
+        anticipation = model.encoding.anticipation
+        print(f"{args.prompt}: {len(prompt.controls)} notes kept as given (control rows), new notes from beat "
+              f"{prompt.start_beats:g} to {prompt.end_beats:g}; "
+              + (f"anticipation {anticipation:g} beats" if anticipation is not None else
+                 "this model was trained without controls: anticipation 0 (it sees the kept part's past only)"))
     audio = args.audio and audio_available()
     written = generation.write(args.out, audio=audio, overwrite=args.overwrite, model_name=str(args.model))
     for codes, paths in zip(generation.samples, written):

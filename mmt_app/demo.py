@@ -12,7 +12,9 @@ Steps (each one resumable: a second run reuses what the first one wrote):
    config on TRAIN_DATA into OUT/train/).
 3. samples: `n_samples` songs in each mode: unconditioned; instrument-informed (a string
    quartet: violin, viola, cello, as the encoding has one code per instrument); and the
-   continuation of the first 8 bars of the first test piece. MIDI, CSV, piano roll and,
+   continuation of the first 8 bars of the first test piece; that piece's bars 3-4
+   rewritten (infill) and a viola and cello part written under its melody (accompaniment),
+   the kept notes drawn pale on the piano roll. MIDI, CSV, piano roll and,
    where fluidsynth and a GM soundfont are installed, WAV, in OUT/samples/.
 4. evaluate: `mmt evaluate` on `n_eval` test pieces (ground truth and every mode) into
    OUT/evaluation/.
@@ -33,7 +35,8 @@ from mmt.prepared import PreparedData
 
 BUNDLED_MODEL = "music21-small"
 STRING_QUARTET = ("violin", "viola", "cello")
-MODES = ("unconditioned", "instrument", "continuation")
+ACCOMPANIMENT = ("viola", "cello", "violin")  # the parts written under a test piece's melody (two of them)
+MODES = ("unconditioned", "instrument", "continuation", "infill", "accompaniment")
 
 
 class DemoError(MMTError, ValueError):
@@ -170,19 +173,60 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
     data = PreparedData(config.data)
     piece = long_piece(data, data.split("test"), config.bars)
     common = {"n_samples": config.n_samples, "sampling": config.sampling, "seed": config.seed}
+    music = trim_music(data.music(piece), config.bars)
     requests = [
         GenerationRequest(bars=config.bars, **common),
         GenerationRequest(mode="instrument", instruments=STRING_QUARTET, bars=config.bars, **common),
         GenerationRequest(mode="continuation", prompt=data.music(piece), prompt_bars=config.prompt_bars,
                           bars=config.bars - config.prompt_bars, **common),
+        # the same piece: the bars after the prompt rewritten, every other note kept
+        GenerationRequest(mode="infill", prompt=music, bars_to_fill=fill_bars(music, config.prompt_bars + 1, 4),
+                          **common),
     ]
+    # the same piece's highest part kept as a melody, and a new part written under it (a musician's
+    # "string accompaniment for my tune")
+    melody = melody_instrument(music)
+    requests.append(GenerationRequest(mode="accompaniment", prompt=music, keep=(melody,),
+                                      instruments=tuple(i for i in ACCOMPANIMENT if i != melody)[:2], **common))
     for request in requests:
         generation = run(model, request, device=config.device)
         for codes, paths in zip(generation.samples, generation.write(out, audio=audio, model_name=model_name)):
             log(f"{paths['midi'].stem}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
-    log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} "
-        f"({len(generation.prompt.codes)} rows)")
+        if request.mode == "continuation":
+            log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} "
+                f"({len(generation.prompt.codes)} rows)")
+        if generation.prompt.controls is not None:
+            anticipation = model.encoding.anticipation
+            log(f"{request.mode}: test piece {piece}, {len(generation.prompt.controls)} notes kept, "
+                + (f"anticipation {anticipation:g} beats" if anticipation is not None else
+                   "anticipation 0 (this model was trained without control rows)"))
     return out
+
+
+def trim_music(music, bars: float):
+    """`music` cut after its first `bars` bars (its own meter)."""
+    from analysis.evaluation import trim_music as trim
+    from mmt.meter import Meter
+    from mmt.request import bars_to_beats
+
+    return trim(music, bars_to_beats(Meter.from_music(music), bars))
+
+
+def fill_bars(music, first: int, count: int) -> tuple[int, int]:
+    """Up to `count` bars to fill from bar `first` on, within the bars `music` has (its last, if shorter)."""
+    from mmt.meter import Meter
+
+    meter = Meter.from_music(music)
+    starts, _ = meter.bars(music.get_end_time() / music.resolution)
+    n_bars = max(len(starts) - (1 if meter.pickup > 0 else 0), 1)
+    first = min(first, n_bars)
+    return first, min(first + count - 1, n_bars)
+
+
+def melody_instrument(music) -> str:
+    """The name of the instrument whose notes are highest on average."""
+    return max((t for t in music.tracks if t.notes and not t.is_drum),
+               key=lambda t: sum(n.pitch for n in t.notes) / len(t.notes)).name
 
 
 def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> dict[str, Path]:

@@ -82,3 +82,24 @@ def test_the_bundled_weights_have_learned_the_corpus(model):
         random = compute_loss(untrained, batch["codes"], batch["mask"])[0].item()
     assert random > 20.0
     assert learned < 7.0
+
+
+def test_the_bundled_model_knows_no_controls_and_runs_both_new_modes_at_interval_0(model, tmp_path):
+    import muspy
+
+    from mmt.errors import GenerationWarning
+
+    assert model.encoding.anticipation is None and model.encoding.n_tokens["type"] == 6
+    melody = [muspy.Note(time=12 * b, pitch=67 + b % 5, duration=12, velocity=64) for b in range(16)]
+    bass = [muspy.Note(time=24 * b, pitch=43 + b % 3, duration=24, velocity=64) for b in range(8)]
+    music = muspy.Music(resolution=12, tempos=[muspy.Tempo(0, 100.0)],
+                        tracks=[muspy.Track(program=73, notes=melody), muspy.Track(program=0, notes=bass)])
+    for fields in ({"mode": "accompaniment", "keep": ("flute",), "instruments": ("piano",)},
+                   {"mode": "infill", "bars_to_fill": (2, 3)}):
+        with pytest.warns(GenerationWarning, match="trained without control rows.*anticipation 0"):
+            generation = mmt.request.run(model, mmt.GenerationRequest(prompt=music, seed=0, **fields))
+        assert generation.settings()["anticipation_beats"] == 0.0
+        codes = generation.samples[0]
+        assert grammar_violations(codes, model.encoding) == []
+        given = codes[codes[:, Field.TYPE] == RowType.CONTROL]
+        assert len(given) == len(generation.prompt.controls) > 0

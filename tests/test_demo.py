@@ -39,11 +39,14 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_checkpoint, ca
     assert len(manifest) == 3 and all('"split": "test"' in line for line in manifest)
     # 3. one sample per mode, each as MIDI, CSV and piano roll
     names = sorted(p.name for p in paths["samples"].iterdir())
-    assert names == sorted(["settings.json"] + [f"{mode}-000.{ext}" for mode in ("unconditioned", "instrument",
-                                                                                 "continuation")
+    modes = ("unconditioned", "instrument", "continuation", "infill", "accompaniment")
+    assert names == sorted(["settings.json"] + [f"{mode}-000.{ext}" for mode in modes
                                                 for ext in ("mid", "csv", "png")])
     runs = json.loads((paths["samples"] / "settings.json").read_text())
-    assert [run["samples"] for run in runs] == [["unconditioned-000"], ["instrument-000"], ["continuation-000"]]
+    assert [run["samples"] for run in runs] == [[f"{mode}-000"] for mode in modes]
+    # the infill rewrites the piece's last bar here (it has two); the accompaniment keeps its melody as control rows
+    assert runs[3]["bars_to_fill"] == [2, 2] and len(runs[4]["keep"]) == 1
+    assert "control" in (paths["samples"] / "accompaniment-000.csv").read_text()
     assert runs[2]["prompt_bars"] == 1 and runs[2]["bars"] == 1 and runs[2]["model"] == str(tiny_checkpoint)
     quartet = (paths["samples"] / "instrument-000.csv").read_text()
     assert {"violin", "viola", "cello"} <= set(re.findall(r"[a-z]+", quartet))

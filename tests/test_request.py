@@ -8,6 +8,7 @@ import muspy
 import numpy as np
 import pytest
 
+from analysis import AnalysisError
 from mmt import GenerationError, GenerationRequest, SamplingParams, generate
 from mmt.constants import Field, RowType
 from mmt.request import MODES, run
@@ -22,11 +23,17 @@ def scale_music(n_beats: int = 12, numerator: int = 3) -> muspy.Music:
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"mode": "jazz"}, "unknown mode 'jazz'; modes are unconditioned, instrument, continuation"),
+    ({"mode": "jazz"}, "unknown mode 'jazz'; modes are unconditioned, instrument, continuation, accompaniment, infill"),
     ({"mode": "instrument"}, "mode instrument needs instruments"),
-    ({"instruments": ("piano",)}, "instruments belong to the instrument mode, not unconditioned"),
+    ({"instruments": ("piano",)}, "instruments is for the instrument and accompaniment modes, not unconditioned"),
     ({"mode": "continuation"}, "mode continuation needs a prompt"),
-    ({"prompt_bars": 2}, "a prompt and its cut belong to the continuation mode"),
+    ({"prompt_bars": 2}, "prompt_bars is for the continuation mode, not unconditioned"),
+    ({"mode": "accompaniment", "prompt": "song.mid"}, "mode accompaniment needs the instruments to keep"),
+    ({"mode": "infill", "prompt": "song.mid"}, "mode infill needs the bars to fill"),
+    ({"mode": "infill", "prompt": "song.mid", "bars_to_fill": "12-9"}, "1 <= first <= last, got \\(12, 9\\)"),
+    ({"mode": "infill", "prompt": "song.mid", "bars_to_fill": "nine"}, "bars_to_fill must look like 9-12"),
+    ({"mode": "infill", "prompt": "song.mid", "bars_to_fill": "2", "bars": 4}, "bars is for the unconditioned"),
+    ({"mode": "continuation", "prompt": "song.mid", "keep": "violin"}, "keep is for the accompaniment mode, not"),
     ({"bars": 4, "beats": 4}, "give beats or bars, not both"),
     ({"bars": float("nan")}, "bars must be a positive number, got nan"),
     ({"beats": 0}, "beats must be a positive number, got 0"),
@@ -43,6 +50,8 @@ def test_bad_requests_are_refused_when_built(fields, message):
 def test_build_infers_the_mode_and_takes_sampling_keywords():
     assert GenerationRequest.build().mode == "unconditioned"
     assert GenerationRequest.build(instruments=["violin"]).mode == "instrument"
+    assert GenerationRequest.build(prompt="song.mid", keep=["violin"], instruments=["cello"]).mode == "accompaniment"
+    assert GenerationRequest.build(prompt="song.mid", bars_to_fill="9-12").bars_to_fill == (9, 12)
     request = GenerationRequest.build(prompt="song.mid", prompt_bars=2, top_p=0.9, temperature=0.5)
     assert request.mode == "continuation"
     assert dict(request.sampling) == {"temperature": 0.5, "top_p": 0.9}
@@ -56,7 +65,7 @@ def test_settings_record_everything_needed_to_draw_again():
                                 sampling={"top_p": {"pitch": 0.9}})
     assert request.settings() == {
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
-        "prompt_bars": None, "beats": None, "bars": 4, "n_samples": 2,
+        "prompt_bars": None, "keep": [], "bars_to_fill": None, "beats": None, "bars": 4, "n_samples": 2,
         "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "quota": None, "seed": 7, "max_new_rows": 1024,
     }
 
@@ -108,9 +117,14 @@ def test_every_mode_is_offered_by_the_command_and_the_evaluation():
 
     generate_parser = build_parser()._subparsers._group_actions[0].choices["generate"]
     mode_action = next(a for a in generate_parser._actions if a.dest == "mode")
-    assert list(mode_action.choices) == list(MODES) == ["unconditioned", "instrument", "continuation"]
-    for name, mode in MODES.items():
-        assert parse_mode(f"{name}-4" if mode.takes_prompt else name) == (name, 4 if mode.takes_prompt else None)
+    assert list(mode_action.choices) == list(MODES) == ["unconditioned", "instrument", "continuation",
+                                                        "accompaniment", "infill"]
+    for name in ("unconditioned", "instrument"):
+        assert parse_mode(name) == (name, None)
+    assert parse_mode("continuation-4") == ("continuation", 4)
+    for name in ("accompaniment", "infill"):  # measured by benchmarks/anticipation.py
+        with pytest.raises(AnalysisError, match=f"unknown mode '{name}'"):
+            parse_mode(name)
 
 
 def test_a_continued_midi_file_keeps_its_tempo_meter_and_key(tmp_path):

@@ -223,11 +223,14 @@ def checkpoint(tmp_path):
     ("unconditioned", []),
     ("instrument", ["--instruments", "piano", "40", "cello"]),
     ("continuation", ["--prompt-bars", "1", "--bars", "2"]),
+    ("accompaniment", ["--keep", "violin", "--instruments", "cello"]),
+    ("infill", ["--bars-to-fill", "2"]),
 ])
 def test_the_command_writes_every_file_of_every_sample(checkpoint, tmp_path, mode, extra, capsys):
     song = tmp_path / "song.mid"
-    write_pretty_midi(song, [(0, False, [(b, 60 + b, 1) for b in range(8)])])
-    if mode == "continuation":
+    violin = [(40, False, [(b, 72 + b, 1) for b in range(0, 12, 2)])] if mode in ("accompaniment", "infill") else []
+    write_pretty_midi(song, [(0, False, [(b, 60 + b, 1) for b in range(8)]), *violin])
+    if mode in ("continuation", "accompaniment", "infill"):
         extra = ["--prompt", str(song), *extra]
     out = tmp_path / "out"
     status = main(["generate", str(checkpoint), "--mode", mode, *extra, "-n", "2", "--seed", "0",
@@ -242,7 +245,16 @@ def test_the_command_writes_every_file_of_every_sample(checkpoint, tmp_path, mod
         if mode == "continuation":  # 1 bar of 4/4 kept: 4 notes; 1 + 2 bars at most
             assert codes[3:7, Field.BEAT].tolist() == [1, 2, 3, 4]
             assert codes[codes[:, 0] == RowType.NOTE, Field.BEAT].max() <= 12
-    assert f"{mode}-001.png" in capsys.readouterr().out
+        if mode == "accompaniment":  # the violin's 6 notes given, only the cello written
+            assert codes[codes[:, 0] == RowType.CONTROL, Field.BEAT].tolist() == [1, 3, 5, 7, 9, 11]
+            assert set(codes[codes[:, 0] == RowType.NOTE, Field.INSTRUMENT].tolist()) <= {27}
+        if mode == "infill":  # bar 2 (beats 4-7) rewritten: the notes from beat 8 on are given
+            given = codes[codes[:, 0] == RowType.CONTROL]
+            assert given[:, Field.BEAT].tolist() == [9, 11] and (given[:, Field.INSTRUMENT] == 25).all()
+    printed = capsys.readouterr().out
+    assert f"{mode}-001.png" in printed
+    if mode in ("accompaniment", "infill"):
+        assert "trained without controls: anticipation 0" in printed
 
 
 def test_the_command_says_why_there_is_no_audio(checkpoint, tmp_path, monkeypatch, capsys):
@@ -406,7 +418,7 @@ def test_reruns_add_samples_and_settings_record_each_run(checkpoint, tmp_path, c
     (["--top-p", "2"], "--top-p must be a number in \\(0, 1\\]"),
     (["--temperature", "inf"], "--temperature must be a number from 0"),
     (["-n", "0"], "-n must be an integer >= 1, got 0"),
-    (["--prompt-bars", "2"], "a --prompt and its cut belong to the continuation mode"),
+    (["--prompt-bars", "2"], "--prompt-bars is for the continuation mode, not unconditioned"),
     (["--device", "cuda"], "--device cuda: CUDA is not available"),
     (["--device", "gpu9"], "--device 'gpu9' is not a torch device"),
     (["--mode", "continuation", "--prompt", "missing.mid"], "missing.mid: no such file"),

@@ -409,3 +409,29 @@ def test_sigterm_stops_after_the_step_and_saves_a_resumable_checkpoint(prepared,
     assert step == max(losses_by_step(out))  # the checkpoint is the last step taken
     assert rows(out / "log.csv")[-1]["step"] == step  # with a validation row
     assert 3 <= step < 100_000
+
+
+def test_a_run_with_controls_saves_an_encoding_that_knows_them_and_resumes(prepared, tmp_path):
+    from mmt.checkpoint import load_model
+
+    config = tiny_config(prepared, max_steps=4, valid_every=2)
+    config["data"].update(controls=0.5, anticipation=2.0)
+    path = write_config(tmp_path / "tiny.yaml", config)
+    train(load_config(path), tmp_path / "run", progress=False)
+    model = load_model(tmp_path / "run" / "last")
+    assert model.encoding.anticipation == 2.0 and model.encoding.n_tokens["type"] == 7
+    config["training"]["max_steps"] = 6
+    write_config(path, config)
+    assert train(load_config(path), tmp_path / "run", resume=True, progress=False).step == 6
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"controls": 1.5}, "controls must be a probability in 0..1"),
+    ({"controls": 0.5, "augment": False}, "controls > 0 needs augment: true"),
+    ({"anticipation": -1}, "anticipation must be a number of beats >= 0"),
+])
+def test_bad_control_settings_are_config_errors(data, message):
+    from mmt.config import ConfigError, DataConfig
+
+    with pytest.raises(ConfigError, match=message):
+        DataConfig(**data)
