@@ -261,8 +261,13 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def _check_settings(out: Path, settings: dict, encoding: Encoding) -> None:
-    """Refuse to mix settings in one OUT; write `prepare.json` and `encoding.json` on first use."""
+def _check_settings(out: Path, settings: dict, encoding: Encoding, log: Callable[[str], None] | None = None) -> None:
+    """Refuse to mix settings in one OUT; write `prepare.json` and `encoding.json` on first use.
+
+    The notes store GM programs at the encoding's resolution, so only the resolution ties
+    them to an encoding: an OUT written with another program table (an older mmt's) keeps
+    its notes and gets this encoding's `encoding.json`.
+    """
     settings_path = out / "prepare.json"
     if settings_path.is_file():
         try:
@@ -274,8 +279,12 @@ def _check_settings(out: Path, settings: dict, encoding: Encoding) -> None:
             details = ", ".join(f"{k}: {stored.get(k)!r} there, {settings.get(k)!r} now" for k in differ)
             raise PrepareError(f"{out} was prepared with other settings ({details}); use another OUT folder")
     encoding_path = out / "encoding.json"
-    if encoding_path.is_file() and Encoding.load(encoding_path) != encoding:
-        raise PrepareError(f"{encoding_path}: OUT was prepared with another encoding; use another OUT folder")
+    stored = Encoding.load(encoding_path) if encoding_path.is_file() else encoding
+    if stored.resolution != encoding.resolution:
+        raise PrepareError(f"{encoding_path}: OUT holds notes at {stored.resolution} ticks per beat, not "
+                           f"{encoding.resolution}; use another OUT folder")
+    if stored != encoding and log:
+        log(f"{encoding_path}: updated to this encoding (the notes keep their programs, so they stay valid)")
     _write_if_changed(settings_path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
     _write_if_changed(encoding_path, json.dumps(encoding.to_dict(), indent=1) + "\n")
 
@@ -398,7 +407,7 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     settings = {"dataset": dataset, "resolution": encoding.resolution, **dataclasses.asdict(filters)}
     with folder_lock(out, "mmt prepare", PrepareError, log):
-        _check_settings(out, settings, encoding)
+        _check_settings(out, settings, encoding, log)
         _clean_temporaries(out)
         (out / "notes").mkdir(exist_ok=True)
         (out / METER_DIR).mkdir(exist_ok=True)

@@ -307,3 +307,26 @@ def test_splits_then_limit_then_a_full_run_complete_the_same_out(tmp_path):
     rest = run(src, out)
     assert rest.processed == 30 - part.processed - limited.processed and rest.complete
     assert output_files(out) == output_files(tmp_path / "direct")
+
+
+def test_an_out_of_an_older_program_table_is_updated_and_one_of_another_resolution_refused(tmp_path):
+    import json
+
+    from data_prep.filters import PrepareError
+    from mmt import Encoding
+
+    src = tmp_path / "src"
+    for i in range(3):
+        write_song(src / f"song{i}.mid", i)
+    out = tmp_path / "out"
+    run(src, out)
+    older = json.loads((out / "encoding.json").read_text())
+    older["program_instrument"][110] = None  # before GM 110 (fiddle) played the violin
+    (out / "encoding.json").write_text(json.dumps(older))
+    lines = []
+    summary = prepare_dataset("folder", src, out, filters=FILTERS, progress=False, log=lines.append)
+    assert summary.processed == 0 and summary.counts["ok"] == 3
+    assert any("encoding.json: updated to this encoding" in line for line in lines)
+    assert Encoding.load(out / "encoding.json") == Encoding()
+    with pytest.raises(PrepareError, match=r"was prepared with other settings \(resolution: 12 there, 24 now\)"):
+        run(src, out, encoding=Encoding(resolution=24))
