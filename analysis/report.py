@@ -473,9 +473,17 @@ def group_sentence(description: str, summary: GroupAttention) -> str:
         f"{description[0].upper()}{description[1:]} get {_percent(summary.excess)} {more} attention than "
         f"uniform attention would give them ({summary.share:.1%} of the attention on earlier notes, "
         f"against {summary.uniform:.1%}); {summary.heads_above} of {summary.n_heads} heads give them more "
-        f"than uniform. Mean gain {summary.mean_gain_group:+.4f} at these offsets, "
-        f"{summary.mean_gain_others:+.4f} at the others."
+        f"than uniform. {_others_clause(summary)}"
     )
+
+
+def _others_clause(summary: GroupAttention) -> str:
+    """The offsets compared with, measured as the group is (share against uniform share)."""
+    if not np.isfinite(summary.others_excess):
+        return "The other offsets compared hold no pairs."
+    more = "more" if summary.others_excess >= 0 else "less"
+    return (f"The other offsets compared get {_percent(summary.others_excess)} {more} ({summary.others_share:.1%} "
+            f"against {summary.others_uniform:.1%}).")
 
 
 def octave_sentence(score: float, low: str, high: str) -> str:
@@ -722,7 +730,7 @@ def write_report(
     `findings.json` holds the key numbers and the findings in words: for each musical
     group of offsets (`analysis.attention.musical_groups`: whole bars back, unison /
     fifth / octave, same position, same instrument) the share of attention against the
-    uniform share and the mean gain against the other offsets; the octave score; the
+    uniform share, and the same two figures for the offsets it is compared with; the octave score; the
     training summary. `analysis.json` adds the plotted gains per offset.
 
     Args:
