@@ -166,7 +166,7 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
 
     One track per part, named by the part (or its instrument); the program is the
     instrument's 0-based MIDI program where music21 knows it, else one inferred from the
-    part's name (`program_from_name`), else 0 (piano). A piano or string-ensemble program
+    part's name or its instrument's name (`program_from_name`), else 0 (piano). A piano or string-ensemble program
     (`PLACEHOLDER_PROGRAMS`) gives way to the name's: notation programs and music21 write
     those for parts they know nothing about (Monteverdi's "Canto" as a piano, Haydn's
     "Violin I" as a string ensemble). Tied notes are merged exactly as
@@ -187,7 +187,8 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
         instrument = part.getInstrument(returnDefault=False)
         program = getattr(instrument, "midiProgram", None)
         name = part.partName or getattr(instrument, "instrumentName", None) or getattr(instrument, "partName", None)
-        named = program_from_name(name)
+        named = next((candidate for candidate in map(program_from_name, _part_names(part, instrument))
+                      if candidate is not None), None)
         if named is not None and (program is None or program in PLACEHOLDER_PROGRAMS):
             program = named
         notes = []
@@ -222,6 +223,11 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
             break
     return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=sorted(
         time_signatures.values(), key=lambda ts: ts.time), barlines=barlines, tracks=tracks)
+
+
+def _part_names(part, instrument) -> tuple[str | None, ...]:
+    """The names a part goes by, most specific first: its own, then its instrument's ("P1" sung by a "Voice")."""
+    return (part.partName, getattr(instrument, "instrumentName", None), getattr(instrument, "partName", None))
 
 
 def _tie_plan(stream, merged: dict[int, object], deleted: set[int]) -> None:
@@ -309,7 +315,8 @@ PLACEHOLDER_PROGRAMS = (0, 48)
 PART_NAME_PROGRAMS: dict[str, int] = {
     # the voices of Renaissance and early Baroque part books (Monteverdi's "Quinto", Josquin's "Contra")
     **dict.fromkeys(("cantus", "superius", "discantus", "altus", "contra", "contratenor", "tenore", "bassus",
-                     "quinto", "quintus", "sesto", "sextus", "settimo", "septimus", "vagans", "b.", "t.", "a."), 53),
+                     "quinto", "quintus", "sesto", "sextus", "settimo", "septimus", "vagans", "b.", "t.", "a.",
+                     "duplum", "triplum", "quadruplum", "motetus"), 53),  # and the voices of trecento motets
     "continuo": 19,  # church organ: Bach's and Monteverdi's continuo parts
     "basso continuo": 19,
     "cornet": 56,  # the cornetto of Bach's cantatas: a trumpet is the nearest GM sound

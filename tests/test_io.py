@@ -205,10 +205,13 @@ def test_part_names_override_placeholder_programs():
         part.partName = name
         return part
 
+    sung = instrument.Instrument()  # no program; its name says what plays the part "P1"
+    sung.instrumentName = "Voice (2)"
     score = stream.Score([part("Quinto", instrument.Piano()), part("Violin I", instrument.StringInstrument()),
                           part("Viola", instrument.Piano()), part("Bass", instrument.ElectricBass()),
-                          part("Continuo", instrument.Instrument()), part("MusicXML Part", instrument.Piano())])
-    assert [t.program for t in music_from_music21(score).tracks] == [53, 40, 41, 33, 19, 0]
+                          part("Continuo", instrument.Instrument()), part("MusicXML Part", instrument.Piano()),
+                          part("Triplum", instrument.Instrument()), part("P1", sung)])
+    assert [t.program for t in music_from_music21(score).tracks] == [53, 40, 41, 33, 19, 0, 53, 53]
     madrigal = music_from_music21(music21.corpus.parse("monteverdi/madrigal.3.1"))
     assert [(t.name, t.program) for t in madrigal.tracks] == [
         ("Canto", 53), ("Quinto", 53), ("Alto", 53), ("Tenor", 53), ("Basso", 53)]
