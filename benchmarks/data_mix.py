@@ -84,6 +84,13 @@ def print_table(table: list[dict], title: str) -> None:
           f"100% | 100% | |")
 
 
+def mean_rows(data: PreparedData, ids: list[str], weights: np.ndarray | None, max_seq_len: int) -> float:
+    """Expected rows of an item drawn under the mix: min(notes + 3, max_seq_len), weighted."""
+    weights = np.ones(len(ids)) if weights is None else weights
+    rows = np.array([min(len(data.notes(piece)) + 3, max_seq_len) for piece in ids])
+    return float((weights * rows).sum() / weights.sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a prepared folder (mmt prepare)")
@@ -99,6 +106,9 @@ def main() -> None:
     table = group_table(data, ids, weights, config.data_max_seq_len, drawn, args.top)
     print_table(table, f"{args.config} on {args.data} ({config.data.train_split} split; drawn: "
                        f"{tc.max_steps:,} steps of {tc.batch_size}, seed {tc.seed})")
+    rows = mean_rows(data, ids, weights, config.data_max_seq_len)
+    print(f"\nrows per item drawn: {rows:.0f} on average (at most {config.data_max_seq_len}); a step of "
+          f"{tc.batch_size} items: about {rows * tc.batch_size:,.0f} rows, padded to the longest item")
 
 
 if __name__ == "__main__":
