@@ -321,7 +321,9 @@ EXPLAIN = {
     "findings": (
         "What the numbers below say, in words. \"Uniform attention\" is the share a kind of note would "
         "get if every pair of a note and an earlier note had the same weight (so it is simply how common "
-        "such pairs are); \"X% more attention than uniform\" compares the model's share with it. "
+        "such pairs are); \"X% more attention than uniform\" means the model's share is (1 + X) times "
+        "it. The offsets each group is compared with are measured the same way, so a group is favoured "
+        "over them exactly when its X is the larger. "
         "With few pieces or a small model these numbers are noisy: compare them with those of an "
         "untrained model of the same size before reading much into small differences."
     ),
