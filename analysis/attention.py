@@ -106,7 +106,15 @@ class RelativeAttention:
 
 @dataclass(frozen=True)
 class GroupAttention:
-    """How much attention a group of offsets gets, against uniform attention and other offsets.
+    """How much attention a group of offsets gets, against uniform attention, beside the offsets it is compared with.
+
+    One definition throughout: the *excess* of a set of offsets is its share of the
+    attention on earlier notes divided by its share under uniform attention, minus 1
+    (0.25 = "25% more attention than uniform"). The group and the others are measured the
+    same way, so the group is favoured over the others exactly when its excess is the
+    larger. (A mean of per-offset gains gamma_k - baseline_k is no such measure: offsets
+    with many pairs weigh the same as offsets with few, so it could rank the group below
+    the others while the group's share is twice its uniform share.)
 
     Attributes:
         field: the field of the offsets.
@@ -115,10 +123,8 @@ class GroupAttention:
         share: fraction of all attention on earlier notes that goes to the group's
             offsets, averaged over heads.
         uniform: the same fraction under uniform attention (the sum of the group's baselines).
-        excess: share / uniform - 1, e.g. 0.25 = "25% more attention than uniform"
-            (NaN when no pair falls in the group).
-        mean_gain_group: gain averaged over the group's offsets (and all heads).
-        mean_gain_others: gain averaged over the other offsets (and all heads).
+        excess: share / uniform - 1 (NaN when no pair falls in the group).
+        others_share, others_uniform, others_excess: the same three for the offsets `others`.
         heads_above: number of heads whose own share exceeds `uniform`.
         n_heads: number of heads with a defined share.
     """
@@ -129,8 +135,9 @@ class GroupAttention:
     share: float
     uniform: float
     excess: float
-    mean_gain_group: float
-    mean_gain_others: float
+    others_share: float
+    others_uniform: float
+    others_excess: float
     heads_above: int
     n_heads: int
 
@@ -147,32 +154,46 @@ class GroupAttention:
 def group_attention(result: RelativeAttention, group: Sequence[int], others: Sequence[int]) -> GroupAttention:
     """Summarise the attention on the offsets `group` (see `GroupAttention`).
 
-    `share` and `uniform` are fractions of *all* attention on earlier notes (every offset
-    of `result`), so they do not depend on which offsets `others` lists; the mean gains
-    are plain means over the listed offsets. Offsets not in `result` raise ValueError.
+    Shares are fractions of *all* attention on earlier notes (every offset of `result`),
+    so the group's figures do not depend on which offsets `others` lists; the others'
+    figures are the same sums over their offsets. Offsets not in `result` raise ValueError.
     """
     index = {int(k): i for i, k in enumerate(result.offsets)}
     missing = [k for k in (*group, *others) if k not in index]
     if missing or not group or not others:
         raise AnalysisError(f"{result.field}: offsets {missing} not in the result, or an empty group")
     g, o = [index[k] for k in group], [index[k] for k in others]
-    per_head = result.gamma[..., g].sum(axis=-1).reshape(-1)  # (layers * heads,)
-    per_head = per_head[np.isfinite(per_head)]
-    uniform = float(result.baseline[g].sum())
-    share = float(per_head.mean()) if len(per_head) else math.nan
-    gain = result.mean_gain
+    per_head = _head_shares(result, g)
+    share, uniform = _mean_share(per_head), float(result.baseline[g].sum())
+    others_share, others_uniform = _mean_share(_head_shares(result, o)), float(result.baseline[o].sum())
     return GroupAttention(
         field=result.field,
         group=tuple(int(k) for k in group),
         others=tuple(int(k) for k in others),
         share=share,
         uniform=uniform,
-        excess=share / uniform - 1 if uniform > 0 else math.nan,
-        mean_gain_group=float(np.nanmean(gain[g])),
-        mean_gain_others=float(np.nanmean(gain[o])),
+        excess=_excess(share, uniform),
+        others_share=others_share,
+        others_uniform=others_uniform,
+        others_excess=_excess(others_share, others_uniform),
         heads_above=int((per_head > uniform).sum()),
         n_heads=len(per_head),
     )
+
+
+def _head_shares(result: RelativeAttention, columns: list[int]) -> np.ndarray:
+    """Each head's share of attention on the offsets at `columns` (heads with no defined share left out)."""
+    per_head = result.gamma[..., columns].sum(axis=-1).reshape(-1)  # (layers * heads,)
+    return per_head[np.isfinite(per_head)]
+
+
+def _mean_share(per_head: np.ndarray) -> float:
+    return float(per_head.mean()) if len(per_head) else math.nan
+
+
+def _excess(share: float, uniform: float) -> float:
+    """share / uniform - 1: how much more (or, negative, less) attention than uniform."""
+    return share / uniform - 1 if uniform > 0 else math.nan
 
 
 @dataclass(frozen=True)

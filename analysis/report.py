@@ -327,7 +327,9 @@ EXPLAIN = {
     "findings": (
         "What the numbers below say, in words. \"Uniform attention\" is the share a kind of note would "
         "get if every pair of a note and an earlier note had the same weight (so it is simply how common "
-        "such pairs are); \"X% more attention than uniform\" compares the model's share with it. "
+        "such pairs are); \"X% more attention than uniform\" means the model's share is (1 + X) times "
+        "it. The offsets each group is compared with are measured the same way, so a group is favoured "
+        "over them exactly when its X is the larger. "
         "With few pieces or a small model these numbers are noisy: compare them with those of an "
         "untrained model of the same size before reading much into small differences."
     ),
@@ -479,9 +481,17 @@ def group_sentence(description: str, summary: GroupAttention) -> str:
         f"{description[0].upper()}{description[1:]} get {_percent(summary.excess)} {more} attention than "
         f"uniform attention would give them ({summary.share:.1%} of the attention on earlier notes, "
         f"against {summary.uniform:.1%}); {summary.heads_above} of {summary.n_heads} heads give them more "
-        f"than uniform. Mean gain {summary.mean_gain_group:+.4f} at these offsets, "
-        f"{summary.mean_gain_others:+.4f} at the others."
+        f"than uniform. {_others_clause(summary)}"
     )
+
+
+def _others_clause(summary: GroupAttention) -> str:
+    """The offsets compared with, measured as the group is (share against uniform share)."""
+    if not np.isfinite(summary.others_excess):
+        return "The other offsets compared hold no pairs."
+    more = "more" if summary.others_excess >= 0 else "less"
+    return (f"The other offsets compared get {_percent(summary.others_excess)} {more} ({summary.others_share:.1%} "
+            f"against {summary.others_uniform:.1%}).")
 
 
 def octave_sentence(score: float, low: str, high: str) -> str:
@@ -728,7 +738,7 @@ def write_report(
     `findings.json` holds the key numbers and the findings in words: for each musical
     group of offsets (`analysis.attention.musical_groups`: whole bars back, unison /
     fifth / octave, same position, same instrument) the share of attention against the
-    uniform share and the mean gain against the other offsets; the octave score; the
+    uniform share, and the same two figures for the offsets it is compared with; the octave score; the
     training summary. `analysis.json` adds the plotted gains per offset.
 
     Args:

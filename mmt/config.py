@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -165,6 +166,9 @@ class DataConfig:
             0 (default): a model without control rows. > 0 needs `augment`.
         anticipation: beats ahead of their time that control rows are placed; the
             checkpoint's encoding keeps it (used only with `controls` > 0).
+        mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
+            is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
+            group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
     """
 
     path: str | None = None
@@ -175,6 +179,7 @@ class DataConfig:
     valid_split: str = "valid"
     controls: float = 0.0
     anticipation: float = 4.0
+    mix: dict | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.controls <= 1:
@@ -187,6 +192,15 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 or null, got {value}")
+        if self.mix is not None:
+            for group, weight in self.mix.items():
+                number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+                if not isinstance(group, str) or not number or not 0 <= weight < math.inf:
+                    raise ConfigError(f"mix: the weight of group {group!r} must be a number >= 0, got {weight!r}")
+            if not any(weight > 0 for weight in self.mix.values()):
+                raise ConfigError("mix: at least one group must have a weight above 0")
+            # a read-only copy: the caller's dict cannot change the config afterwards
+            object.__setattr__(self, "mix", types.MappingProxyType(dict(self.mix)))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io as _io
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,7 +166,10 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
 
     One track per part, named by the part (or its instrument); the program is the
     instrument's 0-based MIDI program where music21 knows it, else one inferred from the
-    part's name (`program_from_name`), else 0 (piano). Tied notes are merged exactly as
+    part's name or its instrument's name (`program_from_name`), else 0 (piano). A piano or string-ensemble program
+    (`PLACEHOLDER_PROGRAMS`) gives way to the name's: notation programs and music21 write
+    those for parts they know nothing about (Monteverdi's "Canto" as a piano, Haydn's
+    "Violin I" as a string ensemble). Tied notes are merged exactly as
     music21's `stripTies` merges them (see `_tie_plan`); grace notes, unpitched notes and
     chord symbols (`harmony.Harmony`, annotations rather than notes) are skipped. Every
     time signature is kept, and the first metronome mark's tempo; a score opening with a
@@ -183,8 +187,10 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
         instrument = part.getInstrument(returnDefault=False)
         program = getattr(instrument, "midiProgram", None)
         name = part.partName or getattr(instrument, "instrumentName", None) or getattr(instrument, "partName", None)
-        if program is None:
-            program = program_from_name(name)
+        named = next((candidate for candidate in map(program_from_name, _part_names(part, instrument))
+                      if candidate is not None), None)
+        if named is not None and (program is None or program in PLACEHOLDER_PROGRAMS):
+            program = named
         notes = []
         for element in part.flatten().notes:
             if element.duration.isGrace or id(element) in deleted or isinstance(element, music21.harmony.Harmony):
@@ -217,6 +223,11 @@ def music_from_music21(stream, resolution: int = 24) -> muspy.Music:
             break
     return muspy.Music(resolution=resolution, tempos=tempos, time_signatures=sorted(
         time_signatures.values(), key=lambda ts: ts.time), barlines=barlines, tracks=tracks)
+
+
+def _part_names(part, instrument) -> tuple[str | None, ...]:
+    """The names a part goes by, most specific first: its own, then its instrument's ("P1" sung by a "Voice")."""
+    return (part.partName, getattr(instrument, "instrumentName", None), getattr(instrument, "partName", None))
 
 
 def _tie_plan(stream, merged: dict[int, object], deleted: set[int]) -> None:
@@ -298,13 +309,36 @@ def _tie_plan(stream, merged: dict[int, object], deleted: set[int]) -> None:
         connected = []
 
 
+PLACEHOLDER_PROGRAMS = (0, 48)
+"""Programs (piano, string ensemble) that stand for "unknown" in scores: a part's name overrides them."""
+
+PART_NAME_PROGRAMS: dict[str, int] = {
+    # the voices of Renaissance and early Baroque part books (Monteverdi's "Quinto", Josquin's "Contra")
+    **dict.fromkeys(("cantus", "superius", "discantus", "altus", "contra", "contratenor", "tenore", "bassus",
+                     "quinto", "quintus", "sesto", "sextus", "settimo", "septimus", "vagans", "b.", "t.", "a.",
+                     "duplum", "triplum", "quadruplum", "motetus"), 53),  # and the voices of trecento motets
+    "continuo": 19,  # church organ: Bach's and Monteverdi's continuo parts
+    "basso continuo": 19,
+    "cornet": 56,  # the cornetto of Bach's cantatas: a trumpet is the nearest GM sound
+    "cornetto": 56,
+}
+"""Part names music21's instrument names miss -> GM program (matched lowercased, without a number)."""
+
+_PART_NUMBER = re.compile(r"\s+(?:\d+|[ivx]+)\.?$")
+
+
 def program_from_name(name: str | None) -> int | None:
     """GM program of an instrument named in a score ("Violin I" -> 40, "Soprano" -> 53), or None.
 
-    Uses music21's instrument names (English and common Italian/German ones).
+    Part-book names music21 does not know come from `PART_NAME_PROGRAMS` ("Quinto" -> 53,
+    "Continuo" -> 19; a trailing number such as "Quinto 2" or "Cornet II" is ignored);
+    other names go to music21's instrument names (English and common Italian/German ones).
     """
     if not name:
         return None
+    known = PART_NAME_PROGRAMS.get(_PART_NUMBER.sub("", name.strip().lower()))
+    if known is not None:
+        return known
     import music21
 
     try:

@@ -13,7 +13,8 @@
 - `tensorboard/`: the same figures as TensorBoard events, when `tensorboard` is installed.
 
 Reproducibility: the weights are initialised from `seed`; the order of the training items
-in epoch e is a permutation drawn from `numpy.random.default_rng([seed, e])`, and the
+in epoch e is a permutation drawn from `numpy.random.default_rng([seed, e])` (with a
+`data.mix`, the items the epoch draws, in that order: `epoch_permutation`), and the
 dataset's own randomness is a pure function of (seed, epoch, index); dropout draws from
 the torch generator, whose state is saved with the training state. So a run stopped at
 step K and resumed computes the same losses as one that never stopped (exactly, on CPU).
@@ -51,6 +52,7 @@ from mmt.encoding import Encoding
 from mmt.errors import MMTError
 from mmt.files import atomic_path, write_text_atomic
 from mmt.locks import folder_lock
+from mmt.mix import item_weights
 from mmt.model import MusicTransformer, compute_loss
 from mmt.prepared import PreparedData
 
@@ -104,21 +106,35 @@ def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Adam
 
 
 # ---------------------------------------------------------------------- data order
-def epoch_permutation(n_items: int, seed: int, epoch: int) -> np.ndarray:
-    """The order of the training items in `epoch`: a pure function of (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(n_items)
+def epoch_permutation(n_items: int, seed: int, epoch: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """The order of the training items in `epoch`: a pure function of (seed, epoch, weights).
+
+    Without weights, every item once, in a random order. With `weights` (one per item,
+    `mmt.mix.item_weights`), item i is in the epoch with probability
+    weights[i] / max(weights), at most once (so its augmentation, a function of the epoch,
+    differs between its draws), in the same random order: items of the largest weight
+    are in every epoch, and over many epochs each item is drawn in proportion to its weight.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n_items)
+    if weights is None:
+        return order
+    weights = np.asarray(weights, dtype=float)
+    keep = np.random.default_rng([seed, epoch, 1]).random(n_items) < weights / weights.max()
+    return order[keep[order]]
 
 
 def epoch_batches(n_items: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int,
-                  start_step: int = 0) -> list[list[int]]:
+                  start_step: int = 0, weights: np.ndarray | None = None) -> list[list[int]]:
     """This process's batches of item indices for `epoch`, from step `start_step` of the epoch on.
 
-    Step s uses items perm[s*W*B : (s+1)*W*B] (W processes, B per process), process r
-    taking the r-th block of B; the permutation is extended cyclically to fill the last step.
+    Step s uses items perm[s*W*B : (s+1)*W*B] of the epoch's order (`epoch_permutation`;
+    W processes, B per process), process r taking the r-th block of B; the order is
+    extended cyclically to fill the last step.
     """
     per_step = batch_size * world_size
-    steps = steps_per_epoch(n_items, batch_size, world_size)
-    order = np.resize(epoch_permutation(n_items, seed, epoch), steps * per_step)
+    permutation = epoch_permutation(n_items, seed, epoch, weights)
+    steps = steps_per_epoch(len(permutation), batch_size, world_size)
+    order = np.resize(permutation, steps * per_step)
     return [order[s * per_step + rank * batch_size: s * per_step + (rank + 1) * batch_size].tolist()
             for s in range(start_step, steps)]
 
@@ -469,6 +485,8 @@ class _Run:
         for split, dataset in (("training", self.train_set), ("validation", self.valid_set)):
             if len(dataset) == 0:
                 raise TrainingError(f"{data_path / (dataset.split + '.txt')}: the {split} split is empty")
+        self.weights = item_weights(self.train_set.ids, config.data.mix,
+                                    f"data.mix (training split of {data_path})")
         if saved is not None:
             info = read_checkpoint_info(self.last_dir)
             if Encoding.from_dict(info["encoding"]) != self.encoding:
@@ -561,7 +579,7 @@ class _Run:
                 while state.step < tc.max_steps and not (stopped_early or interrupted):
                     self.train_set.set_epoch(state.epoch)
                     batches = epoch_batches(len(self.train_set), tc.batch_size, self.dist.world_size,
-                                            self.dist.rank, tc.seed, state.epoch, state.epoch_step)
+                                            self.dist.rank, tc.seed, state.epoch, state.epoch_step, self.weights)
                     t_last = time.perf_counter()
                     for batch in self.loader(self.train_set, batches):
                         values, tokens = self.train_step(batch)

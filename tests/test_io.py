@@ -183,11 +183,38 @@ def test_write_pianoroll_png(tmp_path, encoding):
 
 
 @pytest.mark.parametrize("name, program", [("Violin I", 40), ("Soprano", 53), ("Violoncello", 42),
-                                           ("Flauto traverso", 73), ("Continuo", None), (None, None)])
+                                           ("Flauto traverso", 73), ("Continuo", 19), ("Quinto", 53),
+                                           ("Quinto 2", 53), ("Cornet II", 56), ("Contra", 53), ("MusicXML Part", None),
+                                           (None, None)])
 def test_program_from_name(name, program):
     from mmt.io import program_from_name
 
     assert program_from_name(name) == program
+
+
+def test_part_names_override_placeholder_programs():
+    """A part named for a voice or a string instrument is not left as the piano or string
+    ensemble a score writes for parts it knows nothing about; a real instrument stays."""
+    import music21
+    from music21 import instrument, note, stream
+
+    from mmt.io import music_from_music21
+
+    def part(name, inst):
+        part = stream.Part([inst, note.Note("C4", quarterLength=1)])
+        part.partName = name
+        return part
+
+    sung = instrument.Instrument()  # no program; its name says what plays the part "P1"
+    sung.instrumentName = "Voice (2)"
+    score = stream.Score([part("Quinto", instrument.Piano()), part("Violin I", instrument.StringInstrument()),
+                          part("Viola", instrument.Piano()), part("Bass", instrument.ElectricBass()),
+                          part("Continuo", instrument.Instrument()), part("MusicXML Part", instrument.Piano()),
+                          part("Triplum", instrument.Instrument()), part("P1", sung)])
+    assert [t.program for t in music_from_music21(score).tracks] == [53, 40, 41, 33, 19, 0, 53, 53]
+    madrigal = music_from_music21(music21.corpus.parse("monteverdi/madrigal.3.1"))
+    assert [(t.name, t.program) for t in madrigal.tracks] == [
+        ("Canto", 53), ("Quinto", 53), ("Alto", 53), ("Tenor", 53), ("Basso", 53)]
 
 
 def _strip_ties_notes(score, resolution: int = 24) -> list[list[tuple[int, int, int]]]:

@@ -153,9 +153,13 @@ def test_a_run_that_crashed_before_its_first_checkpoint_starts_afresh(prepared, 
 
 
 # ---------------------------------------------------------------------- resume
-def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path):
-    """7 steps, then --resume --max-steps 14 == 14 steps at once (mid-epoch stop; dropout and augmentation on)."""
-    config = write_config(tmp_path / "tiny.yaml", tiny_config(prepared, max_steps=14, valid_every=3))
+@pytest.mark.parametrize("mix", [None, {"train0": 3, "train4": 0.5}], ids=["unweighted", "mix"])
+def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path, mix):
+    """7 steps, then --resume --max-steps 14 == 14 steps at once (mid-epoch stop; dropout and augmentation on),
+    also under a data mix (shorter epochs that draw the pieces by weight)."""
+    values = tiny_config(prepared, max_steps=14, valid_every=3)
+    values["data"]["mix"] = mix
+    config = write_config(tmp_path / "tiny.yaml", values)
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["train", str(config), "--out", str(whole), "--no-progress"]) == 0
     assert main(["train", str(config), "--out", str(split), "--no-progress", "--max-steps", "7"]) == 0

@@ -10,6 +10,7 @@ import torch
 
 from analysis.attention import (
     RELATIVE_FIELDS,
+    RelativeAttention,
     _highlight,
     group_attention,
     mean_relative_attention,
@@ -109,17 +110,33 @@ def test_group_attention_of_whole_bars_by_hand():
     assert summary.share == pytest.approx((1 + 1 + uniform_share) / 3)
     assert summary.excess == pytest.approx((2 + uniform_share) / 3 / 0.5 - 1)
     assert (summary.heads_above, summary.n_heads) == (4, 6)
-    baseline = {-8: 0.1, -7: 0.1, -4: 0.4, -3: 0.2, -1: 0.1}
-
-    def mean_gain(k):
-        focused = 1.0 if k == -4 else 0.0
-        return (2 * focused + float(uniform_head.get(k, 0) / total)) / 3 - baseline.get(k, 0.0)
-
-    assert summary.mean_gain_group == pytest.approx((mean_gain(-4) + mean_gain(-8)) / 2)
-    assert summary.mean_gain_others == pytest.approx(sum(mean_gain(k) for k in (-7, -6, -5, -3, -2, -1)) / 6)
+    # The others (-7..-5, -3..-1) hold pairs -7: 1/10, -3: 2/10, -1: 1/10 -> uniform 0.4.
+    others_head = float((uniform_head[-7] + uniform_head[-3] + uniform_head[-1]) / total)
+    assert summary.others_uniform == pytest.approx(0.4)
+    assert summary.others_share == pytest.approx(others_head / 3)
+    assert summary.others_excess == pytest.approx(others_head / 3 / 0.4 - 1)
     assert summary.to_dict()["group"] == [-4, -8]
     with pytest.raises(ValueError, match="beat: offsets \\[5000\\]"):
         group_attention(result, (5000,), (-1,))
+
+
+def test_group_and_others_are_measured_alike():
+    """Whole bars back hold few pairs: a mean of per-offset gains ranked them below the
+    other beats (0.035 against 0.038) while their share was twice their uniform share.
+    Share against uniform share, for both, ranks them consistently."""
+    offsets = np.arange(-8, 1)
+    baseline = np.array([0.02, 0.02, 0.03, 0.03, 0.05, 0.10, 0.15, 0.30, 0.30])
+    gamma = np.array([0.04, 0.02, 0.03, 0.03, 0.10, 0.15, 0.23, 0.40, 0.00])[None, None]
+    result = RelativeAttention("beat", offsets, tuple(map(str, offsets)), gamma, baseline, 100, 1)
+    summary = group_attention(result, (-4, -8), (-7, -6, -5, -3, -2, -1))
+    assert (summary.share, summary.uniform) == (pytest.approx(0.14), pytest.approx(0.07))
+    assert summary.excess == pytest.approx(1.0)
+    assert (summary.others_share, summary.others_uniform) == (pytest.approx(0.86), pytest.approx(0.63))
+    assert summary.others_excess == pytest.approx(0.86 / 0.63 - 1)  # 0.365..
+    assert summary.excess > summary.others_excess
+    gain = result.mean_gain  # the former, inconsistent comparison
+    assert gain[[0, 4]].mean() == pytest.approx(0.035)
+    assert gain[[1, 2, 3, 5, 6, 7]].mean() == pytest.approx(0.23 / 6)
 
 
 def test_musical_groups_offsets():

@@ -215,16 +215,18 @@ def test_sections_without_eval_or_samples_say_so(tmp_path):
 
 
 def test_findings_in_words():
-    summary = GroupAttention("beat", (-4, -8), (-1,), share=0.3, uniform=0.25, excess=0.2, mean_gain_group=0.025,
-                             mean_gain_others=-0.01, heads_above=5, n_heads=8)
+    summary = GroupAttention("beat", (-4, -8), (-1,), share=0.3, uniform=0.25, excess=0.2, others_share=0.45,
+                             others_uniform=0.5, others_excess=-0.1, heads_above=5, n_heads=8)
     assert group_sentence("notes whole bars back", summary) == (
         "Notes whole bars back get 20% more attention than uniform attention would give them (30.0% of the "
         "attention on earlier notes, against 25.0%); 5 of 8 heads give them more than uniform. "
-        "Mean gain +0.0250 at these offsets, -0.0100 at the others.")
-    less = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, -0.2, 0.0, 0.0, 1, 8)
+        "The other offsets compared get 10% less (45.0% against 50.0%).")
+    less = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, -0.2, 0.8, 0.75, 0.8 / 0.75 - 1, 1, 8)
     assert "get 20% less attention" in group_sentence("unisons", less)
-    slight = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, 0.031, 0.0, 0.0, 1, 8)
+    assert group_sentence("unisons", less).endswith("The other offsets compared get 6.7% more (80.0% against 75.0%).")
+    slight = GroupAttention("pitch", (0,), (1,), 0.2, 0.25, 0.031, 0.0, 0.0, float("nan"), 1, 8)
     assert "get 3.1% more attention" in group_sentence("unisons", slight)
+    assert group_sentence("unisons", slight).endswith("The other offsets compared hold no pairs.")
     assert octave_sentence(0.52, "A0", "C8").startswith("Octave score +0.520 (pitches A0..C8; 0 = none, 1 = "
                                                         "octaves identical): the model places pitches an octave "
                                                         "apart much closer")
