@@ -132,8 +132,9 @@ def symusic_counts(paths: list[Path]) -> tuple[dict[Path, int], float]:
 
 def reference_seconds(paths: list[Path]) -> float:
     """Seconds the mido reader (`tests/midi_reference.py`) takes for `paths`."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from midi_reference import read_midi_reference
+    # from the repository root: tests/ on sys.path would shadow the data_prep package with tests/data_prep
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.midi_reference import read_midi_reference
 
     started = time.perf_counter()
     for path in paths:
