@@ -197,11 +197,12 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     music = read_prompt(source)
     meter = Meter.from_music(music)
     beats = request.prompt_beats if request.prompt_bars is None else bars_to_beats(meter, request.prompt_bars)
-    codes = prompt_from_music(music, encoding, n_beats=beats)
+    song = encode(music, encoding)
+    codes = cut_codes(song, encoding, beats)
     if not np.any(codes[:, Field.TYPE] == RowType.NOTE):
         raise GenerationError(f"{_describe(source)}: the prompt has no notes of an instrument this model knows "
                               "before its cut, so there is nothing to continue")
-    end = _end_beats(cut_codes(encode(music, encoding), encoding, None), encoding)
+    end = _end_beats(song, encoding)
     if beats is not None and beats > end:
         warnings.warn(f"{_describe(source)}: the prompt is {end:g} beats long, shorter than the {beats:g} asked "
                       f"for; the new music starts at beat {beats:g}", GenerationWarning, stacklevel=2)
@@ -210,7 +211,7 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
 
 
 def _given_song(request: "GenerationRequest", encoding: Encoding):
-    """(music, meter, its note rows) of a request's prompt file or `muspy.Music`."""
+    """(music, meter, its rows, its note rows) of a request's prompt file or `muspy.Music`."""
     if isinstance(request.prompt, np.ndarray):
         raise GenerationError(f"mode {request.mode} needs the prompt as a music file or muspy.Music "
                               "(its meter places the bars), not code rows")
@@ -219,7 +220,7 @@ def _given_song(request: "GenerationRequest", encoding: Encoding):
     notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
     if len(notes) == 0:
         raise GenerationError(f"{_describe(request.prompt)}: the prompt has no notes of an instrument this model knows")
-    return music, Meter.from_music(music), notes
+    return music, Meter.from_music(music), codes, notes
 
 
 def _codes_of(names: Sequence[str | int], encoding: Encoding) -> list[int]:
@@ -231,7 +232,7 @@ def _codes_of(names: Sequence[str | int], encoding: Encoding) -> list[int]:
 
 def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     """The kept instruments' notes become controls; the header declares the instruments to write."""
-    music, meter, notes = _given_song(request, encoding)
+    music, meter, _, notes = _given_song(request, encoding)
     played = np.unique(notes[:, Field.INSTRUMENT]).tolist()
     names = {code: encoding.instruments[code - 1] for code in played}
     keep = _codes_of(request.keep, encoding)
@@ -259,14 +260,14 @@ def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
 def _infill(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     """The notes before the gap are the prompt, those from its end on are controls; the header
     declares every instrument of the song."""
-    music, meter, notes = _given_song(request, encoding)
+    music, meter, song, notes = _given_song(request, encoding)
     first, last = request.bars_to_fill
     start, end = bars_to_beats(meter, first - 1), bars_to_beats(meter, last)
     length = _end_of_notes(notes, encoding)
     if start >= length:
         raise GenerationError(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
                               f"music ends (beat {length:g}); bars_to_fill must lie inside it")
-    codes = cut_codes(encode(music, encoding), encoding, start)
+    codes = cut_codes(song, encoding, start)
     after = notes[onsets(notes, encoding.resolution) >= round(end * encoding.resolution)]
     return Prompt(codes, start, meter.beats_per_bar(start), music, meter, as_controls(after), end)
 

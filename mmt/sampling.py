@@ -234,17 +234,13 @@ class GrammarState:
                       & ~self.used & (duration_room | (self.codes[None, :] > self.last_note_instrument[:, None])))
         return self.declared & (higher | same_pitch)
 
-    def onset_full(self) -> Tensor:
-        """(B,): no further note fits at the last note's onset."""
-        return ~self.same_onset_instruments().any(-1)
-
-    def type_mask(self, allow_eos: bool) -> Tensor:
-        """Allowed row types (B, n_types)."""
+    def type_mask(self, allow_eos: bool, onset_full: Tensor) -> Tensor:
+        """Allowed row types (B, n_types); `onset_full` (B,): no further note fits at the last note's onset."""
         batch = self.in_notes.shape[0]
         mask = torch.zeros(batch, self.n["type"], dtype=torch.bool, device=self.device)
         header = ~self.in_notes
         room = self.last_instrument < len(self.codes) - 1
-        no_room = (self.onset_full() & (self.last_position == self.n["position"] - 1)
+        no_room = (onset_full & (self.last_position == self.n["position"] - 1)
                    & (self.last_beat == self.n["beat"] - 1))
         mask[:, RowType.INSTRUMENT] = header & room
         mask[:, RowType.START_OF_NOTES] = header & self.declared.any(-1)
@@ -341,10 +337,11 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     if bool(torch.as_tensor(allow_eos).any()):  # the last beat ends the sample (see the module docstring)
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
-    row_type = draw(Field.TYPE, state.type_mask(allow_eos))
+    at_last_onset = state.same_onset_instruments()  # what may still play at the last note's onset
+    full = ~at_last_onset.any(-1)
+    row_type = draw(Field.TYPE, state.type_mask(allow_eos, full))
     header_row = row_type == RowType.INSTRUMENT
 
-    full = state.onset_full()
     last_beat, last_position = state.last_beat, state.last_position
     beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
     # while an instrument still lacks its quota, the length limit stays out of reach
@@ -365,7 +362,7 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     position = draw(Field.POSITION, position_allowed)
     same_onset = same_beat & (position == last_position)
 
-    note_instruments = torch.where(same_onset[:, None], state.same_onset_instruments(), state.declared)
+    note_instruments = torch.where(same_onset[:, None], at_last_onset, state.declared)
     if quota and limit_ticks is not None:
         onset = (beat - 1) * encoding.resolution + position - 1
         progress = (onset - start_ticks).float() / max(limit_ticks - start_ticks, 1)
