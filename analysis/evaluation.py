@@ -7,13 +7,18 @@ metrics of `analysis.metrics` on
 - `unconditioned`: a sample from start-of-song alone;
 - `instrument`: a sample whose header is the piece's instruments;
 - `continuation-<B>`: a sample continuing the piece's first B beats (prompt included);
+- `accompaniment`: new parts for the piece's melody (the instrument of the highest mean
+  pitch, `melody_instrument`), kept note for note; pieces of one instrument are left out;
+- `infill`: bars 5-8 (`INFILL_BARS`, in the piece's own meter) rewritten, every other
+  note kept; pieces whose notes end before bar 5 are left out;
 
 every one trimmed to the same length (`n_beats`, 64 by default as in the MMT paper), cut at
 the last bar line at or before it (`bar_cut`): notes starting at or after the cut are
 dropped, the others end at the cut at the latest.
 
 Bars. The ground truth and its continuations are cut into the piece's own bars (its
-time signatures, kept by `mmt prepare` in `meters/<id>.json`); unconditioned and
+time signatures, kept by `mmt prepare` in `meters/<id>.json`), and so are the
+accompaniments and infills (they keep their prompt's meter); unconditioned and
 instrument samples have no meter of their own and take the model's default, 4/4. A data
 directory prepared before meters were kept gives 4/4 for every piece, and `metrics.md`
 says so. With `si`, the structureness indicators (`analysis.structure`) are computed
@@ -61,6 +66,7 @@ GROUND_TRUTH = "ground-truth"
 UNCONDITIONED = "unconditioned"
 INSTRUMENT = "instrument"
 CONTINUATION = "continuation"
+INFILL_BARS = (5, 8)  # the gap an `infill` evaluation rewrites: four bars inside the usual 16
 DEFAULT_MODES: tuple[str, ...] = (UNCONDITIONED, INSTRUMENT, f"{CONTINUATION}-4", f"{CONTINUATION}-16")
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 CI_DESCRIPTION = "mean +- 1.96 * s / sqrt(n); s = sample std (ddof=1), n = samples where the metric is defined"
@@ -73,7 +79,8 @@ class EvaluationConfig:
     Attributes:
         n_beats: every sample (ground truth included) is trimmed to this many beats; it is
             also the generation limit (`max_beats`).
-        modes: generation modes: "unconditioned", "instrument", "continuation-<beats>".
+        modes: generation modes: "unconditioned", "instrument", "continuation-<beats>",
+            "accompaniment", "infill".
             Empty for a ground-truth-only evaluation.
         seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
         sampling: sampling settings that override the model's defaults (e.g. {"top_p": 0.9}).
@@ -126,8 +133,6 @@ def parse_mode(mode: str) -> tuple[str, int | None]:
 
     A generation mode that cuts a prompt is evaluated as `<mode>-<beats>`: the piece's
     first `beats` beats are the prompt (e.g. "continuation-4"); the others by their name.
-    Modes that need more than a piece's instruments or opening (accompaniment's kept
-    instruments, infill's bars) are measured by `benchmarks/anticipation.py` instead.
     """
     name, _, beats = mode.rpartition("-")
     if name in MODES and MODES[name].cuts_prompt and beats.isdigit() and int(beats) > 0:
@@ -138,9 +143,24 @@ def parse_mode(mode: str) -> tuple[str, int | None]:
     raise AnalysisError(f"unknown mode {mode!r}; modes are {', '.join(examples)} (e.g. {CONTINUATION}-4)")
 
 
+PIECE_INPUTS = frozenset({"instruments", "prompt", "keep", "bars_to_fill"})
+"""The request fields `piece_request` fills from a test piece."""
+
+
+class NotApplicable(AnalysisError):
+    """A mode has nothing to do on a piece (an accompaniment of a one-instrument piece)."""
+
+
 def evaluable(mode) -> bool:
     """Whether an evaluation can build a request of `mode` from a test piece alone."""
-    return set(mode.needs) <= {"instruments", "prompt"}
+    return set(mode.needs) <= PIECE_INPUTS
+
+
+def melody_instrument(notes: np.ndarray) -> int:
+    """The instrument code (of note rows) with the highest mean pitch: the part an
+    accompaniment evaluation keeps."""
+    codes = np.unique(notes[:, Field.INSTRUMENT])
+    return int(max(codes, key=lambda c: notes[notes[:, Field.INSTRUMENT] == c, Field.PITCH].mean()))
 
 
 def header_instruments(codes: np.ndarray, encoding: Encoding) -> list[str]:
@@ -187,15 +207,36 @@ def sample_seed(seed: int, piece_index: int, mode: str) -> int:
 
 def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_encoding: Encoding,
                   config: EvaluationConfig, seed: int):
-    """The generation request of `mode` for a piece: its instruments, or its opening as the prompt."""
+    """The generation request of `mode` for a piece: its instruments, its opening as the
+    prompt, its melody kept (accompaniment) or its bars `INFILL_BARS` to fill (infill).
+
+    Accompaniment and infill take the piece cut to `config.n_beats` as their prompt. Raises
+    `NotApplicable` where the mode has nothing to do on the piece.
+    """
     name, prompt_beats = parse_mode(mode)
+    spec = MODES[name]
     fields = {}
-    if MODES[name].takes_instruments:
-        fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
-    if MODES[name].cuts_prompt:
+    if "beats" in spec.takes:
+        fields["beats"] = config.n_beats - (prompt_beats or 0)
+    if spec.cuts_prompt:
         fields.update(prompt=truth, prompt_beats=prompt_beats)
-    return GenerationRequest(mode=name, beats=config.n_beats - (prompt_beats or 0), n_samples=1,
-                             sampling=config.sampling, seed=seed, max_new_rows=config.max_new_rows, **fields)
+    elif spec.takes_prompt:
+        fields["prompt"] = trim_music(truth, bar_cut(truth, config.n_beats))
+        if "bars_to_fill" in spec.takes:
+            gap = Meter.from_music(truth).bar_start(INFILL_BARS[0] - 1) * truth.resolution
+            if gap >= fields["prompt"].get_end_time():
+                raise NotApplicable(f"{mode}: the piece ends before bar {INFILL_BARS[0]}")
+            fields["bars_to_fill"] = INFILL_BARS
+    notes = truth_codes[truth_codes[:, Field.TYPE] == RowType.NOTE]
+    if "keep" in spec.takes:
+        if len(np.unique(notes[:, Field.INSTRUMENT])) < 2:
+            raise NotApplicable(f"{mode}: the piece has one instrument, nothing to accompany")
+        kept = melody_instrument(notes)
+        fields["keep"] = (data_encoding.instruments[kept - 1],)
+    elif spec.takes_instruments:
+        fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
+    return GenerationRequest(mode=name, n_samples=1, sampling=config.sampling, seed=seed,
+                             max_new_rows=config.max_new_rows, **fields)
 
 
 # ---------------------------------------------------------------------- statistics and tables
@@ -396,6 +437,7 @@ def evaluate(
 
     rows: list[dict] = []
     failures: list[dict] = []
+    left_out: dict[str, int] = {}  # mode -> pieces it has nothing to do on
     meters: dict[str, int] = {}  # the pieces' first time signatures ("unknown": prepared without meters)
     bar = tqdm(total=len(ids) * len(modes), desc="evaluate", unit="sample", disable=not progress)
     for index, piece_id in enumerate(ids):
@@ -424,7 +466,7 @@ def evaluate(
                                                 sample_seed(config.seed, index, mode))
                         codes = run(model, request, device=device).samples[0]
                         write_atomic(path, lambda tmp, c=codes: _save_npy(tmp, c))
-                    # a continuation keeps its piece's meter; other samples take the default (4/4)
+                    # a sample with a prompt keeps its piece's meter; other samples take the default (4/4)
                     own_meter = MODES[parse_mode(mode)[0]].takes_prompt
                     music = decode(codes, model.encoding, meter=meter if own_meter else None)
                 trimmed = trim_music(music, bar_cut(music, config.n_beats))
@@ -432,6 +474,8 @@ def evaluate(
                 if SI_METRICS[0] in names:
                     row.update(structure_indicators(trimmed))
                 rows.append(row)
+            except NotApplicable:
+                left_out[mode] = left_out.get(mode, 0) + 1
             except Exception as error:  # one failed sample must not end the job; it is recorded
                 failures.append({"id": piece_id, "mode": mode, "error": f"{type(error).__name__}: {error}"})
             bar.update(1)
@@ -439,6 +483,10 @@ def evaluate(
         meters[key] = meters.get(key, 0) + 1
     bar.close()
 
+    for mode, count in left_out.items():
+        reason = ("have one instrument (nothing to accompany)" if "keep" in MODES[parse_mode(mode)[0]].needs
+                  else f"end before bar {INFILL_BARS[0]} (nothing to fill)")
+        notes.append(f"{mode}: {count} of {len(ids)} pieces {reason}, left out.")
     if meters.get("unknown"):
         notes.append(f"{meters['unknown']} piece(s) of {data_dir} have no meter file (prepared before "
                      "meters were kept): cut into 4/4 bars. Run `mmt prepare` on the folder again to add them.")
@@ -485,7 +533,7 @@ def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dic
                        notes: Sequence[str] = ()) -> str:
     model = settings["model"] or "none (ground truth only)"
     seen = ", ".join(f"{signature} ×{count}" for signature, count in sorted((meters or {}).items()))
-    continuations = [mode for mode in modes if mode.startswith(f"{CONTINUATION}-")]
+    continuations = [mode for mode in modes if mode not in (GROUND_TRUTH, UNCONDITIONED, INSTRUMENT)]
     own = ", ".join([GROUND_TRUTH, *continuations])
     default = [mode for mode in modes if mode in (UNCONDITIONED, INSTRUMENT)]
     bars = f"Bars: {own} in each piece's own meter (first time signatures: {seen or 'none'})"

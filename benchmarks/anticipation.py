@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analysis.evaluation import melody_instrument
 from mmt.checkpoint import load_model
 from mmt.constants import Field, RowType
 from mmt.data import beat_window
@@ -120,12 +121,6 @@ def accompaniment_pieces(data, ids, encoding, context):
                 break
 
 
-def melody(notes: np.ndarray) -> int:
-    """The instrument code with the highest mean pitch."""
-    codes = np.unique(notes[:, Field.INSTRUMENT])
-    return int(max(codes, key=lambda c: notes[notes[:, Field.INSTRUMENT] == c, Field.PITCH].mean()))
-
-
 def summarize(values: list[float]) -> dict:
     v = np.asarray([x for x in values if np.isfinite(x)])
     if len(v) == 0:
@@ -184,7 +179,7 @@ def main() -> None:
     accompaniments = list(accompaniment_pieces(data, data.split("test") + data.split("valid"), encoding, context))
     for piece, codes in accompaniments:
         notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
-        kept = melody(notes)
+        kept = melody_instrument(notes)
         given = notes[:, Field.INSTRUMENT] == kept
         header = np.setdiff1d(np.unique(notes[:, Field.INSTRUMENT]), [kept])
         for name, (model, rows, is_note) in layouts(codes, given, header, on, off).items():
@@ -218,7 +213,7 @@ def main() -> None:
             scores[name].setdefault("notes_per_true_note", []).append(ratio)
     for k, (piece, codes) in enumerate(accompaniments[:args.n_generate]):
         notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
-        kept = melody(notes)
+        kept = melody_instrument(notes)
         truth = notes[notes[:, Field.INSTRUMENT] != kept]
         music = decode(codes, encoding)
         names = [encoding.instruments[c - 1] for c in np.unique(truth[:, Field.INSTRUMENT])]

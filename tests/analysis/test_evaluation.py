@@ -91,6 +91,7 @@ def test_modes_parse_and_bad_modes_are_named():
     assert parse_mode("unconditioned") == ("unconditioned", None)
     assert parse_mode("instrument") == ("instrument", None)
     assert parse_mode("continuation-16") == ("continuation", 16)
+    assert parse_mode("accompaniment") == ("accompaniment", None) and parse_mode("infill") == ("infill", None)
     for bad in ("continuation", "continuation-0", "continuation-x", "uncond"):
         with pytest.raises(ValueError, match="unknown mode"):
             parse_mode(bad)
@@ -263,3 +264,43 @@ def test_si_columns_are_added_with_si_and_skipped_with_a_message_without_fluidsy
     assert main(["evaluate", "-", "--data", str(prepared), "--out", str(tmp_path / "without"), "--si", "--quiet"]) == 0
     assert list(read_metrics_csv(tmp_path / "without" / "metrics.csv")[0]) == ["id", "mode", *METRICS]
     assert "SI not computed: SI needs audio: fluidsynth is missing." in (tmp_path / "without" / "metrics.md").read_text()
+
+
+def test_accompaniment_keeps_the_melody_and_infill_rewrites_bars_5_to_8_only(prepared, tmp_path):
+    """Accompaniment keeps the highest part (the drums piece's piano) note for note and leaves
+    out the one-instrument piece; infill keeps every note outside bars 5-8 of each piece."""
+    from dataclasses import replace
+
+    from mmt.checkpoint import save_model
+    from mmt.constants import Field, RowType
+
+    encoding = replace(Encoding(), anticipation=2.0)
+    checkpoint = save_model(tiny_model(depth=1, heads=2, max_seq_len=256, encoding=encoding), tmp_path / "tiny")
+    out = tmp_path / "eval"
+    config = EvaluationConfig(n_beats=32, modes=("accompaniment", "infill"), max_new_rows=200)
+    result = evaluate(prepared, out, str(checkpoint), config=config, progress=False)
+    assert sorted((row["id"], row["mode"]) for row in result.rows) == [
+        ("drums", "accompaniment"), ("drums", "ground-truth"), ("drums", "infill"),
+        ("triads", "ground-truth"), ("triads", "infill")]
+    assert result.notes[0] == "accompaniment: 1 of 3 pieces have one instrument (nothing to accompany), left out."
+    assert "accompaniment: 1 of 3 pieces have one instrument" in (out / "metrics.md").read_text()
+
+    def notes_of(codes, program, before=None, after=None):
+        rows = codes[(codes[:, Field.TYPE] == RowType.NOTE) | (codes[:, Field.TYPE] == RowType.CONTROL)]
+        rows = rows[rows[:, Field.INSTRUMENT] == encoding.instrument_code(program)]
+        beat = rows[:, Field.BEAT] - 1
+        keep = np.ones(len(rows), bool)
+        if before is not None:
+            keep &= beat < before
+        if after is not None:
+            keep &= beat >= after
+        return sorted(map(tuple, rows[keep][:, [Field.BEAT, Field.POSITION, Field.PITCH, Field.DURATION]].tolist()))
+
+    truth = encode_notes(DRUMS, encoding)
+    accompaniment = np.load(out / "samples" / "accompaniment" / "drums.npy")
+    assert notes_of(accompaniment, 0) == notes_of(truth, 0)  # the piano, kept
+    assert len(notes_of(truth, 0)) == 8
+    infill = np.load(out / "samples" / "infill" / "triads.npy")
+    triads = encode_notes(TRIADS, encoding)
+    assert notes_of(infill, 0, before=16) == notes_of(triads, 0, before=16)  # bars 1-4 kept
+    assert notes_of(infill, 0, after=32) == []  # nothing after the 32 beats evaluated
