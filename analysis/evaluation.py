@@ -55,7 +55,7 @@ import numpy as np
 from analysis import AnalysisError
 from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
 from analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
-from mmt.constants import Field, RowType
+from mmt.constants import DRUMS, Field, RowType
 from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic
 from mmt.meter import Meter
@@ -156,10 +156,13 @@ def evaluable(mode) -> bool:
     return set(mode.needs) <= PIECE_INPUTS
 
 
-def melody_instrument(notes: np.ndarray) -> int:
-    """The instrument code (of note rows) with the highest mean pitch: the part an
-    accompaniment evaluation keeps."""
-    codes = np.unique(notes[:, Field.INSTRUMENT])
+def melody_instrument(notes: np.ndarray, encoding: Encoding) -> int:
+    """The instrument code of the note rows `notes` with the highest mean pitch, drums left
+    out: the part an accompaniment keeps as the melody. 0 when only drums play."""
+    drums = [code for code, name in enumerate(encoding.instruments, start=1) if name == DRUMS]
+    codes = np.setdiff1d(np.unique(notes[:, Field.INSTRUMENT]), drums)
+    if len(codes) == 0:
+        return 0
     return int(max(codes, key=lambda c: notes[notes[:, Field.INSTRUMENT] == c, Field.PITCH].mean()))
 
 
@@ -231,8 +234,7 @@ def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_e
     if "keep" in spec.takes:
         if len(np.unique(notes[:, Field.INSTRUMENT])) < 2:
             raise NotApplicable(f"{mode}: the piece has one instrument, nothing to accompany")
-        kept = melody_instrument(notes)
-        fields["keep"] = (data_encoding.instruments[kept - 1],)
+        fields["keep"] = (data_encoding.instruments[melody_instrument(notes, data_encoding) - 1],)
     elif spec.takes_instruments:
         fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
     return GenerationRequest(mode=name, n_samples=1, sampling=config.sampling, seed=seed,

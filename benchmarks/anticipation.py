@@ -179,7 +179,7 @@ def main() -> None:
     accompaniments = list(accompaniment_pieces(data, data.split("test") + data.split("valid"), encoding, context))
     for piece, codes in accompaniments:
         notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
-        kept = melody_instrument(notes)
+        kept = melody_instrument(notes, encoding)
         given = notes[:, Field.INSTRUMENT] == kept
         header = np.setdiff1d(np.unique(notes[:, Field.INSTRUMENT]), [kept])
         for name, (model, rows, is_note) in layouts(codes, given, header, on, off).items():
@@ -213,7 +213,7 @@ def main() -> None:
             scores[name].setdefault("notes_per_true_note", []).append(ratio)
     for k, (piece, codes) in enumerate(accompaniments[:args.n_generate]):
         notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
-        kept = melody_instrument(notes)
+        kept = melody_instrument(notes, encoding)
         truth = notes[notes[:, Field.INSTRUMENT] != kept]
         music = decode(codes, encoding)
         names = [encoding.instruments[c - 1] for c in np.unique(truth[:, Field.INSTRUMENT])]

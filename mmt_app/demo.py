@@ -161,6 +161,9 @@ def long_piece(data: PreparedData, ids: list[str], bars: float) -> str:
 
 def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print, model_name: str | None = None) -> Path:
     """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
+    from analysis.evaluation import melody_instrument
+    from mmt.constants import Field, RowType
+    from mmt.encoding import encode
     from mmt.io import audio_available
     from mmt.request import GenerationRequest, run
 
@@ -185,7 +188,9 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
     ]
     # the same piece's highest part kept as a melody, and a new part written under it (a musician's
     # "string accompaniment for my tune")
-    melody = melody_instrument(music)
+    rows = encode(music, model.encoding)
+    notes = rows[rows[:, Field.TYPE] == RowType.NOTE]
+    melody = model.encoding.instruments[melody_instrument(notes, model.encoding) - 1]
     requests.append(GenerationRequest(mode="accompaniment", prompt=music, keep=(melody,),
                                       instruments=tuple(i for i in ACCOMPANIMENT if i != melody)[:2], **common))
     for request in requests:
@@ -221,12 +226,6 @@ def fill_bars(music, first: int, count: int) -> tuple[int, int]:
     n_bars = max(len(starts) - (1 if meter.pickup > 0 else 0), 1)
     first = min(first, n_bars)
     return first, min(first + count - 1, n_bars)
-
-
-def melody_instrument(music) -> str:
-    """The name of the instrument whose notes are highest on average."""
-    return max((t for t in music.tracks if t.notes and not t.is_drum),
-               key=lambda t: sum(n.pitch for n in t.notes) / len(t.notes)).name
 
 
 def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> dict[str, Path]:
