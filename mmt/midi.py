@@ -160,17 +160,23 @@ def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np
 
 
 # ---------------------------------------------------------------------- pairing note events
+_MASK = (1 << 32) - 1   # a code packs key << 32 | tick; key = group * 128 + pitch
+
+
 @dataclass
 class _Notes:
-    """Every note symusic returned, flattened in track order, with its channel group (MIDI track, channel)."""
+    """The real notes symusic returned in order of key, then onset, and every note-off it saw.
 
-    key: np.ndarray        # group * 128 + pitch: the queue a note-off of it pops
-    track: np.ndarray      # index of the symusic track
+    A note's group is its (MIDI track, channel), its key group * 128 + pitch: the queue a
+    note-off of it pops.
+    """
+
+    track: np.ndarray      # per real note: index of its symusic track
     onset: np.ndarray
-    end: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
-    sentinel: np.ndarray   # bool
+    on_code: np.ndarray    # per real note: key << 32 | onset (sorted)
+    off_code: np.ndarray   # per note-off: key << 32 | tick (sorted): the ends of the real notes and of the sentinels
     group_end: np.ndarray  # per group: the last tick of its notes (where its closers sound)
 
 
@@ -183,56 +189,41 @@ def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
     the group of each symusic track.
     """
     arrays = [track.notes.numpy() for track in score.tracks]
+    sizes = np.array([len(a["time"]) for a in arrays], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    time, duration, pitch, velocity = (np.concatenate([a[name] for a in arrays]).astype(np.int64) if arrays
+                                       else np.zeros(0, np.int64) for name in ("time", "duration", "pitch", "velocity"))
     n = n_sentinels * _KEYS
-    pattern = np.tile(np.arange(_KEYS, dtype=np.int8), n_sentinels)
-    opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY and not a["time"][:n].any()
-                      and np.array_equal(a["pitch"][:n], pattern) for a in arrays], dtype=bool)
+    # a track opens a group when its first n notes are the sentinels: silent, at tick 0, every key in turn
+    opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY for a in arrays], dtype=bool)
+    heads = starts[opens][:, None] + np.arange(n)
+    opens[opens] = ~time[heads].any(axis=1) & (pitch[heads] == np.arange(n) % _KEYS).all(axis=1)
     track_group = np.cumsum(opens) - 1
-    skip = np.where(opens, n, 0)  # the sentinels open their track's notes
-    lengths = np.array([len(a["time"]) for a in arrays], dtype=np.int64) - skip
-    if ((track_group < 0) & (lengths > 0)).any():
+    if ((track_group < 0) & (sizes > 0)).any():
         raise MidiError("symusic returned notes before any channel's sentinels (a reader bug)")
-
-    def column(name: str) -> np.ndarray:
-        parts = [a[name][k:] for a, k in zip(arrays, skip)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-    track = np.repeat(np.arange(len(arrays)), lengths)
-    onset, pitch, velocity = column("time"), column("pitch"), column("velocity")
-    end = onset + column("duration")
-    key = track_group[track] * _KEYS + pitch
+    group = np.repeat(track_group, sizes)
+    key = group * _KEYS + pitch
+    end = time + duration
     n_groups = int(opens.sum())
-    sentinel_end = np.array([a["duration"][:n] for a, o in zip(arrays, opens) if o], dtype=np.int64).reshape(
-        n_groups, n)  # sentinels start at tick 0, so they end at their duration
-    group_end = sentinel_end.max(axis=1, initial=-1)
-    np.maximum.at(group_end, key // _KEYS, end)
+    group_end = np.maximum.reduceat(end, starts[opens]) if n_groups else np.zeros(0, np.int64)
+    sentinel = np.zeros(len(key), dtype=bool)
+    sentinel[(starts[opens][:, None] + np.arange(n)).reshape(-1)] = True
+    real = np.flatnonzero(~sentinel)
     played = np.zeros(n_groups * _KEYS, dtype=bool)
-    played[key] = True
-    sentinel_key = (np.arange(n_groups)[:, None] * _KEYS + pattern[None, :]).reshape(-1)
-    keep = played[sentinel_key]
-    count = int(keep.sum())
-    notes = _Notes(key=np.concatenate([key, sentinel_key[keep]]),
-                   track=np.concatenate([track, np.full(count, -1)]),
-                   onset=np.concatenate([onset, np.zeros(count, dtype=np.int64)]),
-                   end=np.concatenate([end, sentinel_end.reshape(-1)[keep]]),
-                   pitch=np.concatenate([pitch, sentinel_key[keep] % _KEYS]),
-                   velocity=np.concatenate([velocity, np.full(count, _SENTINEL_VELOCITY)]),
-                   sentinel=np.r_[np.zeros(len(key), dtype=bool), np.ones(count, dtype=bool)], group_end=group_end)
+    played[key[real]] = True
+    off_code = np.sort((key << 32 | end)[~sentinel | played[key]])
+    on_code = key[real] << 32 | time[real]
+    order = np.argsort(on_code, kind="stable")
+    real = real[order]
+    notes = _Notes(track=np.repeat(np.arange(len(arrays)), sizes)[real], onset=time[real], pitch=pitch[real],
+                   velocity=velocity[real], on_code=on_code[order], off_code=off_code, group_end=group_end)
     return notes, track_group
-
-
-def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal `keys` (sorted): each element's run number, and each run's first index."""
-    starts = np.ones(len(keys), dtype=bool)
-    starts[1:] = keys[1:] != keys[:-1]
-    return np.cumsum(starts) - 1, np.flatnonzero(starts)
 
 
 @dataclass
 class _Paired:
-    """Notes rebuilt by `_pair` (in order of key, then onset), and what the next parse needs more of."""
+    """The end tick of each note of `_Notes` (-1: none), and what the next parse needs more of."""
 
-    index: np.ndarray          # of each rebuilt note in `_Notes` (its onset, pitch, velocity, track)
     end: np.ndarray
     more_sentinels: bool
     more_closers: np.ndarray   # (group, pitch) flags: its closers may all have been used
@@ -245,10 +236,33 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     note-ons are the onsets of the real notes. At one tick note-ons come first; a note-off
     ends the oldest sounding note of its key, or does nothing when none sounds.
     """
-    real = np.flatnonzero(~notes.sentinel)
-    on_index = real[np.argsort(notes.key[real] << 32 | notes.onset[real], kind="stable")]
-    on_code = notes.key[on_index] << 32 | notes.onset[on_index]
-    off_code = np.sort(notes.key << 32 | notes.end)
+    on_code, off_code = notes.on_code, notes.off_code
+    key_code = off_code & ~_MASK
+    on_first = np.searchsorted(on_code, key_code)   # per note-off: where the note-ons of its key start
+    rank = np.arange(len(off_code)) - np.searchsorted(off_code, key_code)   # among the note-offs of its key
+    ons_through = np.searchsorted(on_code, off_code, side="right") - on_first   # its key's note-ons at or before it
+    ons = np.searchsorted(on_code, key_code + (1 << 32)) - on_first
+    # Each of the first (note-ons) note-offs of a key finds a note sounding: the k-th ends the k-th note.
+    # Else some note-off ends nothing and the later ones shift.
+    effective = off_code if not ((rank < ons) & (ons_through <= rank)).any() else _effective_offs(on_code, off_code)
+    end = _kth_end(on_code, effective)
+    more_closers = _closers_short(off_code, notes.group_end, n_closers)
+    if (end < 0).any():  # a note-on no note-off ended: its closers fell short
+        more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
+    ons_before = np.searchsorted(on_code, off_code) - on_first
+    return _Paired(end=end, more_closers=more_closers,
+                   more_sentinels=_sentinels_short(off_code, rank, ons_before, notes.group_end, n_sentinels))
+
+
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal `keys` (sorted): each element's run number, and each run's first index."""
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    return np.cumsum(starts) - 1, np.flatnonzero(starts)
+
+
+def _effective_offs(on_code: np.ndarray, off_code: np.ndarray) -> np.ndarray:
+    """The note-offs (codes, sorted) that end a note: those that find one of their key sounding."""
     # merged events sorted by key, tick, then note-ons before note-offs
     is_off = np.ones(len(on_code) + len(off_code), dtype=bool)
     is_off[np.searchsorted(off_code, on_code, side="left") + np.arange(len(on_code))] = False
@@ -265,49 +279,31 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     previous = np.zeros_like(ignored)   # before each event, within its key
     previous[1:] = ignored[:-1]
     previous[firsts] = 0
-    end = _kth_end(on_code >> 32, events[is_off & (ignored == previous)])
-    more_closers = _closers_short(off_code, notes.group_end, n_closers)
-    if (end < 0).any():  # a note-on no note-off ended: its closers fell short
-        more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
-    return _Paired(index=on_index, end=end, more_closers=more_closers,
-                   more_sentinels=_sentinels_short(off_code, on_code, notes.group_end, n_sentinels))
+    return events[is_off & (ignored == previous)]
 
 
-_MASK = (1 << 32) - 1
+def _kth_end(on_code: np.ndarray, off_code: np.ndarray) -> np.ndarray:
+    """For the k-th note-on of each key, the tick of the k-th note-off of its key, or -1.
 
-
-def _kth_end(on_key: np.ndarray, off_code: np.ndarray) -> np.ndarray:
-    """For the k-th note-on of each key (keys sorted), the tick of the k-th note-off of its key, or -1.
-
-    `off_code` holds key << 32 | tick of the note-offs, sorted.
-    """
-    end = np.full(len(on_key), -1, dtype=np.int64)
-    if not len(on_key):
-        return end
-    segment, firsts = _segments(on_key)
-    rank = np.arange(len(on_key)) - firsts[segment]
-    off_key = off_code >> 32
-    off_first = np.searchsorted(off_key, on_key[firsts], side="left")
-    off_count = np.searchsorted(off_key, on_key[firsts], side="right") - off_first
-    off_first, off_count = off_first[segment], off_count[segment]
-    found = rank < off_count
-    end[found] = off_code[(off_first + rank)[found]] & _MASK
-    return end
-
-
-def _sentinels_short(off_code: np.ndarray, on_code: np.ndarray, group_end: np.ndarray, n_sentinels: int) -> bool:
-    """True when some key may have had every sentinel used up before its track's end.
-
-    After its i-th note-off a key has n_sentinels + (note-ons so far) - i notes queued in
-    symusic; at none of them, a following note-off would have been dropped unseen.
+    Both hold key << 32 | tick, sorted.
     """
     if not len(off_code):
-        return False
-    off_key = off_code >> 32
-    segment, firsts = _segments(off_key)
-    rank = np.arange(len(off_code)) - firsts[segment] + 1
-    ons_before = np.searchsorted(on_code, off_code) - np.searchsorted(on_code, off_code[firsts] & ~_MASK)[segment]
-    return bool(((rank >= n_sentinels + ons_before) & ((off_code & _MASK) < group_end[off_key // _KEYS])).any())
+        return np.full(len(on_code), -1, dtype=np.int64)
+    key_code = on_code & ~_MASK
+    at = np.searchsorted(off_code, key_code) + np.arange(len(on_code)) - np.searchsorted(on_code, key_code)
+    hit = off_code[np.minimum(at, len(off_code) - 1)]
+    return np.where((at < len(off_code)) & ((hit & ~_MASK) == key_code), hit & _MASK, -1)
+
+
+def _sentinels_short(off_code: np.ndarray, rank: np.ndarray, ons_before: np.ndarray, group_end: np.ndarray,
+                     n_sentinels: int) -> bool:
+    """True when some key may have had every sentinel used up before its track's end.
+
+    After its i-th note-off (`rank` i - 1) a key has n_sentinels + (note-ons before it) - i
+    notes queued in symusic; at none of them, a following note-off would have been dropped unseen.
+    """
+    return bool(((rank + 1 >= n_sentinels + ons_before) & ((off_code & _MASK) < group_end[(off_code >> 32) // _KEYS])
+                 ).any())
 
 
 def _closers_short(off_code: np.ndarray, group_end: np.ndarray, n_closers: np.ndarray) -> np.ndarray:
@@ -335,9 +331,7 @@ def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray, Meter]:
     """
     score, notes, paired, _ = _parse(Path(path).read_bytes())
     programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
-    index = paired.index
-    rows = np.column_stack([notes.onset[index], notes.pitch[index], paired.end - notes.onset[index],
-                            programs[notes.track[index]]])
+    rows = np.column_stack([notes.onset, notes.pitch, paired.end - notes.onset, programs[notes.track]])
     resolution = int(score.ticks_per_quarter)
     meter = Meter.from_ticks([(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures],
                              [(int(t.time), float(t.qpm)) for t in score.tempos], resolution)
@@ -385,8 +379,7 @@ def _parse(data: bytes):
 
 def _piece(score, notes: _Notes, paired: _Paired, track_midi: np.ndarray) -> MidiPiece:
     """The `MidiPiece` of paired notes: one track per symusic track that has notes, names as muspy gave them."""
-    index = paired.index
-    onset, pitch, velocity, track = notes.onset[index], notes.pitch[index], notes.velocity[index], notes.track[index]
+    onset, pitch, velocity, track = notes.onset, notes.pitch, notes.velocity, notes.track
     duration = paired.end - onset
     order = np.lexsort((velocity, duration, pitch, onset, track))
     columns = np.column_stack([onset, pitch, duration, velocity])[order]
