@@ -113,9 +113,12 @@ def _layout(data: bytes) -> _Layout:
     return _Layout(data[:8 + size], tracks)
 
 
+_NOTE_ON = [bytes((0x90 | channel,)) for channel in range(16)]
+
+
 def _channels(track: bytes) -> list[int]:
     """Channels that may play a note-on in `track` (a status byte 0x9n appears; data bytes are < 0x80)."""
-    return [c for c in range(16) if bytes((0x90 | c,)) in track]
+    return [c for c in range(16) if _NOTE_ON[c] in track]
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,18 +136,20 @@ def _uniform_closers(channel: int, count: int) -> bytes:
     return b"".join(event * count for event in _CLOSER[channel])
 
 
-def _closer_events(channel: int, counts: np.ndarray) -> bytes:
-    """Note-offs of each key, `counts[key]` times, each after a delta of 0."""
-    if (counts == counts[0]).all():
-        return _uniform_closers(channel, int(counts[0]))
+def _closer_events(channel: int, counts: np.ndarray | int) -> bytes:
+    """Note-offs of each key, `counts[key]` times (or `counts` times each), each after a delta of 0."""
+    if isinstance(counts, int):
+        return _uniform_closers(channel, counts)
     return b"".join(event * int(n) for event, n in zip(_CLOSER[channel], counts))
 
 
 _END_OF_TRACK = b"\xff\x2f\x00"
 
 
-def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np.ndarray) -> bytes:
+def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np.ndarray | int) -> bytes:
     """`track` with sentinel note-ons at its start and closing note-offs at its end (see module doc).
+
+    `closers`: per channel, how many note-offs of each key (or one count for all of them).
 
     The closers go right after the delta of the first end-of-track event (the track's last
     tick, where muspy closed sounding notes, and where both readers stop even when events
@@ -152,7 +157,8 @@ def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np
     bytes FF 2F 00, which no other event holds but a text or a delta of 16,303 ticks could.
     """
     head = b"".join(_sentinel_events(c, sentinels) for c in channels)
-    offs = b"".join(_closer_events(c, closers[i]) for i, c in enumerate(channels))
+    offs = b"".join(_closer_events(c, closers if isinstance(closers, int) else closers[i])
+                    for i, c in enumerate(channels))
     end = track.find(_END_OF_TRACK)
     if offs and end >= 0:  # the first closer takes the end-of-track's delta
         return head + track[:end] + offs[1:] + b"\x00" + track[end:]
@@ -211,7 +217,7 @@ def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
     real = np.flatnonzero(~sentinel)
     played = np.zeros(n_groups * _KEYS, dtype=bool)
     played[key[real]] = True
-    off_code = np.sort((key << 32 | end)[~sentinel | played[key]])
+    off_code = np.sort((key << 32 | end)[~sentinel | played[key]], kind="stable")  # timsort: faster here
     on_code = key[real] << 32 | time[real]
     order = np.argsort(on_code, kind="stable")
     real = real[order]
@@ -237,21 +243,27 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     ends the oldest sounding note of its key, or does nothing when none sounds.
     """
     on_code, off_code = notes.on_code, notes.off_code
-    key_code = off_code & ~_MASK
-    on_first = np.searchsorted(on_code, key_code)   # per note-off: where the note-ons of its key start
-    rank = np.arange(len(off_code)) - np.searchsorted(off_code, key_code)   # among the note-offs of its key
+    n_keys = n_closers.size
+    off_key = off_code >> 32
+    ons, on_first = (a[off_key] for a in _runs(on_code >> 32, n_keys))   # per note-off: its key's note-ons
+    rank = np.arange(len(off_code)) - _runs(off_key, n_keys)[1][off_key]   # among the note-offs of its key
     ons_through = np.searchsorted(on_code, off_code, side="right") - on_first   # its key's note-ons at or before it
-    ons = np.searchsorted(on_code, key_code + (1 << 32)) - on_first
     # Each of the first (note-ons) note-offs of a key finds a note sounding: the k-th ends the k-th note.
     # Else some note-off ends nothing and the later ones shift.
     effective = off_code if not ((rank < ons) & (ons_through <= rank)).any() else _effective_offs(on_code, off_code)
-    end = _kth_end(on_code, effective)
+    end = _kth_end(on_code, effective, n_keys)
     more_closers = _closers_short(off_code, notes.group_end, n_closers)
     if (end < 0).any():  # a note-on no note-off ended: its closers fell short
         more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
     ons_before = np.searchsorted(on_code, off_code) - on_first
     return _Paired(end=end, more_closers=more_closers,
                    more_sentinels=_sentinels_short(off_code, rank, ons_before, notes.group_end, n_sentinels))
+
+
+def _runs(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of sorted `keys` (0 <= key < n_keys): how many hold each key, and the index of the first of each."""
+    count = np.bincount(keys, minlength=n_keys)
+    return count, np.cumsum(count) - count
 
 
 def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,17 +294,18 @@ def _effective_offs(on_code: np.ndarray, off_code: np.ndarray) -> np.ndarray:
     return events[is_off & (ignored == previous)]
 
 
-def _kth_end(on_code: np.ndarray, off_code: np.ndarray) -> np.ndarray:
+def _kth_end(on_code: np.ndarray, off_code: np.ndarray, n_keys: int) -> np.ndarray:
     """For the k-th note-on of each key, the tick of the k-th note-off of its key, or -1.
 
     Both hold key << 32 | tick, sorted.
     """
-    if not len(off_code):
-        return np.full(len(on_code), -1, dtype=np.int64)
-    key_code = on_code & ~_MASK
-    at = np.searchsorted(off_code, key_code) + np.arange(len(on_code)) - np.searchsorted(on_code, key_code)
-    hit = off_code[np.minimum(at, len(off_code) - 1)]
-    return np.where((at < len(off_code)) & ((hit & ~_MASK) == key_code), hit & _MASK, -1)
+    on_key = on_code >> 32
+    k = np.arange(len(on_code)) - _runs(on_key, n_keys)[1][on_key]
+    off_count, off_first = (a[on_key] for a in _runs(off_code >> 32, n_keys))
+    found = k < off_count
+    end = np.full(len(on_code), -1, dtype=np.int64)
+    end[found] = off_code[(off_first + k)[found]] & _MASK
+    return end
 
 
 def _sentinels_short(off_code: np.ndarray, rank: np.ndarray, ons_before: np.ndarray, group_end: np.ndarray,
@@ -354,9 +367,11 @@ def _parse(data: bytes):
     extra = np.full((n_groups, _KEYS), EXTRA_CLOSERS, dtype=np.int64)
     for _ in range(MAX_TRIES):
         closers = n_sentinels + extra  # the sentinels themselves stay queued to the end, so each needs one
+        uniform = not closers.size or closers.min() == closers.max()  # as on the first parse: cached bytes
         body, at = [], 0
         for track, chans in zip(layout.tracks, channels):
-            chunk = _instrumented(track, chans, n_sentinels, closers[at:at + len(chans)])
+            counts = int(closers.max(initial=0)) if uniform else closers[at:at + len(chans)]
+            chunk = _instrumented(track, chans, n_sentinels, counts)
             body.append(b"MTrk" + struct.pack(">I", len(chunk)) + chunk)
             at += len(chans)
         try:
