@@ -217,13 +217,29 @@ def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
     real = np.flatnonzero(~sentinel)
     played = np.zeros(n_groups * _KEYS, dtype=bool)
     played[key[real]] = True
-    off_code = np.sort((key << 32 | end)[~sentinel | played[key]], kind="stable")  # timsort: faster here
+    off_code = (key << 32 | end)[~sentinel | played[key]]
+    off_code = off_code[_stable_order(off_code, played.size)]
     on_code = key[real] << 32 | time[real]
-    order = np.argsort(on_code, kind="stable")
+    order = _stable_order(on_code, played.size)
     real = real[order]
     notes = _Notes(track=np.repeat(np.arange(len(arrays)), sizes)[real], onset=time[real], pitch=pitch[real],
                    velocity=velocity[real], on_code=on_code[order], off_code=off_code, group_end=group_end)
     return notes, track_group
+
+
+def _stable_order(code: np.ndarray, n_keys: int) -> np.ndarray:
+    """The stable order that sorts `code` (key << 32 | tick, 0 <= key < n_keys).
+
+    Within a key the ticks mostly come in order already (symusic lists a track's notes by
+    onset, and pairs first in, first out), so a stable sort of the keys alone (numpy sorts
+    16-bit integers by radix) usually sorts the codes; when it does not, they are sorted whole.
+    """
+    if n_keys <= 1 << 16:
+        order = np.argsort((code >> 32).astype(np.uint16), kind="stable")
+        ordered = code[order]
+        if (ordered[1:] >= ordered[:-1]).all():
+            return order
+    return np.argsort(code, kind="stable")
 
 
 @dataclass
@@ -244,20 +260,27 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     """
     on_code, off_code = notes.on_code, notes.off_code
     n_keys = n_closers.size
-    off_key = off_code >> 32
+    off_key, off_tick = off_code >> 32, off_code & _MASK
     ons, on_first = (a[off_key] for a in _runs(on_code >> 32, n_keys))   # per note-off: its key's note-ons
     rank = np.arange(len(off_code)) - _runs(off_key, n_keys)[1][off_key]   # among the note-offs of its key
-    ons_through = np.searchsorted(on_code, off_code, side="right") - on_first   # its key's note-ons at or before it
-    # Each of the first (note-ons) note-offs of a key finds a note sounding: the k-th ends the k-th note.
-    # Else some note-off ends nothing and the later ones shift.
-    effective = off_code if not ((rank < ons) & (ons_through <= rank)).any() else _effective_offs(on_code, off_code)
-    end = _kth_end(on_code, effective, n_keys)
+
+    def on_tick(k: np.ndarray) -> np.ndarray:  # per note-off: the tick of the k-th note-on of its key (k < ons)
+        return notes.onset[np.clip(on_first + k, 0, max(len(on_code) - 1, 0))] if len(on_code) else k
+
+    # Each of the first (note-ons) note-offs of a key finds a note sounding (the k-th comes no
+    # earlier than the k-th note-on), so the k-th ends the k-th note. Else some note-off ends
+    # nothing and the later ones shift.
+    shifted = ((rank < ons) & (on_tick(rank) > off_tick)).any()
+    end = _kth_end(on_code, _effective_offs(on_code, off_code) if shifted else off_code, n_keys)
     more_closers = _closers_short(off_code, notes.group_end, n_closers)
     if (end < 0).any():  # a note-on no note-off ended: its closers fell short
         more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
-    ons_before = np.searchsorted(on_code, off_code) - on_first
-    return _Paired(end=end, more_closers=more_closers,
-                   more_sentinels=_sentinels_short(off_code, rank, ons_before, notes.group_end, n_sentinels))
+    # After its i-th note-off a key has n_sentinels + (note-ons before it) - i notes queued in
+    # symusic; at none of them, a following note-off would have been dropped unseen. "At most
+    # i - n_sentinels note-ons before it": the (i - n_sentinels + 1)-th is not before it.
+    k = rank + 1 - n_sentinels
+    short = (k >= 0) & ((k >= ons) | (on_tick(k) >= off_tick)) & (off_tick < notes.group_end[off_key // _KEYS])
+    return _Paired(end=end, more_closers=more_closers, more_sentinels=bool(short.any()))
 
 
 def _runs(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -306,17 +329,6 @@ def _kth_end(on_code: np.ndarray, off_code: np.ndarray, n_keys: int) -> np.ndarr
     end = np.full(len(on_code), -1, dtype=np.int64)
     end[found] = off_code[(off_first + k)[found]] & _MASK
     return end
-
-
-def _sentinels_short(off_code: np.ndarray, rank: np.ndarray, ons_before: np.ndarray, group_end: np.ndarray,
-                     n_sentinels: int) -> bool:
-    """True when some key may have had every sentinel used up before its track's end.
-
-    After its i-th note-off (`rank` i - 1) a key has n_sentinels + (note-ons before it) - i
-    notes queued in symusic; at none of them, a following note-off would have been dropped unseen.
-    """
-    return bool(((rank + 1 >= n_sentinels + ons_before) & ((off_code & _MASK) < group_end[(off_code >> 32) // _KEYS])
-                 ).any())
 
 
 def _closers_short(off_code: np.ndarray, group_end: np.ndarray, n_closers: np.ndarray) -> np.ndarray:
