@@ -95,9 +95,9 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
     columns = (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM, NoteCol.DURATION)
-    low = notes.min(axis=0) if len(notes) else np.zeros(5, dtype=np.int64)
-    span = notes.max(axis=0) - low if len(notes) else low
-    widths = {c: int(span[c]).bit_length() for c in columns}
+    low = {c: int(notes[:, c].min()) if len(notes) else 0 for c in columns}
+    span = {c: int(notes[:, c].max()) - low[c] if len(notes) else 0 for c in columns}
+    widths = {c: span[c].bit_length() for c in columns}
     if sum(widths.values()) > 62:  # too wide to pack into one int64 key
         return _clean_notes_by_columns(notes)
     beat, position, pitch, program, duration = (notes[:, c] - low[c] for c in columns)
