@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import json
 import multiprocessing
 import os
@@ -52,7 +53,7 @@ from data_prep.filters import Filters, PrepareError
 from data_prep.sources import SPLITS, Source, shard_of
 from mmt.constants import DRUM_PROGRAM, NoteCol
 from mmt.encoding import Encoding
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import replace_bytes, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
 from mmt.meter import METER_DIR, meter_path
@@ -93,9 +94,28 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     Sorted by (beat, position, pitch, duration, program).
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
+    columns = (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM, NoteCol.DURATION)
+    low = {c: int(notes[:, c].min()) if len(notes) else 0 for c in columns}
+    span = {c: int(notes[:, c].max()) - low[c] if len(notes) else 0 for c in columns}
+    widths = {c: span[c].bit_length() for c in columns}
+    if sum(widths.values()) > 62:  # too wide to pack into one int64 key
+        return _clean_notes_by_columns(notes)
+    beat, position, pitch, program, duration = (notes[:, c] - low[c] for c in columns)
+    onset_pitch = (beat << widths[NoteCol.POSITION] | position) << widths[NoteCol.PITCH] | pitch
+    group = onset_pitch << widths[NoteCol.PROGRAM] | program
+    # Longest first within each (onset, pitch, program), then keep the first of each group.
+    order = np.argsort(group << widths[NoteCol.DURATION] | (span[NoteCol.DURATION] - duration), kind="stable")
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = group[order[1:]] != group[order[:-1]]
+    kept = order[first]
+    final = (onset_pitch << widths[NoteCol.DURATION] | duration) << widths[NoteCol.PROGRAM] | program
+    return notes[kept[np.argsort(final[kept], kind="stable")]]  # equal keys: equal rows; timsort is faster
+
+
+def _clean_notes_by_columns(notes: np.ndarray) -> np.ndarray:
+    """`clean_notes` of notes whose columns span too many values to pack into one key."""
     beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
                                                                       NoteCol.DURATION, NoteCol.PROGRAM))
-    # Longest first within each (onset, pitch, program), then keep the first of each group.
     notes = notes[sort_order([beat, position, pitch, program, -duration])]
     key = notes[:, [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM]]
     first = np.ones(len(notes), dtype=bool)
@@ -235,14 +255,16 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
     if beats > filters.max_beats:
         return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
-    meter.save(meter_path(out, source.id))
-    write_atomic(out / "notes" / f"{source.id}.npy", lambda tmp: _save_npy(tmp, notes))
+    replace_bytes(meter_path(out, source.id), meter.to_json().encode("utf-8"))
+    replace_bytes(out / "notes" / f"{source.id}.npy", _npy_bytes(notes))
     return _record(source, OK, **details)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array, allow_pickle=False)
+def _npy_bytes(array: np.ndarray) -> bytes:
+    """What `np.save` writes for `array`."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------- the OUT folder
@@ -446,7 +468,9 @@ def _load_records_file(path: Path) -> list[dict]:
 
 WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g. out of memory, "
                "or a crash in a reader)")
-TASKS_PER_POOL = 100  # files per worker before the pool is renewed (readers' caches would grow)
+TASKS_PER_POOL = 1000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
+                       # costs some 40 ms, the reading of 20-odd MIDI files)
+CHUNK_FILES = 16      # files per task sent to a worker (one task per file costs more than a MIDI file's read)
 
 
 def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
@@ -504,38 +528,50 @@ def _pool(jobs: int, context) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(jobs, mp_context=context, initializer=_die_with_parent, initargs=(os.getpid(),))
 
 
+def _convert_chunk(convert: Callable[[Source], dict], chunk: list[Source]) -> list[dict]:
+    """Records of the files of one task (a worker gets several files at a time)."""
+    return [convert(source) for source in chunk]
+
+
+def _chunks(todo: list[Source], jobs: int) -> list[list[Source]]:
+    """`todo` in tasks of up to `CHUNK_FILES` files, small enough that every worker gets several."""
+    size = max(1, min(CHUNK_FILES, len(todo) // (4 * jobs)))
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
 def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
     """Records of `todo` converted by `jobs` forked workers, in the order they finish.
 
-    At most `2 * jobs` files are in flight, so when a worker dies (the OS kills it, or a
-    reader crashes the interpreter) only those are suspects: each is converted again
-    alone in a fresh process, and the one whose process dies again is recorded as failed
-    (`WORKER_DIED`); then the run goes on with a new pool. A pool is renewed every
-    `TASKS_PER_POOL * jobs` files.
+    Workers take the files in tasks of a few (`_chunks`), and at most `2 * jobs` tasks are
+    in flight, so when a worker dies (the OS kills it, or a reader crashes the interpreter)
+    only their files are suspects: each is converted again alone in a fresh process, and
+    the one whose process dies again is recorded as failed (`WORKER_DIED`); then the run
+    goes on with a new pool. A pool is renewed every `TASKS_PER_POOL * jobs` files.
     """
     from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("fork")
-    queue = list(reversed(todo))  # pop() from the end takes them in order
+    queue = list(reversed(_chunks(todo, jobs)))  # pop() from the end takes them in order
+    task = functools.partial(_convert_chunk, convert)
     while queue:
         suspects: list[Source] = []
         with _pool(jobs, context) as pool:
             running: dict = {}
             budget = TASKS_PER_POOL * jobs
-            while (queue and budget) or running:
-                while queue and budget and len(running) < 2 * jobs:
-                    source = queue.pop()
-                    running[pool.submit(convert, source)] = source
-                    budget -= 1
+            while (queue and budget > 0) or running:
+                while queue and budget > 0 and len(running) < 2 * jobs:
+                    chunk = queue.pop()
+                    running[pool.submit(task, chunk)] = chunk
+                    budget -= len(chunk)
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 try:
                     for future in finished:
-                        record = future.result()
+                        records = future.result()
                         del running[future]
-                        yield record
+                        yield from records
                 except BrokenProcessPool:
-                    suspects = list(running.values())
+                    suspects = [source for chunk in running.values() for source in chunk]
                     break
         for source in suspects:
             yield _convert_alone(convert, source, context)

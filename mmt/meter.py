@@ -195,9 +195,13 @@ class Meter:
         except (TypeError, ValueError) as error:
             raise MeterError(f"{source}: {error}") from None
 
+    def to_json(self) -> str:
+        """The text of a meter file (one line of JSON)."""
+        return json.dumps(self.to_dict()) + "\n"
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the meter as JSON, atomically."""
-        return write_text_atomic(path, json.dumps(self.to_dict()) + "\n")
+        return write_text_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Meter":

@@ -113,9 +113,12 @@ def _layout(data: bytes) -> _Layout:
     return _Layout(data[:8 + size], tracks)
 
 
+_NOTE_ON = [bytes((0x90 | channel,)) for channel in range(16)]
+
+
 def _channels(track: bytes) -> list[int]:
     """Channels that may play a note-on in `track` (a status byte 0x9n appears; data bytes are < 0x80)."""
-    return [c for c in range(16) if bytes((0x90 | c,)) in track]
+    return [c for c in range(16) if _NOTE_ON[c] in track]
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,18 +136,20 @@ def _uniform_closers(channel: int, count: int) -> bytes:
     return b"".join(event * count for event in _CLOSER[channel])
 
 
-def _closer_events(channel: int, counts: np.ndarray) -> bytes:
-    """Note-offs of each key, `counts[key]` times, each after a delta of 0."""
-    if (counts == counts[0]).all():
-        return _uniform_closers(channel, int(counts[0]))
+def _closer_events(channel: int, counts: np.ndarray | int) -> bytes:
+    """Note-offs of each key, `counts[key]` times (or `counts` times each), each after a delta of 0."""
+    if isinstance(counts, int):
+        return _uniform_closers(channel, counts)
     return b"".join(event * int(n) for event, n in zip(_CLOSER[channel], counts))
 
 
 _END_OF_TRACK = b"\xff\x2f\x00"
 
 
-def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np.ndarray) -> bytes:
+def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np.ndarray | int) -> bytes:
     """`track` with sentinel note-ons at its start and closing note-offs at its end (see module doc).
+
+    `closers`: per channel, how many note-offs of each key (or one count for all of them).
 
     The closers go right after the delta of the first end-of-track event (the track's last
     tick, where muspy closed sounding notes, and where both readers stop even when events
@@ -152,7 +157,8 @@ def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np
     bytes FF 2F 00, which no other event holds but a text or a delta of 16,303 ticks could.
     """
     head = b"".join(_sentinel_events(c, sentinels) for c in channels)
-    offs = b"".join(_closer_events(c, closers[i]) for i, c in enumerate(channels))
+    offs = b"".join(_closer_events(c, closers if isinstance(closers, int) else closers[i])
+                    for i, c in enumerate(channels))
     end = track.find(_END_OF_TRACK)
     if offs and end >= 0:  # the first closer takes the end-of-track's delta
         return head + track[:end] + offs[1:] + b"\x00" + track[end:]
@@ -160,17 +166,23 @@ def _instrumented(track: bytes, channels: list[int], sentinels: int, closers: np
 
 
 # ---------------------------------------------------------------------- pairing note events
+_MASK = (1 << 32) - 1   # a code packs key << 32 | tick; key = group * 128 + pitch
+
+
 @dataclass
 class _Notes:
-    """Every note symusic returned, flattened in track order, with its channel group (MIDI track, channel)."""
+    """The real notes symusic returned in order of key, then onset, and every note-off it saw.
 
-    key: np.ndarray        # group * 128 + pitch: the queue a note-off of it pops
-    track: np.ndarray      # index of the symusic track
+    A note's group is its (MIDI track, channel), its key group * 128 + pitch: the queue a
+    note-off of it pops.
+    """
+
+    track: np.ndarray      # per real note: index of its symusic track
     onset: np.ndarray
-    end: np.ndarray
     pitch: np.ndarray
     velocity: np.ndarray
-    sentinel: np.ndarray   # bool
+    on_code: np.ndarray    # per real note: key << 32 | onset (sorted)
+    off_code: np.ndarray   # per note-off: key << 32 | tick (sorted): the ends of the real notes and of the sentinels
     group_end: np.ndarray  # per group: the last tick of its notes (where its closers sound)
 
 
@@ -183,56 +195,57 @@ def _flatten(score, n_sentinels: int) -> tuple[_Notes, np.ndarray]:
     the group of each symusic track.
     """
     arrays = [track.notes.numpy() for track in score.tracks]
+    sizes = np.array([len(a["time"]) for a in arrays], dtype=np.int64)
+    starts = np.cumsum(sizes) - sizes
+    time, duration, pitch, velocity = (np.concatenate([a[name] for a in arrays]).astype(np.int64) if arrays
+                                       else np.zeros(0, np.int64) for name in ("time", "duration", "pitch", "velocity"))
     n = n_sentinels * _KEYS
-    pattern = np.tile(np.arange(_KEYS, dtype=np.int8), n_sentinels)
-    opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY and not a["time"][:n].any()
-                      and np.array_equal(a["pitch"][:n], pattern) for a in arrays], dtype=bool)
+    # a track opens a group when its first n notes are the sentinels: silent, at tick 0, every key in turn
+    opens = np.array([len(a["time"]) >= n and a["velocity"][0] == _SENTINEL_VELOCITY for a in arrays], dtype=bool)
+    heads = starts[opens][:, None] + np.arange(n)
+    opens[opens] = ~time[heads].any(axis=1) & (pitch[heads] == np.arange(n) % _KEYS).all(axis=1)
     track_group = np.cumsum(opens) - 1
-    skip = np.where(opens, n, 0)  # the sentinels open their track's notes
-    lengths = np.array([len(a["time"]) for a in arrays], dtype=np.int64) - skip
-    if ((track_group < 0) & (lengths > 0)).any():
+    if ((track_group < 0) & (sizes > 0)).any():
         raise MidiError("symusic returned notes before any channel's sentinels (a reader bug)")
-
-    def column(name: str) -> np.ndarray:
-        parts = [a[name][k:] for a, k in zip(arrays, skip)]
-        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-    track = np.repeat(np.arange(len(arrays)), lengths)
-    onset, pitch, velocity = column("time"), column("pitch"), column("velocity")
-    end = onset + column("duration")
-    key = track_group[track] * _KEYS + pitch
+    group = np.repeat(track_group, sizes)
+    key = group * _KEYS + pitch
+    end = time + duration
     n_groups = int(opens.sum())
-    sentinel_end = np.array([a["duration"][:n] for a, o in zip(arrays, opens) if o], dtype=np.int64).reshape(
-        n_groups, n)  # sentinels start at tick 0, so they end at their duration
-    group_end = sentinel_end.max(axis=1, initial=-1)
-    np.maximum.at(group_end, key // _KEYS, end)
+    group_end = np.maximum.reduceat(end, starts[opens]) if n_groups else np.zeros(0, np.int64)
+    sentinel = np.zeros(len(key), dtype=bool)
+    sentinel[(starts[opens][:, None] + np.arange(n)).reshape(-1)] = True
+    real = np.flatnonzero(~sentinel)
     played = np.zeros(n_groups * _KEYS, dtype=bool)
-    played[key] = True
-    sentinel_key = (np.arange(n_groups)[:, None] * _KEYS + pattern[None, :]).reshape(-1)
-    keep = played[sentinel_key]
-    count = int(keep.sum())
-    notes = _Notes(key=np.concatenate([key, sentinel_key[keep]]),
-                   track=np.concatenate([track, np.full(count, -1)]),
-                   onset=np.concatenate([onset, np.zeros(count, dtype=np.int64)]),
-                   end=np.concatenate([end, sentinel_end.reshape(-1)[keep]]),
-                   pitch=np.concatenate([pitch, sentinel_key[keep] % _KEYS]),
-                   velocity=np.concatenate([velocity, np.full(count, _SENTINEL_VELOCITY)]),
-                   sentinel=np.r_[np.zeros(len(key), dtype=bool), np.ones(count, dtype=bool)], group_end=group_end)
+    played[key[real]] = True
+    off_code = (key << 32 | end)[~sentinel | played[key]]
+    off_code = off_code[_stable_order(off_code, played.size)]
+    on_code = key[real] << 32 | time[real]
+    order = _stable_order(on_code, played.size)
+    real = real[order]
+    notes = _Notes(track=np.repeat(np.arange(len(arrays)), sizes)[real], onset=time[real], pitch=pitch[real],
+                   velocity=velocity[real], on_code=on_code[order], off_code=off_code, group_end=group_end)
     return notes, track_group
 
 
-def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of equal `keys` (sorted): each element's run number, and each run's first index."""
-    starts = np.ones(len(keys), dtype=bool)
-    starts[1:] = keys[1:] != keys[:-1]
-    return np.cumsum(starts) - 1, np.flatnonzero(starts)
+def _stable_order(code: np.ndarray, n_keys: int) -> np.ndarray:
+    """The stable order that sorts `code` (key << 32 | tick, 0 <= key < n_keys).
+
+    Within a key the ticks mostly come in order already (symusic lists a track's notes by
+    onset, and pairs first in, first out), so a stable sort of the keys alone (numpy sorts
+    16-bit integers by radix) usually sorts the codes; when it does not, they are sorted whole.
+    """
+    if n_keys <= 1 << 16:
+        order = np.argsort((code >> 32).astype(np.uint16), kind="stable")
+        ordered = code[order]
+        if (ordered[1:] >= ordered[:-1]).all():
+            return order
+    return np.argsort(code, kind="stable")
 
 
 @dataclass
 class _Paired:
-    """Notes rebuilt by `_pair` (in order of key, then onset), and what the next parse needs more of."""
+    """The end tick of each note of `_Notes` (-1: none), and what the next parse needs more of."""
 
-    index: np.ndarray          # of each rebuilt note in `_Notes` (its onset, pitch, velocity, track)
     end: np.ndarray
     more_sentinels: bool
     more_closers: np.ndarray   # (group, pitch) flags: its closers may all have been used
@@ -245,10 +258,46 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     note-ons are the onsets of the real notes. At one tick note-ons come first; a note-off
     ends the oldest sounding note of its key, or does nothing when none sounds.
     """
-    real = np.flatnonzero(~notes.sentinel)
-    on_index = real[np.argsort(notes.key[real] << 32 | notes.onset[real], kind="stable")]
-    on_code = notes.key[on_index] << 32 | notes.onset[on_index]
-    off_code = np.sort(notes.key << 32 | notes.end)
+    on_code, off_code = notes.on_code, notes.off_code
+    n_keys = n_closers.size
+    off_key, off_tick = off_code >> 32, off_code & _MASK
+    ons, on_first = (a[off_key] for a in _runs(on_code >> 32, n_keys))   # per note-off: its key's note-ons
+    rank = np.arange(len(off_code)) - _runs(off_key, n_keys)[1][off_key]   # among the note-offs of its key
+
+    def on_tick(k: np.ndarray) -> np.ndarray:  # per note-off: the tick of the k-th note-on of its key (k < ons)
+        return notes.onset[np.clip(on_first + k, 0, max(len(on_code) - 1, 0))] if len(on_code) else k
+
+    # Each of the first (note-ons) note-offs of a key finds a note sounding (the k-th comes no
+    # earlier than the k-th note-on), so the k-th ends the k-th note. Else some note-off ends
+    # nothing and the later ones shift.
+    shifted = ((rank < ons) & (on_tick(rank) > off_tick)).any()
+    end = _kth_end(on_code, _effective_offs(on_code, off_code) if shifted else off_code, n_keys)
+    more_closers = _closers_short(off_code, notes.group_end, n_closers)
+    if (end < 0).any():  # a note-on no note-off ended: its closers fell short
+        more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
+    # After its i-th note-off a key has n_sentinels + (note-ons before it) - i notes queued in
+    # symusic; at none of them, a following note-off would have been dropped unseen. "At most
+    # i - n_sentinels note-ons before it": the (i - n_sentinels + 1)-th is not before it.
+    k = rank + 1 - n_sentinels
+    short = (k >= 0) & ((k >= ons) | (on_tick(k) >= off_tick)) & (off_tick < notes.group_end[off_key // _KEYS])
+    return _Paired(end=end, more_closers=more_closers, more_sentinels=bool(short.any()))
+
+
+def _runs(keys: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of sorted `keys` (0 <= key < n_keys): how many hold each key, and the index of the first of each."""
+    count = np.bincount(keys, minlength=n_keys)
+    return count, np.cumsum(count) - count
+
+
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal `keys` (sorted): each element's run number, and each run's first index."""
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = keys[1:] != keys[:-1]
+    return np.cumsum(starts) - 1, np.flatnonzero(starts)
+
+
+def _effective_offs(on_code: np.ndarray, off_code: np.ndarray) -> np.ndarray:
+    """The note-offs (codes, sorted) that end a note: those that find one of their key sounding."""
     # merged events sorted by key, tick, then note-ons before note-offs
     is_off = np.ones(len(on_code) + len(off_code), dtype=bool)
     is_off[np.searchsorted(off_code, on_code, side="left") + np.arange(len(on_code))] = False
@@ -265,49 +314,21 @@ def _pair(notes: _Notes, n_sentinels: int, n_closers: np.ndarray) -> _Paired:
     previous = np.zeros_like(ignored)   # before each event, within its key
     previous[1:] = ignored[:-1]
     previous[firsts] = 0
-    end = _kth_end(on_code >> 32, events[is_off & (ignored == previous)])
-    more_closers = _closers_short(off_code, notes.group_end, n_closers)
-    if (end < 0).any():  # a note-on no note-off ended: its closers fell short
-        more_closers.reshape(-1)[on_code[end < 0] >> 32] = True
-    return _Paired(index=on_index, end=end, more_closers=more_closers,
-                   more_sentinels=_sentinels_short(off_code, on_code, notes.group_end, n_sentinels))
+    return events[is_off & (ignored == previous)]
 
 
-_MASK = (1 << 32) - 1
+def _kth_end(on_code: np.ndarray, off_code: np.ndarray, n_keys: int) -> np.ndarray:
+    """For the k-th note-on of each key, the tick of the k-th note-off of its key, or -1.
 
-
-def _kth_end(on_key: np.ndarray, off_code: np.ndarray) -> np.ndarray:
-    """For the k-th note-on of each key (keys sorted), the tick of the k-th note-off of its key, or -1.
-
-    `off_code` holds key << 32 | tick of the note-offs, sorted.
+    Both hold key << 32 | tick, sorted.
     """
-    end = np.full(len(on_key), -1, dtype=np.int64)
-    if not len(on_key):
-        return end
-    segment, firsts = _segments(on_key)
-    rank = np.arange(len(on_key)) - firsts[segment]
-    off_key = off_code >> 32
-    off_first = np.searchsorted(off_key, on_key[firsts], side="left")
-    off_count = np.searchsorted(off_key, on_key[firsts], side="right") - off_first
-    off_first, off_count = off_first[segment], off_count[segment]
-    found = rank < off_count
-    end[found] = off_code[(off_first + rank)[found]] & _MASK
+    on_key = on_code >> 32
+    k = np.arange(len(on_code)) - _runs(on_key, n_keys)[1][on_key]
+    off_count, off_first = (a[on_key] for a in _runs(off_code >> 32, n_keys))
+    found = k < off_count
+    end = np.full(len(on_code), -1, dtype=np.int64)
+    end[found] = off_code[(off_first + k)[found]] & _MASK
     return end
-
-
-def _sentinels_short(off_code: np.ndarray, on_code: np.ndarray, group_end: np.ndarray, n_sentinels: int) -> bool:
-    """True when some key may have had every sentinel used up before its track's end.
-
-    After its i-th note-off a key has n_sentinels + (note-ons so far) - i notes queued in
-    symusic; at none of them, a following note-off would have been dropped unseen.
-    """
-    if not len(off_code):
-        return False
-    off_key = off_code >> 32
-    segment, firsts = _segments(off_key)
-    rank = np.arange(len(off_code)) - firsts[segment] + 1
-    ons_before = np.searchsorted(on_code, off_code) - np.searchsorted(on_code, off_code[firsts] & ~_MASK)[segment]
-    return bool(((rank >= n_sentinels + ons_before) & ((off_code & _MASK) < group_end[off_key // _KEYS])).any())
 
 
 def _closers_short(off_code: np.ndarray, group_end: np.ndarray, n_closers: np.ndarray) -> np.ndarray:
@@ -335,9 +356,7 @@ def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray, Meter]:
     """
     score, notes, paired, _ = _parse(Path(path).read_bytes())
     programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
-    index = paired.index
-    rows = np.column_stack([notes.onset[index], notes.pitch[index], paired.end - notes.onset[index],
-                            programs[notes.track[index]]])
+    rows = np.column_stack([notes.onset, notes.pitch, paired.end - notes.onset, programs[notes.track]])
     resolution = int(score.ticks_per_quarter)
     meter = Meter.from_ticks([(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures],
                              [(int(t.time), float(t.qpm)) for t in score.tempos], resolution)
@@ -360,9 +379,11 @@ def _parse(data: bytes):
     extra = np.full((n_groups, _KEYS), EXTRA_CLOSERS, dtype=np.int64)
     for _ in range(MAX_TRIES):
         closers = n_sentinels + extra  # the sentinels themselves stay queued to the end, so each needs one
+        uniform = not closers.size or closers.min() == closers.max()  # as on the first parse: cached bytes
         body, at = [], 0
         for track, chans in zip(layout.tracks, channels):
-            chunk = _instrumented(track, chans, n_sentinels, closers[at:at + len(chans)])
+            counts = int(closers.max(initial=0)) if uniform else closers[at:at + len(chans)]
+            chunk = _instrumented(track, chans, n_sentinels, counts)
             body.append(b"MTrk" + struct.pack(">I", len(chunk)) + chunk)
             at += len(chans)
         try:
@@ -385,8 +406,7 @@ def _parse(data: bytes):
 
 def _piece(score, notes: _Notes, paired: _Paired, track_midi: np.ndarray) -> MidiPiece:
     """The `MidiPiece` of paired notes: one track per symusic track that has notes, names as muspy gave them."""
-    index = paired.index
-    onset, pitch, velocity, track = notes.onset[index], notes.pitch[index], notes.velocity[index], notes.track[index]
+    onset, pitch, velocity, track = notes.onset, notes.pitch, notes.velocity, notes.track
     duration = paired.end - onset
     order = np.lexsort((velocity, duration, pitch, onset, track))
     columns = np.column_stack([onset, pitch, duration, velocity])[order]

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import replace_bytes, write_atomic, write_text_atomic
 
 
 def test_write_text_atomic_gives_the_permissions_of_a_plain_write(tmp_path):
@@ -30,3 +30,17 @@ def test_a_failed_writer_leaves_the_old_file_and_no_temporary(tmp_path):
         write_atomic(path, broken)
     assert path.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.txt"]
+
+
+def test_replace_bytes_replaces_through_a_temporary_with_the_permissions_of_a_plain_write(tmp_path):
+    path = tmp_path / "x.npy"
+    path.write_bytes(b"old")
+    (tmp_path / ".x.npy.tmp").write_bytes(b"left by a killed run")
+    old = os.umask(0o022)
+    try:
+        replace_bytes(path, b"new" * 100_000)
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"new" * 100_000
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
