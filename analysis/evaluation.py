@@ -494,7 +494,9 @@ def evaluate(
                      "meters were kept): cut into 4/4 bars. Run `mmt prepare` on the folder again to add them.")
     columns = ["id", "mode", *names]
     write_text_atomic(out_dir / "metrics.csv", csv_text(rows, columns))
-    write_text_atomic(out_dir / "metrics.md", _markdown_document(rows, modes, settings, names, meters, notes))
+    table_rows, table_modes = with_subset_truth(rows, modes, left_out)
+    write_text_atomic(out_dir / "metrics.md",
+                      _markdown_document(table_rows, table_modes, settings, names, meters, notes))
     failures_path = out_dir / "failures.csv"
     if failures:
         write_text_atomic(failures_path, csv_text(failures, ["id", "mode", "error"]))
@@ -530,12 +532,29 @@ def describe_model(model) -> str:
     return f"<{type(model).__name__} in memory> ({where}parameters sha256 {digest.hexdigest()[:16]})"
 
 
+def with_subset_truth(rows: Sequence[dict], modes: Sequence[str],
+                      left_out: dict[str, int]) -> tuple[list[dict], list[str]]:
+    """Rows and columns for the table: before each mode that left pieces out, the ground
+    truth of the pieces it ran on (column "ground-truth (<mode>'s N)"), so that it is set
+    beside the same pieces' metrics and not the whole split's."""
+    table_rows, table_modes = list(rows), []
+    for mode in modes:
+        if left_out.get(mode):
+            ran = {row["id"] for row in rows if row["mode"] == mode}
+            column = f"{GROUND_TRUTH} ({mode}'s {len(ran)})"
+            table_rows += [{**row, "mode": column} for row in rows if row["mode"] == GROUND_TRUTH and row["id"] in ran]
+            table_modes.append(column)
+        table_modes.append(mode)
+    return table_rows, table_modes
+
+
 def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dict,
                        names: Sequence[str] = METRICS, meters: dict[str, int] | None = None,
                        notes: Sequence[str] = ()) -> str:
     model = settings["model"] or "none (ground truth only)"
     seen = ", ".join(f"{signature} ×{count}" for signature, count in sorted((meters or {}).items()))
-    continuations = [mode for mode in modes if mode not in (GROUND_TRUTH, UNCONDITIONED, INSTRUMENT)]
+    continuations = [mode for mode in modes if mode not in (GROUND_TRUTH, UNCONDITIONED, INSTRUMENT)
+                     and not mode.startswith(GROUND_TRUTH)]
     own = ", ".join([GROUND_TRUTH, *continuations])
     default = [mode for mode in modes if mode in (UNCONDITIONED, INSTRUMENT)]
     bars = f"Bars: {own} in each piece's own meter (first time signatures: {seen or 'none'})"

@@ -283,7 +283,13 @@ def test_accompaniment_keeps_the_melody_and_infill_rewrites_bars_5_to_8_only(pre
         ("drums", "accompaniment"), ("drums", "ground-truth"), ("drums", "infill"),
         ("triads", "ground-truth"), ("triads", "infill")]
     assert result.notes[0] == "accompaniment: 1 of 3 pieces have one instrument (nothing to accompany), left out."
-    assert "accompaniment: 1 of 3 pieces have one instrument" in (out / "metrics.md").read_text()
+    table = (out / "metrics.md").read_text()
+    assert "accompaniment: 1 of 3 pieces have one instrument" in table
+    # the accompaniment is set beside the ground truth of its own piece (drums) too
+    assert "| metric | ground-truth | ground-truth (accompaniment's 1) | accompaniment | infill |" in table
+    drums_truth = next(r for r in result.rows if r["id"] == "drums" and r["mode"] == "ground-truth")
+    h1_row = next(line for line in table.splitlines() if line.startswith("| h1 |"))
+    assert h1_row.split(" | ")[2] == f"{drums_truth['h1']:.3f}"
 
     def notes_of(codes, program, before=None, after=None):
         rows = codes[(codes[:, Field.TYPE] == RowType.NOTE) | (codes[:, Field.TYPE] == RowType.CONTROL)]
