@@ -201,7 +201,7 @@ def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model from a YAML config (torchrun --nproc_per_node N -m mmt train ... for DDP)"
     )
-    p.add_argument("config", help="experiment config (YAML), e.g. configs/music21-small.yaml")
+    p.add_argument("config", help="experiment config (YAML), e.g. configs/music21-mix.yaml")
     p.add_argument("--data", help="prepared data directory (default: the config's data.path)")
     p.add_argument("--out", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last/ checkpoint")

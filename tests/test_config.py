@@ -122,7 +122,7 @@ SHIPPED = sorted(CONFIGS.glob("*.yaml"))
 
 def test_the_expected_configs_are_shipped():
     names = {p.stem for p in SHIPPED}
-    expected = {"paper", "music21-small"} | {f"{d}-{v}" for d in ("sod", "lmd", "pop1k7") for v in ("ape", "rpe", "npe")}
+    expected = {"paper", "music21-mix"} | {f"{d}-{v}" for d in ("sod", "lmd", "pop1k7") for v in ("ape", "rpe", "npe")}
     assert expected <= names
 
 
