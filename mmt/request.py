@@ -266,7 +266,7 @@ def _infill(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     length = _end_of_notes(notes, encoding)
     if start >= length:
         raise GenerationError(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
-                              f"music ends (beat {length:g}); bars_to_fill must lie inside it")
+                              f"music ends (beat {length:g}); {REQUEST_INPUTS['bars_to_fill']} must lie inside it")
     codes = cut_codes(song, encoding, start)
     after = notes[onsets(notes, encoding.resolution) >= round(end * encoding.resolution)]
     return Prompt(codes, start, meter.beats_per_bar(start), music, meter, as_controls(after), end)
