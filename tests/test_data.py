@@ -289,3 +289,23 @@ def test_dataloader_batches(tmp_path, encoding):
     batch = next(iter(loader))
     assert batch["codes"].shape == (2, 12, 6)
     assert batch["mask"].sum(dim=1).tolist() == [9, 12]
+
+
+def test_pitch_ranges_cover_every_piece_of_a_small_split_and_leave_out_drums(tmp_path):
+    """Ranges per instrument (0.1st..99.9th percentile); an instrument that one piece of many
+    has still gets one; a smaller `max_pieces` reads a seeded choice of the pieces."""
+    from mmt.data import pitch_ranges
+    from mmt.prepared import PreparedData
+
+    def piece(program, pitches):
+        return np.array([[beat, 0, pitch, 12, program] for beat, pitch in enumerate(pitches)])
+
+    pieces = {f"tune{i}": piece(0, range(60, 73)) for i in range(30)}
+    pieces["duet"] = np.concatenate([piece(73, [72, 79, 84]), piece(128, [36, 38])])
+    root = write_prepared(tmp_path / "data", pieces, {"train": sorted(pieces)})
+    data = PreparedData(root)
+    assert pitch_ranges(data, sorted(pieces), data.encoding) == {"flute": (72, 84), "piano": (60, 72)}
+    # 5 of the 31 pieces: seed 0 draws five tunes (the flute is missed), seed 5 draws the duet
+    assert pitch_ranges(data, sorted(pieces), data.encoding, max_pieces=5, seed=0) == {"piano": (60, 72)}
+    assert pitch_ranges(data, sorted(pieces), data.encoding, max_pieces=5, seed=5) == {"flute": (72, 84),
+                                                                                      "piano": (60, 72)}
