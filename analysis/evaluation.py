@@ -60,7 +60,7 @@ from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic
 from mmt.meter import Meter
 from mmt.prepared import PreparedData
-from mmt.request import MODES, GenerationRequest, run
+from mmt.request import MODES, GenerationRequest, bars_to_beats, run
 
 GROUND_TRUTH = "ground-truth"
 UNCONDITIONED = "unconditioned"
@@ -148,12 +148,19 @@ PIECE_INPUTS = frozenset({"instruments", "prompt", "keep", "bars_to_fill"})
 
 
 class NotApplicable(AnalysisError):
-    """A mode has nothing to do on a piece (an accompaniment of a one-instrument piece)."""
+    """A mode has nothing to do on a piece (an accompaniment of a one-instrument piece); the
+    message says why, of the pieces ("have one instrument (nothing to accompany)")."""
 
 
 def evaluable(mode) -> bool:
     """Whether an evaluation can build a request of `mode` from a test piece alone."""
     return set(mode.needs) <= PIECE_INPUTS
+
+
+def keeps_meter(mode: str) -> bool:
+    """Whether samples of `mode` keep their piece's meter (a mode with a prompt); the others
+    take the model's default, 4/4."""
+    return MODES[parse_mode(mode)[0]].takes_prompt
 
 
 def melody_instrument(notes: np.ndarray, encoding: Encoding) -> int:
@@ -226,14 +233,14 @@ def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_e
     elif spec.takes_prompt:
         fields["prompt"] = trim_music(truth, bar_cut(truth, config.n_beats))
         if "bars_to_fill" in spec.takes:
-            gap = Meter.from_music(truth).bar_start(INFILL_BARS[0] - 1) * truth.resolution
+            gap = bars_to_beats(Meter.from_music(truth), INFILL_BARS[0] - 1) * truth.resolution
             if gap >= fields["prompt"].get_end_time():
-                raise NotApplicable(f"{mode}: the piece ends before bar {INFILL_BARS[0]}")
+                raise NotApplicable(f"end before bar {INFILL_BARS[0]} (nothing to fill)")
             fields["bars_to_fill"] = INFILL_BARS
     notes = truth_codes[truth_codes[:, Field.TYPE] == RowType.NOTE]
     if "keep" in spec.takes:
         if len(np.unique(notes[:, Field.INSTRUMENT])) < 2:
-            raise NotApplicable(f"{mode}: the piece has one instrument, nothing to accompany")
+            raise NotApplicable("have one instrument (nothing to accompany)")
         fields["keep"] = (data_encoding.instruments[melody_instrument(notes, data_encoding) - 1],)
     elif spec.takes_instruments:
         fields["instruments"] = tuple(header_instruments(truth_codes, data_encoding))
@@ -439,7 +446,7 @@ def evaluate(
 
     rows: list[dict] = []
     failures: list[dict] = []
-    left_out: dict[str, int] = {}  # mode -> pieces it has nothing to do on
+    left_out: dict[str, list] = {}  # mode -> [pieces it has nothing to do on, why]
     meters: dict[str, int] = {}  # the pieces' first time signatures ("unknown": prepared without meters)
     bar = tqdm(total=len(ids) * len(modes), desc="evaluate", unit="sample", disable=not progress)
     for index, piece_id in enumerate(ids):
@@ -468,16 +475,14 @@ def evaluate(
                                                 sample_seed(config.seed, index, mode))
                         codes = run(model, request, device=device).samples[0]
                         write_atomic(path, lambda tmp, c=codes: _save_npy(tmp, c))
-                    # a sample with a prompt keeps its piece's meter; other samples take the default (4/4)
-                    own_meter = MODES[parse_mode(mode)[0]].takes_prompt
-                    music = decode(codes, model.encoding, meter=meter if own_meter else None)
+                    music = decode(codes, model.encoding, meter=meter if keeps_meter(mode) else None)
                 trimmed = trim_music(music, bar_cut(music, config.n_beats))
                 row = {"id": piece_id, "mode": mode, **compute_metrics(trimmed)}
                 if SI_METRICS[0] in names:
                     row.update(structure_indicators(trimmed))
                 rows.append(row)
-            except NotApplicable:
-                left_out[mode] = left_out.get(mode, 0) + 1
+            except NotApplicable as why:
+                left_out.setdefault(mode, [0, str(why)])[0] += 1
             except Exception as error:  # one failed sample must not end the job; it is recorded
                 failures.append({"id": piece_id, "mode": mode, "error": f"{type(error).__name__}: {error}"})
             bar.update(1)
@@ -485,10 +490,8 @@ def evaluate(
         meters[key] = meters.get(key, 0) + 1
     bar.close()
 
-    for mode, count in left_out.items():
-        reason = ("have one instrument (nothing to accompany)" if "keep" in MODES[parse_mode(mode)[0]].needs
-                  else f"end before bar {INFILL_BARS[0]} (nothing to fill)")
-        notes.append(f"{mode}: {count} of {len(ids)} pieces {reason}, left out.")
+    for mode, (count, why) in left_out.items():
+        notes.append(f"{mode}: {count} of {len(ids)} pieces {why}, left out.")
     if meters.get("unknown"):
         notes.append(f"{meters['unknown']} piece(s) of {data_dir} have no meter file (prepared before "
                      "meters were kept): cut into 4/4 bars. Run `mmt prepare` on the folder again to add them.")
@@ -533,13 +536,13 @@ def describe_model(model) -> str:
 
 
 def with_subset_truth(rows: Sequence[dict], modes: Sequence[str],
-                      left_out: dict[str, int]) -> tuple[list[dict], list[str]]:
+                      left_out: Iterable[str]) -> tuple[list[dict], list[str]]:
     """Rows and columns for the table: before each mode that left pieces out, the ground
     truth of the pieces it ran on (column "ground-truth (<mode>'s N)"), so that it is set
     beside the same pieces' metrics and not the whole split's."""
     table_rows, table_modes = list(rows), []
     for mode in modes:
-        if left_out.get(mode):
+        if mode in left_out:
             ran = {row["id"] for row in rows if row["mode"] == mode}
             column = f"{GROUND_TRUTH} ({mode}'s {len(ran)})"
             table_rows += [{**row, "mode": column} for row in rows if row["mode"] == GROUND_TRUTH and row["id"] in ran]
@@ -553,10 +556,9 @@ def _markdown_document(rows: Sequence[dict], modes: Sequence[str], settings: dic
                        notes: Sequence[str] = ()) -> str:
     model = settings["model"] or "none (ground truth only)"
     seen = ", ".join(f"{signature} ×{count}" for signature, count in sorted((meters or {}).items()))
-    continuations = [mode for mode in modes if mode not in (GROUND_TRUTH, UNCONDITIONED, INSTRUMENT)
-                     and not mode.startswith(GROUND_TRUTH)]
-    own = ", ".join([GROUND_TRUTH, *continuations])
-    default = [mode for mode in modes if mode in (UNCONDITIONED, INSTRUMENT)]
+    generated = [mode for mode in modes if not mode.startswith(GROUND_TRUTH)]
+    own = ", ".join([GROUND_TRUTH, *(mode for mode in generated if keeps_meter(mode))])
+    default = [mode for mode in generated if not keeps_meter(mode)]
     bars = f"Bars: {own} in each piece's own meter (first time signatures: {seen or 'none'})"
     bars += f"; {', '.join(default)} in 4/4, the model's default." if default else "."
     head = (
