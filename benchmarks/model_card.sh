@@ -11,6 +11,10 @@
 # instrument benchmark, without and with the sampler's help), analysis/ (the report: attention,
 # embeddings and the octave score, the evaluation table). Each step resumes or is cheap to rerun.
 set -euo pipefail
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+    echo "usage: bash benchmarks/model_card.sh MODEL OUT [BASELINE]" >&2
+    exit 2
+fi
 model=$1
 out=$2
 baseline=${3:-}
