@@ -166,6 +166,10 @@ class DataConfig:
             0 (default): a model without control rows. > 0 needs `augment`.
         anticipation: beats ahead of their time that control rows are placed; the
             checkpoint's encoding keeps it (used only with `controls` > 0).
+        instrument_remap: the probability that a training item's parts are relabelled as other
+            instruments whose register holds them, a chordal part maybe first split by register
+            (`mmt.data.remap_instruments`), so that the model learns to play every instrument it
+            is given. 0 (default): the pieces' own instruments. > 0 needs `augment`.
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -179,6 +183,7 @@ class DataConfig:
     valid_split: str = "valid"
     controls: float = 0.0
     anticipation: float = 4.0
+    instrument_remap: float = 0.0
     mix: dict | None = None
 
     def __post_init__(self) -> None:
@@ -186,6 +191,10 @@ class DataConfig:
             raise ConfigError(f"controls must be a probability in 0..1, got {self.controls}")
         if self.controls > 0 and not self.augment:
             raise ConfigError("controls > 0 needs augment: true (controls are drawn with the augmentation)")
+        if not 0 <= self.instrument_remap <= 1:
+            raise ConfigError(f"instrument_remap must be a probability in 0..1, got {self.instrument_remap}")
+        if self.instrument_remap > 0 and not self.augment:
+            raise ConfigError("instrument_remap > 0 needs augment: true (it is drawn with the augmentation)")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):

@@ -109,6 +109,21 @@ INSTRUMENT_PROGRAM[DRUMS] = 0
 INSTRUMENTS: tuple[str, ...] = tuple(INSTRUMENT_PROGRAM)
 """The 64 instrument names of the original MMT, then `drums`."""
 
+INSTRUMENT_REGISTERS: dict[str, tuple[int, int]] = {
+    "piano": (21, 108), "harpsichord": (29, 89), "organ": (36, 96), "church-organ": (24, 96),
+    "nylon-string-guitar": (40, 83), "steel-string-guitar": (40, 86), "harp": (24, 103),
+    "violin": (55, 103), "viola": (48, 91), "cello": (36, 76), "contrabass": (28, 67), "strings": (28, 103),
+    "voices": (40, 84), "piccolo": (74, 108), "flute": (60, 96), "recorder": (72, 98), "oboe": (58, 91),
+    "english-horn": (52, 81), "clarinet": (50, 94), "bassoon": (34, 75), "soprano-saxophone": (56, 87),
+    "alto-saxophone": (49, 80), "tenor-saxophone": (44, 75), "baritone-saxophone": (36, 68),
+    "horn": (34, 77), "trumpet": (54, 84), "trombone": (40, 72), "tuba": (28, 62), "brasses": (28, 84),
+    "bass": (28, 67),
+}
+"""The sounding range (lowest, highest MIDI pitch) of the instruments a user is likely to ask
+for, as orchestration tables give them (e.g. violin G3-G7, cello C2-E5, flute C4-C7, B-flat
+clarinet D3-B-flat6 sounding, tuba E1-D4, voices: a bass's E2 to a soprano's C6). Used by the
+training augmentation that relabels parts as other instruments (`mmt.data.remap_instruments`)."""
+
 INSTRUMENT_ALIASES: dict[str, str] = {
     "acoustic-guitar": "steel-string-guitar", "guitar": "steel-string-guitar",
     "classical-guitar": "nylon-string-guitar", "spanish-guitar": "nylon-string-guitar",

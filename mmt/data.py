@@ -11,7 +11,9 @@ Each item is built from the stored notes on demand:
    drums are never shifted;
 2. beat window: a piece spanning more than `max_beat` beats keeps only `max_beat`
    beats, starting at a random beat that holds a note onset (at beat 0 without
-   augmentation); beats are shifted so the window starts at beat 0;
+   augmentation); beats are shifted so the window starts at beat 0; then (when augmenting,
+   with probability `remap`) the parts are relabelled as other instruments whose register
+   holds them (`remap_instruments`);
 3. encoding with `mmt.encode_notes`;
 4. control selection (when `controls` > 0 and augmenting): with probability `controls`
    some notes become control rows (`select_controls`: whole instruments, random time
@@ -32,7 +34,7 @@ import os
 
 import numpy as np
 
-from mmt.constants import DRUM_PROGRAM, Field, NoteCol, RowType
+from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, Field, NoteCol, RowType
 from mmt.encoding import Encoding, encode_notes, onsets, song_with_controls
 from mmt.prepared import DataError, PreparedData
 
@@ -59,6 +61,73 @@ def shift_pitches(notes: np.ndarray, shift: int) -> np.ndarray:
     pitched = shifted[:, NoteCol.PROGRAM] != DRUM_PROGRAM
     shifted[pitched, NoteCol.PITCH] += shift
     return shifted
+
+
+REMAP_SPLIT = 0.75    # the probability that a relabelled item first splits its chordal part by register
+MAX_PARTS = 4         # a split makes the item's pitched parts at most this many
+CHORDAL_SHARE = 0.5   # a part is chordal when at least this share of its notes start with another of its notes
+
+
+def chordal_share(notes: np.ndarray) -> float:
+    """The share of `notes` that start at the same (beat, position) as another of them (0 when empty)."""
+    if len(notes) == 0:
+        return 0.0
+    _, inverse, counts = np.unique(notes[:, [NoteCol.BEAT, NoteCol.POSITION]], axis=0, return_inverse=True,
+                                   return_counts=True)
+    return float(np.mean(counts[inverse.ravel()] > 1))
+
+
+def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
+                      registers: dict[str, tuple[int, int]] = INSTRUMENT_REGISTERS,
+                      measured: int | None = None) -> np.ndarray:
+    """A copy of `notes` whose parts play other instruments, each within its register.
+
+    So that a model sees every instrument a user may ask for, in every combination, although
+    the corpus has mostly voices, strings and piano (and gives a chorale's four voices one
+    instrument, `voices`):
+
+    1. split (with probability `REMAP_SPLIT`, when the notes have fewer than `MAX_PARTS`
+       pitched programs): the pitched program with the most notes, if it is chordal (at least
+       `CHORDAL_SHARE` of its notes start together with another of its notes: a chorale, a
+       keyboard part), becomes m parts (m drawn from 2..MAX_PARTS - programs + 1) cut at the
+       pitch quantiles 1/m, ..., (m-1)/m of its notes (part 0: the lowest);
+    2. relabel: the parts, in random order, each take an instrument no other part has taken,
+       drawn uniformly among those of `registers` whose range holds every pitch of the part;
+       a part that no free instrument can play keeps its program.
+
+    Parts, their chords, quantiles and ranges are those of the first `measured` notes (all:
+    None), the notes a training item keeps after its crop; later notes follow their part.
+    Drums (program 128) are never split, relabelled or given to a part.
+    """
+    notes = notes.copy()
+    program = notes[:, NoteCol.PROGRAM]
+    pitch = notes[:, NoteCol.PITCH]
+    seen = np.zeros(len(notes), dtype=bool)
+    seen[:measured] = True
+    pitched = program != DRUM_PROGRAM
+    part = np.where(pitched, program, -1)
+    programs, counts = np.unique(program[pitched & seen], return_counts=True)
+    if len(programs) == 0:
+        return notes
+    if len(programs) < MAX_PARTS and rng.random() < REMAP_SPLIT:
+        biggest = program == programs[np.argmax(counts)]
+        if chordal_share(notes[biggest & seen]) >= CHORDAL_SHARE:
+            n_parts = int(rng.integers(2, MAX_PARTS - len(programs) + 2))
+            cuts = np.quantile(pitch[biggest & seen], np.arange(1, n_parts) / n_parts, method="nearest")
+            part[biggest] = DRUM_PROGRAM + 1 + np.searchsorted(cuts, pitch[biggest], side="right")
+    names = list(registers)
+    taken: set[str] = set()
+    for chosen in rng.permutation(np.unique(part[pitched & seen])):
+        members = part == chosen
+        low, high = int(pitch[members & seen].min()), int(pitch[members & seen].max())
+        fits = [name for name in names if name not in taken and registers[name][0] <= low
+                and high <= registers[name][1]]
+        if not fits:  # (a split part so rejoins its program)
+            continue
+        name = fits[int(rng.integers(len(fits)))]
+        taken.add(name)
+        program[members] = encoding.instrument_programs[encoding.instruments.index(name)]
+    return notes
 
 
 def beat_window(notes: np.ndarray, start: int, n_beats: int) -> tuple[np.ndarray, bool]:
@@ -178,11 +247,14 @@ def make_item(
     rng: np.random.Generator | None = None,
     pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
     controls: float = 0.0,
+    remap: float = 0.0,
 ) -> np.ndarray:
-    """One training item from a notes array: augment (when `rng` is given), window, encode,
-    select controls (with probability `controls`, when `rng` is given), crop.
+    """One training item from a notes array: augment (when `rng` is given), window, relabel the
+    parts as other instruments (with probability `remap`, when `rng` is given;
+    `remap_instruments`), encode, select controls (with probability `controls`, when `rng` is given), crop.
 
-    Without `rng` the window starts at beat 0, pitches stay as they are and no note is a control.
+    Without `rng` the window starts at beat 0, pitches stay as they are, the instruments are the
+    piece's own and no note is a control.
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
     max_beat = encoding.max_beat if max_beat is None else max_beat
@@ -193,6 +265,8 @@ def make_item(
         starts = window_starts(notes, max_beat)
         start = int(starts[rng.integers(len(starts))])
     notes, ends = beat_window(notes, start, max_beat)
+    if rng is not None and remap > 0 and rng.random() < remap:
+        notes = remap_instruments(notes, encoding, rng, measured=max_seq_len)
     codes = encode_notes(notes, encoding)
     if rng is not None and controls > 0 and rng.random() < controls:
         given, header, _ = select_controls(codes, encoding, rng)
@@ -246,6 +320,8 @@ class MusicDataset:
         pitch_shift: inclusive range of semitone shifts used when augmenting.
         controls: when augmenting, the probability that an item gets control rows
             (`select_controls`); needs an encoding with `anticipation` set.
+        remap: when augmenting, the probability that an item's parts are relabelled as
+            other instruments (`remap_instruments`).
 
     `ds[i]` is an int64 array (L <= max_seq_len, 6). Works with `torch.utils.data.DataLoader`
     (map-style) and `collate`.
@@ -262,6 +338,7 @@ class MusicDataset:
         seed: int = 0,
         pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
         controls: float = 0.0,
+        remap: float = 0.0,
     ) -> None:
         self.data = PreparedData(prepared_dir)
         self.ids = self.data.split(split)
@@ -287,7 +364,10 @@ class MusicDataset:
             raise DataError(f"controls must be a probability in 0..1, got {controls}")
         if controls > 0 and not encoding.knows_controls:
             raise DataError("controls > 0 needs an encoding with control rows (set its anticipation)")
+        if not 0 <= remap <= 1:
+            raise DataError(f"remap must be a probability in 0..1, got {remap}")
         self.controls = float(controls)
+        self.remap = float(remap)
         self.split = split
         self.encoding = encoding
         self.max_seq_len = int(max_seq_len)
@@ -319,7 +399,7 @@ class MusicDataset:
         rng = self.rng(index) if self.augment else None
         return make_item(
             self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift,
-            self.controls)
+            self.controls, self.remap)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

@@ -80,6 +80,14 @@ def test_bad_value_names_section(tmp_path):
         load_config(write(tmp_path, "model: {pos_emb: learned}\n"))
 
 
+def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
+    assert DataConfig(instrument_remap=0.6).instrument_remap == 0.6
+    with pytest.raises(ConfigError, match="instrument_remap must be a probability in 0..1, got 2"):
+        DataConfig(instrument_remap=2)
+    with pytest.raises(ConfigError, match="instrument_remap > 0 needs augment: true"):
+        DataConfig(instrument_remap=0.5, augment=False)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"temperature": float("inf")}, "temperature must be a number from 0 .greedy. to 100"),
     ({"temperature": 3.5e38}, "temperature must be a number from 0 .greedy. to 100"),

@@ -9,13 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmt import Encoding, Field, RowType, encode_notes
+from mmt.constants import INSTRUMENT_REGISTERS
 from mmt.data import (
     MusicDataset,
     beat_window,
+    chordal_share,
     collate,
     crop_codes,
     make_item,
     pitch_shift_bounds,
+    remap_instruments,
     window_starts,
 )
 from mmt.encoding import grammar_violations
@@ -309,3 +312,88 @@ def test_pitch_ranges_cover_every_piece_of_a_small_split_and_leave_out_drums(tmp
     assert pitch_ranges(data, sorted(pieces), data.encoding, max_pieces=5, seed=0) == {"piano": (60, 72)}
     assert pitch_ranges(data, sorted(pieces), data.encoding, max_pieces=5, seed=5) == {"flute": (72, 84),
                                                                                       "piano": (60, 72)}
+
+
+# ---------------------------------------------------------------------- instrument remapping
+# a chorale: four voices (program 52, "voices") on every beat, soprano 72-74, alto 63-64,
+# tenor 55-56, bass 48-50
+CHORALE = np.array([[b, 0, p, 12, 52] for b in range(8) for p in (48 + b % 3, 55 + b % 2, 64 - b % 2, 72 + b % 3)])
+WINDS = {"flute": (60, 96), "clarinet": (50, 94), "bassoon": (34, 75), "horn": (34, 77)}  # GM 73, 71, 70, 60
+
+
+def parts(notes: np.ndarray) -> list[tuple[int, int, int]]:
+    """(program, lowest pitch, highest pitch) of each program."""
+    return [(int(p), int(notes[notes[:, 4] == p, 2].min()), int(notes[notes[:, 4] == p, 2].max()))
+            for p in np.unique(notes[:, 4])]
+
+
+def test_chordal_share_counts_notes_that_start_together():
+    notes = np.array([[0, 0, 60, 1, 0], [0, 0, 64, 1, 0], [1, 0, 62, 1, 0], [2, 6, 60, 1, 0], [2, 6, 67, 1, 0],
+                      [2, 0, 65, 1, 0]])
+    assert chordal_share(notes) == pytest.approx(4 / 6)
+    assert chordal_share(CHORALE) == 1.0
+    assert chordal_share(notes[:0]) == 0.0
+
+
+def test_remap_splits_a_chorale_by_register_and_gives_each_part_a_wind(encoding):
+    # seed 0 splits into three parts at the pitch tertiles: bass, tenor+alto's 63, the rest
+    assert parts(remap_instruments(CHORALE, encoding, np.random.default_rng(0), WINDS)) == [
+        (70, 48, 50), (71, 55, 63), (73, 64, 74)]
+    assert parts(remap_instruments(CHORALE, encoding, np.random.default_rng(4), WINDS)) == [(60, 48, 74)]  # no split
+    counts = set()
+    for seed in range(60):
+        remapped = remap_instruments(CHORALE, encoding, np.random.default_rng(seed), WINDS)
+        found = parts(remapped)
+        counts.add(len(found))
+        bands = sorted((low, high) for _, low, high in found)
+        assert all(a[1] < b[0] for a, b in zip(bands, bands[1:]))  # register bands, no overlap
+        for program, low, high in found:  # a part no free wind can play keeps its voices
+            name = encoding.program_instrument[program]
+            assert name == "voices" or WINDS[name][0] <= low and high <= WINDS[name][1]
+        np.testing.assert_array_equal(remapped[:, :4], CHORALE[:, :4])  # only the programs change
+    assert counts == {1, 2, 3, 4}
+
+
+def test_remap_relabels_monophonic_parts_within_their_registers_and_never_shares_an_instrument(encoding):
+    # a string trio of single lines: never split (not chordal), each part a distinct instrument
+    trio = np.array([[b, 0, 76 + b % 5, 12, 40] for b in range(8)] + [[b, 0, 60 + b % 4, 12, 41] for b in range(8)]
+                    + [[b, 0, 40 + b % 7, 12, 42] for b in range(8)])
+    names = set()
+    for seed in range(40):
+        found = parts(remap_instruments(trio, encoding, np.random.default_rng(seed)))
+        assert len(found) == 3
+        for program, low, high in found:
+            name = encoding.program_instrument[program]
+            names.add(name)
+            assert INSTRUMENT_REGISTERS[name][0] <= low and high <= INSTRUMENT_REGISTERS[name][1]
+    assert {"flute", "oboe", "clarinet", "bassoon", "trombone", "cello"} <= names
+
+
+def test_remap_leaves_drums_and_unplayable_parts_alone(encoding):
+    notes = np.array([[0, 0, 21, 12, 0], [1, 0, 108, 12, 0], [0, 0, 36, 1, 128], [1, 0, 42, 1, 128]])
+    for seed in range(20):  # no instrument but the piano spans 21..108; drums stay drums
+        assert parts(remap_instruments(notes, encoding, np.random.default_rng(seed), WINDS)) == [
+            (0, 21, 108), (128, 36, 42)]
+    assert parts(remap_instruments(notes[2:], encoding, np.random.default_rng(0))) == [(128, 36, 42)]
+
+
+def test_remap_measures_parts_on_the_notes_an_item_keeps(encoding):
+    # a flute-range line whose fifth note (past what the item keeps) is out of every wind's range
+    notes = np.array([[b, 0, 70 + b, 12, 0] for b in range(4)] + [[9, 0, 20, 12, 0]])
+    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), {"flute": (60, 96)})) == [(0, 20, 73)]
+    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), {"flute": (60, 96)}, measured=4)) == [
+        (73, 20, 73)]
+
+
+def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding):
+    root = make_prepared(tmp_path, {"a": CHORALE, "b": long_piece(40)}, encoding)
+    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.0)
+    seen = set()
+    for epoch in range(10):
+        ds.set_epoch(epoch)
+        for item in (ds[0], ds[1]):
+            assert grammar_violations(item, encoding, complete=False) == []  # cropped: no end-of-song
+            seen |= set(np.unique(item[item[:, Field.TYPE] == RowType.NOTE, Field.INSTRUMENT]).tolist())
+    assert len(seen) > 4  # instruments the pieces themselves do not have
+    with pytest.raises(DataError, match="remap must be a probability in 0..1, got 1.5"):
+        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.5)
