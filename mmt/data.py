@@ -66,6 +66,7 @@ def shift_pitches(notes: np.ndarray, shift: int) -> np.ndarray:
 REMAP_SPLIT = 0.75    # the probability that a relabelled item first splits its chordal part by register
 MAX_PARTS = 4         # a split makes the item's pitched parts at most this many
 CHORDAL_SHARE = 0.5   # a part is chordal when at least this share of its notes start with another of its notes
+OCTAVE_MOVES = (0, -12, 12)  # a relabelled part may sound an octave lower or higher (a bass line on the contrabass)
 
 
 def chordal_share(notes: np.ndarray) -> float:
@@ -92,8 +93,11 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
        keyboard part), becomes m parts (m drawn from 2..MAX_PARTS - programs + 1) cut at the
        pitch quantiles 1/m, ..., (m-1)/m of its notes (part 0: the lowest);
     2. relabel: the parts, in random order, each take an instrument no other part has taken,
-       drawn uniformly among those of `registers` whose range holds every pitch of the part;
-       a part that no free instrument can play keeps its program.
+       drawn uniformly among those of `registers` whose range holds every pitch of the part as
+       it is or moved by an octave (`OCTAVE_MOVES`: as orchestrators double a line an octave
+       apart; it also shows the model a line in other octaves over the same harmony); the
+       part moves by one of the moves that fit, drawn uniformly. A part that no free
+       instrument can play keeps its program and its pitches.
 
     Parts, their chords, quantiles and ranges are those of the first `measured` notes (all:
     None), the notes a training item keeps after its crop; later notes follow their part.
@@ -115,18 +119,19 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
             n_parts = int(rng.integers(2, MAX_PARTS - len(programs) + 2))
             cuts = np.quantile(pitch[biggest & seen], np.arange(1, n_parts) / n_parts, method="nearest")
             part[biggest] = DRUM_PROGRAM + 1 + np.searchsorted(cuts, pitch[biggest], side="right")
-    names = list(registers)
     taken: set[str] = set()
     for chosen in rng.permutation(np.unique(part[pitched & seen])):
         members = part == chosen
         low, high = int(pitch[members & seen].min()), int(pitch[members & seen].max())
-        fits = [name for name in names if name not in taken and registers[name][0] <= low
-                and high <= registers[name][1]]
-        if not fits:  # (a split part so rejoins its program)
+        fits = {name: [move for move in OCTAVE_MOVES if registers[name][0] <= low + move
+                       and high + move <= registers[name][1]] for name in registers if name not in taken}
+        names = [name for name, moves in fits.items() if moves]
+        if not names:  # (a split part so rejoins its program)
             continue
-        name = fits[int(rng.integers(len(fits)))]
+        name = names[int(rng.integers(len(names)))]
         taken.add(name)
         program[members] = encoding.instrument_programs[encoding.instruments.index(name)]
+        pitch[members] = np.clip(pitch[members] + fits[name][int(rng.integers(len(fits[name])))], 0, 127)
     return notes
 
 

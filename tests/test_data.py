@@ -336,22 +336,36 @@ def test_chordal_share_counts_notes_that_start_together():
 
 
 def test_remap_splits_a_chorale_by_register_and_gives_each_part_a_wind(encoding):
-    # seed 0 splits into three parts at the pitch tertiles: bass, tenor+alto's 63, the rest
+    # seed 0 splits into three parts at the pitch tertiles: bass 48-50 (bassoon, an octave up),
+    # tenor and alto's 63 55-63 (flute, an octave up), the rest 64-74 (clarinet, as it is)
     assert parts(remap_instruments(CHORALE, encoding, np.random.default_rng(0), WINDS)) == [
-        (70, 48, 50), (71, 55, 63), (73, 64, 74)]
-    assert parts(remap_instruments(CHORALE, encoding, np.random.default_rng(4), WINDS)) == [(60, 48, 74)]  # no split
-    counts = set()
+        (70, 60, 62), (71, 64, 74), (73, 67, 75)]
+    # seed 4 does not split: the horn plays all four voices an octave down
+    assert parts(remap_instruments(CHORALE, encoding, np.random.default_rng(4), WINDS)) == [(60, 36, 62)]
+    counts, moves = set(), set()
     for seed in range(60):
         remapped = remap_instruments(CHORALE, encoding, np.random.default_rng(seed), WINDS)
-        found = parts(remapped)
-        counts.add(len(found))
-        bands = sorted((low, high) for _, low, high in found)
-        assert all(a[1] < b[0] for a, b in zip(bands, bands[1:]))  # register bands, no overlap
-        for program, low, high in found:  # a part no free wind can play keeps its voices
+        np.testing.assert_array_equal(remapped[:, [0, 1, 3]], CHORALE[:, [0, 1, 3]])  # times and durations stay
+        bands = []
+        for program, low, high in parts(remapped):  # a part no free wind can play keeps its voices
             name = encoding.program_instrument[program]
             assert name == "voices" or WINDS[name][0] <= low and high <= WINDS[name][1]
-        np.testing.assert_array_equal(remapped[:, :4], CHORALE[:, :4])  # only the programs change
+            members = remapped[:, 4] == program
+            move = np.unique(remapped[members, 2] - CHORALE[members, 2])
+            assert len(move) == 1 and move[0] in (0, -12, 12)  # a part moves as a whole, by an octave at most
+            moves.add(int(move[0]))
+            bands.append((CHORALE[members, 2].min(), CHORALE[members, 2].max()))
+        bands.sort()
+        assert all(a[1] < b[0] for a, b in zip(bands, bands[1:]))  # split by register: no overlap
+        counts.add(len(bands))
     assert counts == {1, 2, 3, 4}
+    assert moves == {0, -12, 12}
+
+
+def test_remap_moves_a_part_by_an_octave_only_when_it_must(encoding):
+    line = np.array([[b, 0, 70 + b, 12, 0] for b in range(11)])  # 70..80
+    assert parts(remap_instruments(line, encoding, np.random.default_rng(0), {"cello": (36, 76)})) == [(42, 58, 68)]
+    assert parts(remap_instruments(line, encoding, np.random.default_rng(0), {"flute": (66, 84)})) == [(73, 70, 80)]
 
 
 def test_remap_relabels_monophonic_parts_within_their_registers_and_never_shares_an_instrument(encoding):
@@ -366,7 +380,7 @@ def test_remap_relabels_monophonic_parts_within_their_registers_and_never_shares
             name = encoding.program_instrument[program]
             names.add(name)
             assert INSTRUMENT_REGISTERS[name][0] <= low and high <= INSTRUMENT_REGISTERS[name][1]
-    assert {"flute", "oboe", "clarinet", "bassoon", "trombone", "cello"} <= names
+    assert {"flute", "clarinet", "bassoon", "trombone", "cello", "tuba"} <= names
 
 
 def test_remap_leaves_drums_and_unplayable_parts_alone(encoding):
@@ -380,9 +394,9 @@ def test_remap_leaves_drums_and_unplayable_parts_alone(encoding):
 def test_remap_measures_parts_on_the_notes_an_item_keeps(encoding):
     # a flute-range line whose fifth note (past what the item keeps) is out of every wind's range
     notes = np.array([[b, 0, 70 + b, 12, 0] for b in range(4)] + [[9, 0, 20, 12, 0]])
-    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), {"flute": (60, 96)})) == [(0, 20, 73)]
-    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), {"flute": (60, 96)}, measured=4)) == [
-        (73, 20, 73)]
+    only = {"flute": (66, 80)}  # holds 70..73 as they are, not an octave away
+    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), only)) == [(0, 20, 73)]
+    assert parts(remap_instruments(notes, encoding, np.random.default_rng(0), only, measured=4)) == [(73, 20, 73)]
 
 
 def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding):
