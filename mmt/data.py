@@ -67,6 +67,8 @@ REMAP_SPLIT = 0.75    # the probability that a relabelled item first splits its 
 MAX_PARTS = 4         # a split makes the item's pitched parts at most this many
 CHORDAL_SHARE = 0.5   # a part is chordal when at least this share of its notes start with another of its notes
 OCTAVE_MOVES = (0, -12, 12)  # a relabelled part may sound an octave lower or higher (a bass line on the contrabass)
+DRUM_PART = 0.2       # the probability that a relabelled item without drums turns one of its parts into drums
+DRUM_SOUNDS = (36, 38, 42)  # GM bass drum, snare, closed hi-hat: a drummed part's low, middle and high thirds
 
 
 def chordal_share(notes: np.ndarray) -> float:
@@ -92,7 +94,11 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
        `CHORDAL_SHARE` of its notes start together with another of its notes: a chorale, a
        keyboard part), becomes m parts (m drawn from 2..MAX_PARTS - programs + 1) cut at the
        pitch quantiles 1/m, ..., (m-1)/m of its notes (part 0: the lowest);
-    2. relabel: the parts, in random order, each take an instrument no other part has taken,
+    2. drums (with probability `DRUM_PART`, when the notes have no drums and two or more
+       parts): one part drawn uniformly becomes a drum part that plays its rhythm, its low,
+       middle and high pitch thirds on the bass drum, snare and closed hi-hat (`DRUM_SOUNDS`),
+       so that a model trained on a corpus without drums learns to play a drum kit it is given;
+    3. relabel: the other parts, in random order, each take an instrument no other part has taken,
        drawn uniformly among those of `registers` whose range holds every pitch of the part as
        it is or moved by an octave (`OCTAVE_MOVES`: as orchestrators double a line an octave
        apart; it also shows the model a line in other octaves over the same harmony); the
@@ -101,7 +107,7 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
 
     Parts, their chords, quantiles and ranges are those of the first `measured` notes (all:
     None), the notes a training item keeps after its crop; later notes follow their part.
-    Drums (program 128) are never split, relabelled or given to a part.
+    The piece's own drums (program 128) are never split, relabelled or given to a part.
     """
     notes = notes.copy()
     program = notes[:, NoteCol.PROGRAM]
@@ -119,8 +125,15 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
             n_parts = int(rng.integers(2, MAX_PARTS - len(programs) + 2))
             cuts = np.quantile(pitch[biggest & seen], np.arange(1, n_parts) / n_parts, method="nearest")
             part[biggest] = DRUM_PROGRAM + 1 + np.searchsorted(cuts, pitch[biggest], side="right")
+    parts = np.unique(part[pitched & seen])
+    if len(parts) > 1 and np.all(pitched) and rng.random() < DRUM_PART:
+        drummed = part == parts[int(rng.integers(len(parts)))]
+        cuts = np.quantile(pitch[drummed & seen], [1 / 3, 2 / 3], method="nearest")
+        pitch[drummed] = np.asarray(DRUM_SOUNDS)[np.searchsorted(cuts, pitch[drummed])]
+        program[drummed] = DRUM_PROGRAM
+        parts = parts[parts != part[drummed][0]]
     taken: set[str] = set()
-    for chosen in rng.permutation(np.unique(part[pitched & seen])):
+    for chosen in rng.permutation(parts):
         members = part == chosen
         low, high = int(pitch[members & seen].min()), int(pitch[members & seen].max())
         fits = {name: [move for move in OCTAVE_MOVES if registers[name][0] <= low + move
