@@ -38,11 +38,7 @@ import numpy as np
 from mmt.constants import DRUM_PROGRAM
 from mmt.errors import MMTError
 from mmt.meter import Meter
-
-try:
-    from mmt import _midiscan   # the C scanner (setup.py builds it); absent: symusic reads every file
-except ImportError:             # pragma: no cover - depends on the build
-    _midiscan = None
+from mmt.native import native as _native
 
 SENTINELS = 2           # silent note-ons per key per channel at the start of each track
 EXTRA_CLOSERS = 2       # note-offs per key per channel at the end of each track, beyond one per sentinel
@@ -361,7 +357,7 @@ def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray, Meter]:
     Read by the C scanner when it is built and can vouch for the file, else by symusic.
     """
     data = Path(path).read_bytes()
-    fast = scanned_notes(data) if _midiscan is not None else None
+    fast = scanned_notes(data) if _native is not None else None
     return fast if fast is not None else symusic_notes(data)
 
 
@@ -379,7 +375,7 @@ def symusic_notes(data: bytes) -> tuple[int, np.ndarray, Meter]:
 def scanned_notes(data: bytes) -> tuple[int, np.ndarray, Meter] | None:
     """`read_midi_notes` of a file's bytes by the C scanner, or None where it cannot vouch for
     the result (then `symusic_notes` reads the file, and raises what is wrong with it)."""
-    scanned = _midiscan.scan(data)
+    scanned = _native.scan(data)
     if scanned is None:
         return None
     resolution, rows, tempos, time_signatures = scanned

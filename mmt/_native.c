@@ -1,4 +1,10 @@
-/* mmt._midiscan: one pass over a MIDI file's bytes that pairs its notes the way mmt.midi does.
+/* mmt._native: the C parts of MIDI reading and data preparation (CPython's C API alone).
+ *
+ * Each function gives exactly what its Python counterpart gives (the tests compare them), or
+ * None where it cannot vouch for that; the callers then use the Python code.
+ *
+ * notes_from_ticks(raw, scale, resolution): mmt.encoding.notes_from_ticks, see there.
+ * clean_notes(notes): data_prep.pipeline.clean_notes, see there.
  *
  * scan(data: bytes) -> None or (ticks_per_beat, notes, tempos, time_signatures)
  *
@@ -27,6 +33,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 
 #define LIMIT 100                 /* see the conditions above and mmt.midi */
 #define MAX_TICK (1u << 30)
@@ -307,16 +314,180 @@ done:
     return result;
 }
 
+
+/* ------------------------------------------------------------------ notes_from_ticks, clean_notes */
+
+/* A C-contiguous int64 buffer of rows of `width` columns; -1 (an exception set) if it is not one. */
+static int int64_rows(PyObject *arg, Py_buffer *view, int width) {
+    if (PyObject_GetBuffer(arg, view, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return -1;
+    const char *f = view->format;
+    if (view->itemsize != 8 || !f || !(strcmp(f, "q") == 0 || strcmp(f, "<q") == 0 || strcmp(f, "=q") == 0 ||
+                                       strcmp(f, "l") == 0 || strcmp(f, "<l") == 0 || strcmp(f, "=l") == 0) ||
+        view->len % (8 * width) != 0) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "expected a C-contiguous int64 array of %d columns", width);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *notes_from_ticks(PyObject *self, PyObject *args) {
+    PyObject *arg;
+    double scale;
+    long long resolution;
+    if (!PyArg_ParseTuple(args, "OdL", &arg, &scale, &resolution)) return NULL;
+    if (resolution <= 0) Py_RETURN_NONE;
+    Py_buffer view;
+    if (int64_rows(arg, &view, 4) < 0) return NULL;
+    Py_ssize_t n = view.len / 32;
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * 40);
+    if (!out) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const int64_t *raw = view.buf;
+    int64_t *notes = (int64_t *)PyByteArray_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++, raw += 4, notes += 5) {
+        /* as numpy: int64 -> float64, times scale, rint (half to even), -> int64 */
+        double onset_ticks = rint((double)raw[0] * scale);
+        double end_ticks = rint((double)(int64_t)((uint64_t)raw[0] + (uint64_t)raw[2]) * scale);
+        if (!(fabs(onset_ticks) < 0x1p52 && fabs(end_ticks) < 0x1p52)) {   /* far beyond any piece: let numpy say */
+            Py_DECREF(out);
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        int64_t onset = (int64_t)onset_ticks, end = (int64_t)end_ticks;
+        int64_t beat = onset / resolution, position = onset % resolution;
+        if (position < 0) {   /* floor division, as numpy's // and % */
+            beat -= 1;
+            position += resolution;
+        }
+        notes[0] = beat;
+        notes[1] = position;
+        notes[2] = raw[1];
+        notes[3] = end - onset > 1 ? end - onset : 1;
+        notes[4] = raw[3];
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+/* Sort `n` keys (< 2**bits) in place, least significant byte first; `tmp` holds n more. */
+static void radix_sort(uint64_t *keys, uint64_t *tmp, Py_ssize_t n, int bits) {
+    int passes = (bits + 7) / 8;
+    static Py_ssize_t count[8][256];
+    memset(count, 0, sizeof(count[0]) * passes);
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (int p = 0; p < passes; p++) count[p][(keys[i] >> (8 * p)) & 0xFF] += 1;
+    uint64_t *from = keys, *to = tmp;
+    for (int p = 0; p < passes; p++) {
+        int shift = 8 * p;
+        if (n == 0 || count[p][(from[0] >> shift) & 0xFF] == n) continue;   /* one digit for all: nothing to do */
+        Py_ssize_t at = 0;
+        for (int d = 0; d < 256; d++) {
+            Py_ssize_t c = count[p][d];
+            count[p][d] = at;
+            at += c;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) to[count[p][(from[i] >> shift) & 0xFF]++] = from[i];
+        uint64_t *swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != keys) memcpy(keys, from, (size_t)n * sizeof(uint64_t));
+}
+
+static int bit_length(uint64_t v) {
+    int bits = 0;
+    while (v) {
+        bits += 1;
+        v >>= 1;
+    }
+    return bits;
+}
+
+static PyObject *clean_notes(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (int64_rows(arg, &view, 5) < 0) return NULL;
+    Py_ssize_t n = view.len / 40;
+    const int64_t *notes = view.buf;
+    if (n == 0) {
+        PyBuffer_Release(&view);
+        return PyByteArray_FromStringAndSize(NULL, 0);
+    }
+    int64_t low[5], high[5];
+    int w[5], total = 0;
+    for (int c = 0; c < 5; c++) low[c] = high[c] = notes[c];
+    for (Py_ssize_t i = 1; i < n; i++)
+        for (int c = 0; c < 5; c++) {
+            int64_t v = notes[5 * i + c];
+            if (v < low[c]) low[c] = v;
+            if (v > high[c]) high[c] = v;
+        }
+    for (int c = 0; c < 5; c++) {
+        w[c] = bit_length((uint64_t)high[c] - (uint64_t)low[c]);
+        total += w[c];
+    }
+    if (total > 62) {   /* the Python code sorts by columns */
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    enum { BEAT, POSITION, PITCH, DURATION, PROGRAM };
+    uint64_t *keys = malloc((size_t)n * 2 * sizeof(uint64_t));
+    if (!keys) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    uint64_t *tmp = keys + n, span_duration = ((uint64_t)1 << w[DURATION]) - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {   /* (onset, pitch, program), longest first */
+        const int64_t *row = notes + 5 * i;
+        uint64_t onset_pitch = (((uint64_t)(row[BEAT] - low[BEAT]) << w[POSITION] | (uint64_t)(row[POSITION] - low[POSITION]))
+                                << w[PITCH]) | (uint64_t)(row[PITCH] - low[PITCH]);
+        keys[i] = ((onset_pitch << w[PROGRAM] | (uint64_t)(row[PROGRAM] - low[PROGRAM])) << w[DURATION]) |
+                  (span_duration - (uint64_t)(row[DURATION] - low[DURATION]));
+    }
+    PyBuffer_Release(&view);
+    radix_sort(keys, tmp, n, total);
+    Py_ssize_t m = 0;   /* the first (longest) of each (onset, pitch, program), re-keyed by (onset, pitch, duration, program) */
+    uint64_t program_mask = ((uint64_t)1 << w[PROGRAM]) - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t group = keys[i] >> w[DURATION];
+        if (i > 0 && group == keys[i - 1] >> w[DURATION]) continue;
+        uint64_t duration = span_duration - (keys[i] & span_duration);
+        tmp[m++] = ((group >> w[PROGRAM]) << w[DURATION] | duration) << w[PROGRAM] | (group & program_mask);
+    }
+    radix_sort(tmp, keys, m, total);
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, m * 40);
+    if (out) {
+        int64_t *rows = (int64_t *)PyByteArray_AS_STRING(out);
+        static const int order[5] = {PROGRAM, DURATION, PITCH, POSITION, BEAT};   /* lowest bits first */
+        for (Py_ssize_t i = 0; i < m; i++) {
+            uint64_t key = tmp[i];
+            for (int j = 0; j < 5; j++) {
+                int c = order[j];
+                rows[5 * i + c] = (int64_t)(key & (((uint64_t)1 << w[c]) - 1)) + low[c];
+                key >>= w[c];
+            }
+        }
+    }
+    free(keys);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_O,
      "scan(data) -> None or (ticks_per_beat, notes, tempos, time_signatures): see the module's source."},
+    {"notes_from_ticks", notes_from_ticks, METH_VARARGS,
+     "notes_from_ticks(raw, scale, resolution) -> bytearray of int64 rows, or None: see the module's source."},
+    {"clean_notes", clean_notes, METH_O,
+     "clean_notes(notes) -> bytearray of int64 rows, or None: see the module's source."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "mmt._midiscan",
-    "A MIDI file's notes paired as mmt.midi pairs them, in one pass (C); None when it cannot be sure.", -1,
+    PyModuleDef_HEAD_INIT, "mmt._native",
+    "C versions of MIDI reading (scan) and of notes_from_ticks and clean_notes; see the source.", -1,
     methods,
 };
 
-PyMODINIT_FUNC PyInit__midiscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
