@@ -180,8 +180,8 @@ def piece_beats(notes: np.ndarray, resolution: int) -> int:
 
 def instrument_names(notes: np.ndarray, encoding: Encoding) -> list[str]:
     """Names of the instruments the notes use, in code order (unmodelled programs left out)."""
-    codes = np.unique(encoding.program_codes[notes[:, NoteCol.PROGRAM]])
-    return [encoding.instruments[c - 1] for c in codes if c > 0]
+    codes = np.flatnonzero(np.bincount(encoding.program_codes[notes[:, NoteCol.PROGRAM]]))  # sorted, unique
+    return [encoding.instruments[c - 1] for c in codes.tolist() if c > 0]
 
 
 class _Timeout(BaseException):
@@ -281,8 +281,9 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
     if beats > filters.max_beats:
         return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
-    replace_bytes(meter_path(out, source.id), meter.to_json().encode("utf-8"))
-    replace_bytes(out / "notes" / f"{source.id}.npy", _npy_bytes(notes))
+    folder = os.fspath(out)  # str paths: cheaper than pathlib's, the same files (`meter_path`)
+    replace_bytes(os.path.join(folder, METER_DIR, f"{source.id}.json"), meter.to_json().encode("utf-8"))
+    replace_bytes(os.path.join(folder, "notes", f"{source.id}.npy"), _npy_bytes(notes))
     return _record(source, OK, **details)
 
 
@@ -515,8 +516,9 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
                 journal.flush()
                 done[record["source"]] = record
                 counts[record["status"]] += 1
-                bar.set_postfix(counts, refresh=False)
-                bar.update()
+                if progress:  # tqdm formats the postfix even when disabled
+                    bar.set_postfix(counts, refresh=False)
+                    bar.update()
     finally:
         bar.close()
 
