@@ -16,7 +16,10 @@
  * The pairing is the one mmt.midi's symusic path computes (see that module's docstring): per
  * MIDI track, channel and pitch, at each tick note-ons come before note-offs, a note-off ends
  * the oldest sounding note or nothing, a note still sounding ends at the track's end-of-track
- * event; a note takes the program its channel had (in its track) at its note-on.
+ * event; a note takes the program its channel had (in its track) at its note-on. "Oldest":
+ * earliest note-on, and among note-ons of one tick, lowest program first, then first written
+ * (symusic lists a channel's notes by program, and the symusic path takes the note-ons of a
+ * tick in that order).
  *
  * None means "not proven here": the file holds something whose reading by the symusic path
  * this scanner does not reproduce for certain (a malformed or truncated chunk, running status
@@ -43,8 +46,8 @@
 typedef struct {
     uint32_t stamp;               /* the track this state belongs to (older: reset it) */
     int32_t head, tail;           /* sounding notes, oldest first (indices into the notes) */
-    uint32_t pending_tick;        /* note-offs at this tick that found no note sounding ... */
-    int32_t pending;              /* ... and end the next note-ons of the same tick */
+    uint32_t pending_tick;        /* note-offs at this tick that found no note of an earlier tick sounding: */
+    int32_t pending;              /* they end that tick's note-ons, in order, once the tick is over */
     uint32_t on_tick;             /* the last note-on's tick, and how many note-ons at it */
     int32_t ons_at_tick;
     uint32_t off_tick;            /* the last note-off's tick, and how many note-offs at it */
@@ -58,6 +61,7 @@ static uint32_t stamp_now = 0;
 typedef struct {
     int64_t *rows;                /* 4 per note: onset, pitch, end (then duration), program */
     int32_t *next;                /* per note: the next sounding note of its key, -1: none */
+    uint8_t *program;             /* per note: its channel's program (drums too), which orders a tick's notes */
     Py_ssize_t n, capacity;
 } Notes;
 
@@ -69,6 +73,9 @@ static int grow(Notes *notes) {
     int32_t *next = realloc(notes->next, (size_t)capacity * sizeof(int32_t));
     if (!next) return -1;
     notes->next = next;
+    uint8_t *program = realloc(notes->program, (size_t)capacity);
+    if (!program) return -1;
+    notes->program = program;
     notes->capacity = capacity;
     return 0;
 }
@@ -109,6 +116,45 @@ static Key *key_of(int index, uint16_t *touched, int *n_touched) {
 }
 
 enum { OK = 0, UNPROVEN = 1, NO_MEMORY = 2 };
+
+#define MAX_WALK 4096             /* queue entries passed to place one note-on (else: UNPROVEN) */
+
+/* The note-offs of `key` held at its pending tick end that tick's note-ons (the head of its queue now). */
+static void settle(Key *key, Notes *notes) {
+    for (; key->pending > 0; key->pending--) {
+        int32_t index = key->head;
+        if (index < 0 || (uint32_t)notes->rows[4 * index] != key->pending_tick) break;
+        notes->rows[4 * index + 2] = key->pending_tick;
+        key->head = notes->next[index];
+        if (key->head < 0) key->tail = -1;
+    }
+    key->pending = 0;
+}
+
+/* Put note `index` (onset `tick`, program `program`) in `key`'s queue: after the notes of earlier
+ * ticks and those of its tick with a program <= its own. 0, or UNPROVEN after MAX_WALK steps. */
+static int enqueue(Key *key, Notes *notes, int32_t index, uint32_t tick, uint8_t program) {
+    int32_t tail = key->tail;
+    if (tail < 0) {
+        key->head = key->tail = index;
+        return OK;
+    }
+    if ((uint32_t)notes->rows[4 * tail] < tick || notes->program[tail] <= program) {
+        notes->next[tail] = index;
+        key->tail = index;
+        return OK;
+    }
+    int32_t before = -1, at = key->head;
+    for (int steps = 0; at >= 0 && ((uint32_t)notes->rows[4 * at] < tick || notes->program[at] <= program); steps++) {
+        if (steps >= MAX_WALK) return UNPROVEN;
+        before = at;
+        at = notes->next[at];
+    }
+    notes->next[index] = at;   /* at >= 0: the tail itself goes after this note */
+    if (before < 0) key->head = index;
+    else notes->next[before] = index;
+    return OK;
+}
 
 /* One track's events: notes appended to `notes`, tempos and meters to the lists. */
 static int scan_track(const uint8_t *data, Py_ssize_t size, Notes *notes, PyObject *tempos, PyObject *meters) {
@@ -188,6 +234,7 @@ static int scan_track(const uint8_t *data, Py_ssize_t size, Notes *notes, PyObje
             program[channel] = a;
         } else if (kind == 0x90 && b > 0) {   /* note-on */
             Key *key = key_of(channel * 128 + a, touched, &n_touched);
+            if (key->pending > 0 && key->pending_tick != tick) settle(key, notes);
             key->ons += 1;
             if (key->on_tick == tick) {
                 key->ons_at_tick += 1;
@@ -203,17 +250,11 @@ static int scan_track(const uint8_t *data, Py_ssize_t size, Notes *notes, PyObje
             row[2] = -1;
             row[3] = channel == 9 ? 128 : program[channel];
             notes->next[index] = -1;
-            if (key->pending > 0 && key->pending_tick == tick) {   /* an earlier note-off of this tick ends it */
-                row[2] = tick;
-                key->pending -= 1;
-            } else if (key->tail < 0) {
-                key->head = key->tail = (int32_t)index;
-            } else {
-                notes->next[key->tail] = (int32_t)index;
-                key->tail = (int32_t)index;
-            }
+            notes->program[index] = (uint8_t)program[channel];
+            if (enqueue(key, notes, (int32_t)index, tick, (uint8_t)program[channel]) != OK) return UNPROVEN;
         } else if (kind == 0x80 || kind == 0x90) {   /* note-off (or note-on of velocity 0) */
             Key *key = key_of(channel * 128 + a, touched, &n_touched);
+            if (key->pending > 0 && key->pending_tick != tick) settle(key, notes);
             if (key->offs++ == 0) off_keys[channel] += 1;
             if (key->off_tick == tick) {
                 key->offs_at_tick += 1;
@@ -223,16 +264,13 @@ static int scan_track(const uint8_t *data, Py_ssize_t size, Notes *notes, PyObje
             }
             int32_t ons_before = key->ons - (key->on_tick == tick ? key->ons_at_tick : 0);
             if (key->offs - ons_before > LIMIT) return UNPROVEN;
-            if (key->head >= 0) {
+            if (key->head >= 0 && (uint32_t)notes->rows[4 * key->head] < tick) {   /* a note of an earlier tick */
                 int32_t index = key->head;
                 notes->rows[4 * index + 2] = tick;
                 key->head = notes->next[index];
                 if (key->head < 0) key->tail = -1;
-            } else {
-                if (key->pending_tick != tick) {
-                    key->pending_tick = tick;
-                    key->pending = 0;
-                }
+            } else {   /* one of this tick's note-ons, or none: known when the tick is over */
+                key->pending_tick = tick;
                 key->pending += 1;
             }
         }
@@ -241,6 +279,7 @@ static int scan_track(const uint8_t *data, Py_ssize_t size, Notes *notes, PyObje
         if (off_keys[c] == 128) return UNPROVEN;
     for (int i = 0; i < n_touched; i++) {   /* notes still sounding end with the track */
         Key *key = &keys[touched[i]];
+        settle(key, notes);
         int left = 0;
         for (int32_t index = key->head; index >= 0; index = notes->next[index]) {
             notes->rows[4 * index + 2] = tick;
@@ -302,6 +341,7 @@ static PyObject *scan(PyObject *self, PyObject *arg) {
 done:
     free(notes.rows);
     free(notes.next);
+    free(notes.program);
     Py_XDECREF(rows);
     Py_XDECREF(tempos);
     Py_XDECREF(meters);
