@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import json
@@ -56,7 +57,7 @@ from mmt.encoding import Encoding
 from mmt.files import replace_bytes, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
-from mmt.meter import METER_DIR, meter_path
+from mmt.meter import METER_DIR
 from mmt.native import native as _native
 
 if TYPE_CHECKING:
@@ -382,8 +383,25 @@ def _valid(record: dict, source: Source, out: Path) -> bool:
         return False
     if source.skip and (record["status"] != SKIPPED or record["reason"] != source.skip):
         return False
+    folder = os.fspath(out)  # `meter_path` and the notes file, as str paths (pathlib's cost more than the stat)
     return record["status"] != OK or (
-        (out / "notes" / f"{source.id}.npy").is_file() and meter_path(out, source.id).is_file())
+        _is_file(os.path.join(folder, "notes", f"{source.id}.npy"))
+        and _is_file(os.path.join(folder, METER_DIR, f"{source.id}.json")))
+
+
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _is_file(path: str) -> bool:
+    """`Path(path).is_file()`: False when missing (or not a regular file), other OS errors raised."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as error:
+        if error.errno not in _MISSING:
+            raise
+        return False
+    except ValueError:
+        return False
 
 
 def _lines(records: Iterable[dict]) -> str:
