@@ -513,8 +513,8 @@ def _load_records_file(path: Path) -> list[dict]:
 
 WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g. out of memory, "
                "or a crash in a reader)")
-TASKS_PER_POOL = 1000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
-                       # costs some 40 ms, the reading of 20-odd MIDI files)
+TASKS_PER_POOL = 3000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
+                       # costs some 20-40 ms, the reading of 40-odd MIDI files by the C scanner)
 CHUNK_FILES = 16      # files per task sent to a worker (one task per file costs more than a MIDI file's read)
 
 
