@@ -27,8 +27,9 @@
  * whose end-of-track event is missing, not last, or not the first FF 2F 00 bytes of the
  * track, a tempo or time signature of an odd length, a zero tempo, a denominator beyond
  * 2**7, ticks beyond 2**30, more than LIMIT stray note-offs or notes left sounding on one
- * key, a channel with note-offs on all 128 keys, a header of another size than 6, type 0
- * with other than one track, no tracks). The caller then reads the file the slow way, which
+ * key, a channel with note-offs on all 128 keys, a note-on that would pass more than
+ * MAX_WALK sounding notes of its key to find its place, a header of another size than 6,
+ * type 0 with other than one track, no tracks). The caller then reads the file the slow way, which
  * also raises the errors. Nothing here raises but MemoryError and TypeError.
  */
 #define PY_SSIZE_T_CLEAN

@@ -19,6 +19,7 @@ from test_midi import NASTY, fixture_files, random_tracks, write_events
 
 from data_prep.pipeline import _clean_notes, clean_notes
 from mmt.encoding import _notes_from_ticks, notes_from_ticks
+from mmt.meter import MeterError
 from mmt.midi import read_midi_notes, scanned_notes, symusic_notes
 from mmt.native import native
 
@@ -275,6 +276,16 @@ def test_what_symusic_makes_of_some_declined_files():
     assert _slow(DECLINED["events_after_end_of_track"])[1] == [[0, 60, 5, 0]]
     tempos = _slow(DECLINED["24_tempos_at_one_tick"])[2].tempos
     assert len(tempos) == 1 and tempos[0][0] == 0.0   # one of the 24, which one pdqsort decides
+
+
+def test_a_time_signature_of_numerator_0_fails_as_with_symusic(tmp_path):
+    data = midi(track([(0, b"\xff\x58\x04\x00\x02\x18\x08"), (0, note(ON, 60)), (5, note(OFF, 60))]))
+    with pytest.raises(MeterError) as fast:
+        scanned_notes(data)
+    with pytest.raises(MeterError) as slow:
+        symusic_notes(data)
+    assert str(fast.value) == str(slow.value) == ("bad time signature (0.0, 0, 4): need beat >= 0, numerator and "
+                                                  "denominator >= 1")
 
 
 def test_23_tempos_at_one_tick_keep_the_last():
