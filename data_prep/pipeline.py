@@ -109,7 +109,7 @@ def _clean_notes(notes: np.ndarray) -> np.ndarray:
         return notes.copy()
     columns = np.ascontiguousarray(notes.T)   # one row per column: faster to reduce and combine
     low, high = columns.min(axis=1), columns.max(axis=1)
-    widths = [int(w).bit_length() for w in (high - low).tolist()]
+    widths = [(h - l).bit_length() for h, l in zip(high.tolist(), low.tolist())]  # Python ints: no overflow
     if sum(widths) > 62:  # too wide to pack into one int64 key
         return _clean_notes_by_columns(notes)
     # Each note packed whole into one int64 (its columns less their minimums), so sorting the

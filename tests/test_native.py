@@ -344,3 +344,6 @@ def test_clean_notes_too_wide_for_one_key_goes_to_numpy():
     notes = np.array([[2**40, 0, 60, 2**33, 0], [1, 0, 62, 3, 0], [2**40, 0, 60, 5, 0]])
     assert native.clean_notes(notes) is None
     assert clean_notes(notes).tolist() == [[1, 0, 62, 3, 0], [2**40, 0, 60, 2**33, 0]]
+    extreme = np.array([[-2**63, 0, 60, 1, 0], [2**63 - 1, 0, 60, 1, 0], [-2**63, 0, 60, 2, 0]])
+    assert native.clean_notes(extreme) is None
+    assert clean_notes(extreme).tolist() == [[-2**63, 0, 60, 2, 0], [2**63 - 1, 0, 60, 1, 0]]
