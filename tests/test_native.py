@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +56,9 @@ def assert_same(data: bytes, *, fast: bool) -> None:
         resolution, rows, meter = scanned
         assert rows.dtype == np.int64 and rows.shape == (len(rows), 4)
         assert (resolution, _sorted(rows), meter) == slow
-    path = Path(f"/tmp/mmt-test-native-{id(data)}.mid")
+    handle, name = tempfile.mkstemp(suffix=".mid")
+    os.close(handle)
+    path = Path(name)
     try:
         path.write_bytes(data)
         try:
