@@ -8,8 +8,12 @@ among them a few corrupt ones (random bytes, cut short). Then, on the same files
 run:
 
 - `symusic`: `symusic.Score(path)` of every file, nothing else (the bare parse rate);
-- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (symusic with the
-  old reader's note pairing, see `mmt/midi.py`) to the notes array, nothing written;
+- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (the C scanner of
+  `mmt/_native.c`, symusic for the files it declines; see `mmt/midi.py`) to the notes
+  array at 12 per beat, nothing written;
+- `read_notes_symusic`: `mmt.midi.symusic_notes` of every file's bytes: the symusic path
+  alone (the old reader's note pairing by an instrumented parse), as without the C
+  extension, ticks not converted;
 - `reference_mido`: the reader `mmt` had before (mido + muspy, `tests/midi_reference.py`),
   on the first `--reference-files` files only (it is slow);
 - `prepare_j1`, `prepare_j2`: `prepare_dataset("lmd", ...)` (what `mmt prepare lmd` runs)
@@ -158,6 +162,19 @@ def read_notes_seconds(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def symusic_notes_seconds(paths: list[Path]) -> float:
+    """Seconds `mmt.midi.symusic_notes` (the symusic path) takes for `paths` (bytes read, failures included)."""
+    from mmt.midi import symusic_notes
+
+    started = time.perf_counter()
+    for path in paths:
+        try:
+            symusic_notes(path.read_bytes())
+        except Exception:
+            pass
+    return time.perf_counter() - started
+
+
 def _cpu_seconds() -> float:
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
@@ -184,7 +201,10 @@ def main() -> None:
         src = Path(tmp) / "lmd"
         tree = build_tree(src, args.files, args.seed)
         paths = sorted(src.rglob("*.mid"))
+        from mmt.native import native
+
         result = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                  "native_extension": native is not None,  # mmt/_native.c built: the C scanner reads
                   "load_average_before": [round(x, 2) for x in os.getloadavg()], "tree": tree}
         counts, seconds = symusic_counts(paths)
         notes = sum(counts.values())
@@ -192,6 +212,8 @@ def main() -> None:
         print(f"symusic: {json.dumps(result['symusic'])}", file=sys.stderr, flush=True)
         result["read_notes"] = rate(len(paths), notes, read_notes_seconds(paths))
         print(f"read_notes: {json.dumps(result['read_notes'])}", file=sys.stderr, flush=True)
+        result["read_notes_symusic"] = rate(len(paths), notes, symusic_notes_seconds(paths))
+        print(f"read_notes_symusic: {json.dumps(result['read_notes_symusic'])}", file=sys.stderr, flush=True)
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
@@ -204,6 +226,7 @@ def main() -> None:
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
     result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
                         "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
+                        "symusic_over_read_notes_symusic": round(bare / result["read_notes_symusic"]["files_per_s"], 2),
                         "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
     text = json.dumps(result, indent=1)
     print(text)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import io
 import json
@@ -56,7 +57,8 @@ from mmt.encoding import Encoding
 from mmt.files import replace_bytes, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
-from mmt.meter import METER_DIR, meter_path
+from mmt.meter import METER_DIR
+from mmt.native import native as _native
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -93,23 +95,48 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
 
     Sorted by (beat, position, pitch, duration, program).
     """
-    notes = np.asarray(notes, dtype=np.int64).reshape(-1, 5)
-    columns = (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM, NoteCol.DURATION)
-    low = {c: int(notes[:, c].min()) if len(notes) else 0 for c in columns}
-    span = {c: int(notes[:, c].max()) - low[c] if len(notes) else 0 for c in columns}
-    widths = {c: span[c].bit_length() for c in columns}
-    if sum(widths.values()) > 62:  # too wide to pack into one int64 key
+    notes = np.ascontiguousarray(notes, dtype=np.int64).reshape(-1, 5)
+    if _native is not None:  # the same in C (mmt/_native.c), when built
+        cleaned = _native.clean_notes(notes)
+        if cleaned is not None:
+            return np.frombuffer(cleaned, dtype=np.int64).reshape(-1, 5)
+    return _clean_notes(notes)
+
+
+def _clean_notes(notes: np.ndarray) -> np.ndarray:
+    """`clean_notes` in numpy."""
+    if len(notes) == 0:
+        return notes.copy()
+    columns = np.ascontiguousarray(notes.T)   # one row per column: faster to reduce and combine
+    low, high = columns.min(axis=1), columns.max(axis=1)
+    widths = [(h - l).bit_length() for h, l in zip(high.tolist(), low.tolist())]  # Python ints: no overflow
+    if sum(widths) > 62:  # too wide to pack into one int64 key
         return _clean_notes_by_columns(notes)
-    beat, position, pitch, program, duration = (notes[:, c] - low[c] for c in columns)
-    onset_pitch = (beat << widths[NoteCol.POSITION] | position) << widths[NoteCol.PITCH] | pitch
-    group = onset_pitch << widths[NoteCol.PROGRAM] | program
-    # Longest first within each (onset, pitch, program), then keep the first of each group.
-    order = np.argsort(group << widths[NoteCol.DURATION] | (span[NoteCol.DURATION] - duration), kind="stable")
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = group[order[1:]] != group[order[:-1]]
-    kept = order[first]
-    final = (onset_pitch << widths[NoteCol.DURATION] | duration) << widths[NoteCol.PROGRAM] | program
-    return notes[kept[np.argsort(final[kept], kind="stable")]]  # equal keys: equal rows; timsort is faster
+    # Each note packed whole into one int64 (its columns less their minimums), so sorting the
+    # keys themselves (cheaper than an argsort) sorts the notes, and the keys give them back.
+    w_beat, w_position, w_pitch, w_duration, w_program = (widths[c] for c in _CLEAN_COLUMNS)
+    beat, position, pitch, duration, program = (columns[c] - low[c] for c in _CLEAN_COLUMNS)
+    onset_pitch = (beat << w_position | position) << w_pitch | pitch
+    # By (onset, pitch, program), longest first; the first of each (onset, pitch, program) stays.
+    span_duration = (1 << w_duration) - 1
+    group_key = np.sort((onset_pitch << w_program | program) << w_duration | (span_duration - duration), kind="stable")
+    group = group_key >> w_duration
+    first = np.ones(len(group), dtype=bool)
+    first[1:] = group[1:] != group[:-1]
+    kept, group = group_key[first], group[first]
+    duration = span_duration - (kept & span_duration)
+    program = group & ((1 << w_program) - 1)
+    onset_pitch = group >> w_program
+    final = np.sort((onset_pitch << w_duration | duration) << w_program | program, kind="stable")
+    out = np.empty((5, len(final)), dtype=np.int64)
+    shift = 0
+    for column in reversed(_CLEAN_COLUMNS):   # program, duration, pitch, position, beat: lowest bits first
+        np.add(final >> shift & ((1 << widths[column]) - 1), low[column], out=out[column])
+        shift += widths[column]
+    return out.T.copy()
+
+
+_CLEAN_COLUMNS = (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION, NoteCol.PROGRAM)
 
 
 def _clean_notes_by_columns(notes: np.ndarray) -> np.ndarray:
@@ -154,8 +181,8 @@ def piece_beats(notes: np.ndarray, resolution: int) -> int:
 
 def instrument_names(notes: np.ndarray, encoding: Encoding) -> list[str]:
     """Names of the instruments the notes use, in code order (unmodelled programs left out)."""
-    codes = np.unique(encoding.program_codes[notes[:, NoteCol.PROGRAM]])
-    return [encoding.instruments[c - 1] for c in codes if c > 0]
+    codes = np.flatnonzero(np.bincount(encoding.program_codes[notes[:, NoteCol.PROGRAM]]))  # sorted, unique
+    return [encoding.instruments[c - 1] for c in codes.tolist() if c > 0]
 
 
 class _Timeout(BaseException):
@@ -255,8 +282,9 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
     if beats > filters.max_beats:
         return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
-    replace_bytes(meter_path(out, source.id), meter.to_json().encode("utf-8"))
-    replace_bytes(out / "notes" / f"{source.id}.npy", _npy_bytes(notes))
+    folder = os.fspath(out)  # str paths: cheaper than pathlib's, the same files (`meter_path`)
+    replace_bytes(os.path.join(folder, METER_DIR, f"{source.id}.json"), meter.to_json().encode("utf-8"))
+    replace_bytes(os.path.join(folder, "notes", f"{source.id}.npy"), _npy_bytes(notes))
     return _record(source, OK, **details)
 
 
@@ -355,8 +383,25 @@ def _valid(record: dict, source: Source, out: Path) -> bool:
         return False
     if source.skip and (record["status"] != SKIPPED or record["reason"] != source.skip):
         return False
+    folder = os.fspath(out)  # `meter_path` and the notes file, as str paths (pathlib's cost more than the stat)
     return record["status"] != OK or (
-        (out / "notes" / f"{source.id}.npy").is_file() and meter_path(out, source.id).is_file())
+        _is_file(os.path.join(folder, "notes", f"{source.id}.npy"))
+        and _is_file(os.path.join(folder, METER_DIR, f"{source.id}.json")))
+
+
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _is_file(path: str) -> bool:
+    """`Path(path).is_file()`: False when missing (or not a regular file), other OS errors raised."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as error:
+        if error.errno not in _MISSING:
+            raise
+        return False
+    except ValueError:
+        return False
 
 
 def _lines(records: Iterable[dict]) -> str:
@@ -468,8 +513,8 @@ def _load_records_file(path: Path) -> list[dict]:
 
 WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g. out of memory, "
                "or a crash in a reader)")
-TASKS_PER_POOL = 1000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
-                       # costs some 40 ms, the reading of 20-odd MIDI files)
+TASKS_PER_POOL = 3000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
+                       # costs some 20-40 ms, the reading of 40-odd MIDI files by the C scanner)
 CHUNK_FILES = 16      # files per task sent to a worker (one task per file costs more than a MIDI file's read)
 
 
@@ -489,8 +534,9 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
                 journal.flush()
                 done[record["source"]] = record
                 counts[record["status"]] += 1
-                bar.set_postfix(counts, refresh=False)
-                bar.update()
+                if progress:  # tqdm formats the postfix even when disabled
+                    bar.set_postfix(counts, refresh=False)
+                    bar.update()
     finally:
         bar.close()
 

@@ -23,6 +23,24 @@ than it got (many stray note-offs, or many notes left sounding) it is parsed aga
 
 One difference remains, on purpose: a note takes the program its channel had at its
 note-on (muspy took the one at its note-off, so a program change during a note moved it).
+Among note-ons of one key at one tick, the oldest is the one of the lowest program (symusic
+lists a channel's notes by program), then the first written.
+
+Preparation (`read_midi_notes`) reads most files without symusic, by a scanner of our own
+in C (`mmt._native.scan`, mmt/_native.c, built by setup.py): one pass over the bytes that
+pairs note-ons and note-offs by the rules above and collects tempos and time signatures.
+Why: the instrumented symusic parse costs some 3 bare parses (the file is larger, and each
+sentinel is a note), converting its notes and `_pair` as much again, while the scanner
+costs less than one bare parse. It reads only what it can vouch for: a file with anything
+whose reading by the symusic path it does not reproduce for certain (a malformed chunk,
+running status after a SysEx or first, system messages, data bytes >= 0x80, an end-of-track
+event that is not last or not the track's first FF 2F 00 bytes, odd tempo or meter events,
+more than 100 stray note-offs or notes left sounding on a key, 24 or more tempos or meters
+with two differing at one tick, whose order symusic's unstable sort decides; the full list
+is in the C file) makes it return None, and symusic reads that file as above, also to say
+what is wrong with it. symusic stays the reader of `read_midi` / `read_music` (tracks,
+names, key signatures), and of every file when the extension is not built (no compiler).
+tests/test_native.py compares both readers on every kind of file the tests make.
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ import numpy as np
 from mmt.constants import DRUM_PROGRAM
 from mmt.errors import MMTError
 from mmt.meter import Meter
+from mmt.native import native as _native
 
 SENTINELS = 2           # silent note-ons per key per channel at the start of each track
 EXTRA_CLOSERS = 2       # note-offs per key per channel at the end of each track, beyond one per sentinel
@@ -350,17 +369,55 @@ def read_midi(path: str | os.PathLike) -> MidiPiece:
 
 def read_midi_notes(path: str | os.PathLike) -> tuple[int, np.ndarray, Meter]:
     """A MIDI file's ticks per beat, notes (N x 4 int64: onset, pitch, duration ticks, program or
-    128 for drums) and meter (time signatures and tempos).
+    128 for drums; rows in no particular order) and meter (time signatures and tempos).
 
     The notes of `read_midi` without tracks, key map or sorting: what preparation needs.
+    Read by the C scanner when it is built and can vouch for the file, else by symusic.
     """
-    score, notes, paired, _ = _parse(Path(path).read_bytes())
+    data = Path(path).read_bytes()
+    fast = scanned_notes(data) if _native is not None else None
+    return fast if fast is not None else symusic_notes(data)
+
+
+def symusic_notes(data: bytes) -> tuple[int, np.ndarray, Meter]:
+    """`read_midi_notes` of a file's bytes by symusic (the sentinel-instrumented parse)."""
+    score, notes, paired, _ = _parse(data)
     programs = np.array([DRUM_PROGRAM if t.is_drum else t.program for t in score.tracks], dtype=np.int64)
     rows = np.column_stack([notes.onset, notes.pitch, paired.end - notes.onset, programs[notes.track]])
     resolution = int(score.ticks_per_quarter)
     meter = Meter.from_ticks([(int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures],
                              [(int(t.time), float(t.qpm)) for t in score.tempos], resolution)
     return resolution, rows, meter
+
+
+def scanned_notes(data: bytes) -> tuple[int, np.ndarray, Meter] | None:
+    """`read_midi_notes` of a file's bytes by the C scanner, or None where it cannot vouch for
+    the result (then `symusic_notes` reads the file, and raises what is wrong with it)."""
+    scanned = _native.scan(data)
+    if scanned is None:
+        return None
+    resolution, rows, tempos, time_signatures = scanned
+    tempos, time_signatures = _symusic_order(tempos), _symusic_order(time_signatures)
+    if tempos is None or time_signatures is None:
+        return None
+    meter = Meter.from_ticks(time_signatures, [(tick, 60_000_000 / mspq) for tick, mspq in tempos], resolution)
+    return resolution, np.frombuffer(rows, dtype=np.int64).reshape(-1, 4), meter
+
+
+_UNSTABLE_FROM = 24   # symusic sorts maps by time with pdqsort: stable (insertion sort) below 24 items
+
+
+def _symusic_order(events: list[tuple]) -> list[tuple] | None:
+    """(tick, ...) events in the order symusic sorts them (by tick), or None when that order is
+    not known here: 24 or more of them, two at one tick that differ (pdqsort may swap them)."""
+    ordered = sorted(events, key=_tick)
+    if len(ordered) >= _UNSTABLE_FROM and any(a[0] == b[0] and a != b for a, b in zip(ordered, ordered[1:])):
+        return None
+    return ordered
+
+
+def _tick(event: tuple) -> int:
+    return event[0]
 
 
 def parse_midi(data: bytes) -> MidiPiece:
