@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from mmt.config import SamplingParams
-from mmt.constants import Field, RowType
+from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.meter import Meter
@@ -574,14 +574,27 @@ def _read_runs(path: Path) -> list:
     return runs if isinstance(runs, list) else []
 
 
+def note_ranges(model) -> dict[str, tuple[int, int]]:
+    """The pitch range each instrument's new notes keep to: the model's own (its training data's,
+    `model.pitch_ranges`), and for an instrument its data lacked, that instrument's sounding range
+    (`mmt.constants.INSTRUMENT_REGISTERS`: a tuba asked of a model trained without tubas plays
+    E1-D4). None at all for a model without ranges (or with them switched off: `{}`)."""
+    own = dict(getattr(model, "pitch_ranges", None) or {})
+    if not own:
+        return {}
+    known = set(model.encoding.instruments)
+    return {**{name: bounds for name, bounds in INSTRUMENT_REGISTERS.items() if name in known}, **own}
+
+
 def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, device=None,
         progress: bool = False) -> Generation:
     """Build the request's prompt (unless given), sample, and return the `Generation` (its request
     has the seed used).
 
     The sampling settings are the model's defaults (`model.sampling`) with the request's
-    in their place; new notes keep to the model's instrument pitch ranges
-    (`model.pitch_ranges`) and, in a continuation or infill, start at or after the prompt's
+    in their place; new notes keep to the instruments' pitch ranges (`note_ranges`: the
+    model's, or the instrument's register where its data had none) and, in a continuation or
+    infill, start at or after the prompt's
     cut. The prompt's controls (accompaniment, infill) are fed an anticipation interval
     ahead of their time: the model's own (`encoding.anticipation`), or 0 for a model
     trained without controls, which a `GenerationWarning` says.
@@ -607,7 +620,7 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
     samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
                      max_new_rows=request.max_new_rows, max_beats=max_beats,
                      start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
-                     pitch_ranges=getattr(model, "pitch_ranges", None), balance=balance, quota=quota,
+                     pitch_ranges=note_ranges(model), balance=balance, quota=quota,
                      controls=prompt.controls, device=device, progress=progress)
     return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
 

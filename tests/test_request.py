@@ -11,7 +11,7 @@ import pytest
 from analysis import AnalysisError
 from mmt import GenerationError, GenerationRequest, SamplingParams, generate
 from mmt.constants import Field, RowType
-from mmt.request import MODES, run
+from mmt.request import MODES, note_ranges, run
 from tests.factories import tiny_model
 
 
@@ -158,3 +158,21 @@ def mmt_meter(signatures, pickup: float = 0.0):
     from mmt import Meter
 
     return Meter(time_signatures=signatures, pickup=pickup)
+
+
+def test_instruments_the_model_has_no_range_for_keep_to_their_register():
+    model = tiny_model()
+    model.pitch_ranges = {"violin": (60, 90)}
+    ranges = note_ranges(model)
+    assert ranges["violin"] == (60, 90)  # the model's own range wins
+    assert ranges["tuba"] == (28, 62) and ranges["flute"] == (60, 96)
+    assert "drums" not in ranges
+    generation = run(model, GenerationRequest(mode="instrument", instruments=("violin", "tuba"), bars=4, seed=0,
+                                              quota=8))
+    notes = generation.samples[0][generation.samples[0][:, Field.TYPE] == RowType.NOTE]
+    tuba, violin = (notes[notes[:, Field.INSTRUMENT] == model.encoding.instrument_code(n), Field.PITCH] - 1
+                    for n in ("tuba", "violin"))
+    assert len(tuba) > 0 and len(violin) > 0
+    assert tuba.min() >= 28 and tuba.max() <= 62 and violin.min() >= 60 and violin.max() <= 90
+    model.pitch_ranges = {}  # switched off (or a model without ranges): no range at all
+    assert note_ranges(model) == {}
