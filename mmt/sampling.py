@@ -295,9 +295,9 @@ def _last_note(notes: np.ndarray, encoding: Encoding, start_beats: float | None)
     return last
 
 
-def _capped(allowed: Tensor, where: Tensor, highest: int) -> Tensor:
-    """`allowed` (B, V) without the codes above `highest` in the rows `where` (B,), unless none would be left."""
-    capped = allowed & (torch.arange(allowed.shape[-1], device=allowed.device)[None, :] <= highest)
+def _capped(allowed: Tensor, where: Tensor, highest: Tensor) -> Tensor:
+    """`allowed` (B, V) without the codes above `highest` (B,) in the rows `where` (B,), unless none would be left."""
+    capped = allowed & (torch.arange(allowed.shape[-1], device=allowed.device)[None, :] <= highest[:, None])
     use = where & capped.any(-1)
     return torch.where(use[:, None], capped, allowed)
 
@@ -311,8 +311,9 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     that a note's pitch can be kept inside its instrument's range. `balance` > 0 favours
     the instruments that have played least (`balance_bias`). With a `quota` and a length
     limit, an instrument behind the schedule of `quota` new notes by the limit (`lagging`)
-    gets the note, and end-of-song waits until every instrument has its quota. Finished
-    samples get padding rows (all zeros).
+    gets the note, the onsets do not run more than one note's share of the song ahead of
+    the instrument with the fewest notes, and end-of-song waits until every instrument has
+    its quota. Finished samples get padding rows (all zeros).
     """
     device = logits[0].device
     n = encoding.n_tokens
@@ -344,12 +345,18 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
 
     last_beat, last_position = state.last_beat, state.last_position
     beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
-    # while an instrument still lacks its quota, the length limit stays out of reach
+    # while an instrument still lacks its quota, the onsets stay where the schedule leaves it room:
+    # before the point where the instrument with the fewest notes, c of them, would be due its
+    # (c + 2)th (`lagging`), so the music cannot run ahead of a part to the limit and strand it there
     short = None
     if quota and limit_ticks is not None:
-        short = (state.declared & (state.counts < quota)).any(-1)
-        last_tick = max(limit_ticks - 1, 0)  # the latest onset before the limit
-        limit_beat, limit_position = last_tick // encoding.resolution + 1, last_tick % encoding.resolution + 1
+        lacking = state.declared & (state.counts < quota)
+        short = lacking.any(-1)
+        fewest = torch.where(lacking, state.counts, quota).min(-1).values
+        span = max(limit_ticks - start_ticks, 1)
+        last_tick = (start_ticks + torch.div((fewest + 1) * span, quota, rounding_mode="floor") - 1).clamp(min=0)
+        limit_beat = torch.div(last_tick, encoding.resolution, rounding_mode="floor") + 1
+        limit_position = last_tick % encoding.resolution + 1
     beat_allowed = codes_from(beat_floor, n["beat"])
     if short is not None:
         beat_allowed = _capped(beat_allowed, short, limit_beat)

@@ -462,6 +462,20 @@ def test_a_quota_gives_every_instrument_its_notes_before_the_length_limit():
             assert sum(key[4] != 1 for codes in samples for key in note_keys(codes)) <= 2
 
 
+def test_a_quota_holds_when_the_model_runs_ahead_to_the_length_limit():
+    # untrained weights leap to late beats at once; before the onsets were held to the quota's
+    # schedule, such samples ran into the length limit with parts short of their quota
+    model = tiny("rotary")
+    names = ["violin", "tuba", "flute"]
+    prompt = instrument_prompt(names, model.encoding)
+    samples = sample(model, prompt, n_samples=8, max_new_rows=300, max_beats=16, seed=0, quota=8)
+    for codes in samples:
+        instruments = [key[4] for key in note_keys(codes)]
+        onsets = [(b - 1) * 12 + p - 1 for b, p, *_ in note_keys(codes)]
+        assert codes[-1, Field.TYPE] == RowType.END_OF_SONG and max(onsets) < 16 * 12
+        assert [instruments.count(model.encoding.instrument_code(n)) >= 8 for n in names] == [True] * 3
+
+
 def test_lagging_follows_the_schedule_of_the_quota():
     counts = torch.tensor([[0, 2, 0, 7], [0, 2, 0, 7]])
     declared = torch.tensor([[False, True, True, True]] * 2)
