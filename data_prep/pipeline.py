@@ -515,7 +515,10 @@ WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g.
                "or a crash in a reader)")
 TASKS_PER_POOL = 3000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
                        # costs some 20-40 ms, the reading of 40-odd MIDI files by the C scanner)
-CHUNK_FILES = 16      # files per task sent to a worker (one task per file costs more than a MIDI file's read)
+CHUNK_FILES = 128     # files per task sent to a worker: each task costs a fixed time (about 0.4 ms of -j 2's
+                      # wall time here), so tasks of ~60 ms of work keep it small (benchmarks/prepare.py's files,
+                      # -j 2 against -j 1, alternating runs, idle, 2026-11-24: 16 a task 1.58-1.63x, 64
+                      # 1.65-1.68x, 128 1.57-1.77x, median 1.74x; one run the disk held up left out)
 
 
 def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
