@@ -57,7 +57,7 @@ from mmt.encoding import Encoding
 from mmt.files import replace_bytes, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
-from mmt.meter import METER_DIR
+from mmt.meter import METER_DIR, meter_file
 from mmt.native import native as _native
 
 if TYPE_CHECKING:
@@ -105,42 +105,6 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
 
 def _clean_notes(notes: np.ndarray) -> np.ndarray:
     """`clean_notes` in numpy."""
-    if len(notes) == 0:
-        return notes.copy()
-    columns = np.ascontiguousarray(notes.T)   # one row per column: faster to reduce and combine
-    low, high = columns.min(axis=1), columns.max(axis=1)
-    widths = [(h - l).bit_length() for h, l in zip(high.tolist(), low.tolist())]  # Python ints: no overflow
-    if sum(widths) > 62:  # too wide to pack into one int64 key
-        return _clean_notes_by_columns(notes)
-    # Each note packed whole into one int64 (its columns less their minimums), so sorting the
-    # keys themselves (cheaper than an argsort) sorts the notes, and the keys give them back.
-    w_beat, w_position, w_pitch, w_duration, w_program = (widths[c] for c in _CLEAN_COLUMNS)
-    beat, position, pitch, duration, program = (columns[c] - low[c] for c in _CLEAN_COLUMNS)
-    onset_pitch = (beat << w_position | position) << w_pitch | pitch
-    # By (onset, pitch, program), longest first; the first of each (onset, pitch, program) stays.
-    span_duration = (1 << w_duration) - 1
-    group_key = np.sort((onset_pitch << w_program | program) << w_duration | (span_duration - duration), kind="stable")
-    group = group_key >> w_duration
-    first = np.ones(len(group), dtype=bool)
-    first[1:] = group[1:] != group[:-1]
-    kept, group = group_key[first], group[first]
-    duration = span_duration - (kept & span_duration)
-    program = group & ((1 << w_program) - 1)
-    onset_pitch = group >> w_program
-    final = np.sort((onset_pitch << w_duration | duration) << w_program | program, kind="stable")
-    out = np.empty((5, len(final)), dtype=np.int64)
-    shift = 0
-    for column in reversed(_CLEAN_COLUMNS):   # program, duration, pitch, position, beat: lowest bits first
-        np.add(final >> shift & ((1 << widths[column]) - 1), low[column], out=out[column])
-        shift += widths[column]
-    return out.T.copy()
-
-
-_CLEAN_COLUMNS = (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION, NoteCol.PROGRAM)
-
-
-def _clean_notes_by_columns(notes: np.ndarray) -> np.ndarray:
-    """`clean_notes` of notes whose columns span too many values to pack into one key."""
     beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
                                                                       NoteCol.DURATION, NoteCol.PROGRAM))
     notes = notes[sort_order([beat, position, pitch, program, -duration])]
@@ -282,10 +246,15 @@ def convert_source(source: Source, out: Path, encoding: Encoding, filters: Filte
         return _record(source, SKIPPED, f"too short ({beats} < {filters.min_beats} beats)", **details)
     if beats > filters.max_beats:
         return _record(source, SKIPPED, f"too long ({beats} > {filters.max_beats} beats)", **details)
-    folder = os.fspath(out)  # str paths: cheaper than pathlib's, the same files (`meter_path`)
-    replace_bytes(os.path.join(folder, METER_DIR, f"{source.id}.json"), meter.to_json().encode("utf-8"))
-    replace_bytes(os.path.join(folder, "notes", f"{source.id}.npy"), _npy_bytes(notes))
+    notes_file, meter_json = _piece_files(out, source.id)
+    replace_bytes(meter_json, meter.to_json().encode("utf-8"))
+    replace_bytes(notes_file, _npy_bytes(notes))
     return _record(source, OK, **details)
+
+
+def _piece_files(out: Path, piece_id: str) -> tuple[str, str]:
+    """A prepared piece's notes and meter files, as str paths (cheaper than pathlib's, the same files)."""
+    return os.path.join(os.fspath(out), "notes", f"{piece_id}.npy"), meter_file(out, piece_id)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -383,10 +352,7 @@ def _valid(record: dict, source: Source, out: Path) -> bool:
         return False
     if source.skip and (record["status"] != SKIPPED or record["reason"] != source.skip):
         return False
-    folder = os.fspath(out)  # `meter_path` and the notes file, as str paths (pathlib's cost more than the stat)
-    return record["status"] != OK or (
-        _is_file(os.path.join(folder, "notes", f"{source.id}.npy"))
-        and _is_file(os.path.join(folder, METER_DIR, f"{source.id}.json")))
+    return record["status"] != OK or all(_is_file(path) for path in _piece_files(out, source.id))
 
 
 _MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)

@@ -211,7 +211,12 @@ class Meter:
 
 def meter_path(data_dir: str | os.PathLike, piece_id: str) -> Path:
     """Where a prepared data directory keeps a piece's meter: `meters/<id>.json`."""
-    return Path(data_dir) / METER_DIR / f"{piece_id}.json"
+    return Path(meter_file(data_dir, piece_id))
+
+
+def meter_file(data_dir: str | os.PathLike, piece_id: str) -> str:
+    """`meter_path` as a str (cheaper where every piece's files are named: data preparation)."""
+    return os.path.join(os.fspath(data_dir), METER_DIR, f"{piece_id}.json")
 
 
 def load_piece_meter(data_dir: str | os.PathLike, piece_id: str) -> Meter | None:
