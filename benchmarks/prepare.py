@@ -20,14 +20,19 @@ run:
   into a fresh OUT with 1 and 2 worker processes: read, clean, filter, write the notes
   files, the journal and the manifest. Seconds are the whole call, listing included;
   `cpu_seconds` the CPU time of this process and its workers (less than the seconds times
-  the jobs when the disk or other programs make it wait).
+  the jobs when the disk or other programs make it wait). Each runs `--repeats` times,
+  -j 1 and -j 2 alternating so that a slow spell of a shared disk hits both; the median
+  run is reported, every run's seconds in `runs_seconds`. `prepare_j2_over_j1` is the
+  ratio of the median runs' rates; `prepare_j2_over_j1_pairs` the ratio of each -j 1 run
+  to the -j 2 run right after it (the machine's speed drifts less within a pair), and
+  their median.
 
 `notes` is the number of notes symusic finds in the files a method read, so notes/s of
 every method counts the same notes. Results are printed as JSON (and written to `--json`).
 The machine may be shared: `load_average` says how busy it was.
 
-Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--reference-files 100]
-       [--json benchmarks/results/prepare-cpu.json]
+Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--reference-files 100] [--repeats 5]
+       [--json benchmarks/results/prepare-cpu.json] [--tmp /dev/shm]
 """
 
 from __future__ import annotations
@@ -195,9 +200,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reference-files", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each preparation, alternating -j 1 and -j 2")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--tmp", type=Path, help="build the tree and the OUTs here (default: the system's temp "
+                        "folder); a RAM folder such as /dev/shm takes the disk out of the figures")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mmt-bench-prepare-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mmt-bench-prepare-", dir=args.tmp) as tmp:
         src = Path(tmp) / "lmd"
         tree = build_tree(src, args.files, args.seed)
         paths = sorted(src.rglob("*.mid"))
@@ -205,7 +213,8 @@ def main() -> None:
 
         result = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                   "native_extension": native is not None,  # mmt/_native.c built: the C scanner reads
-                  "load_average_before": [round(x, 2) for x in os.getloadavg()], "tree": tree}
+                  "folder": str(Path(tmp).parent), "load_average_before": [round(x, 2) for x in os.getloadavg()],
+                  "tree": tree}
         counts, seconds = symusic_counts(paths)
         notes = sum(counts.values())
         result["symusic"] = rate(len(paths), notes, seconds)
@@ -217,14 +226,22 @@ def main() -> None:
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
-        for jobs in (1, 2):
-            seconds, cpu, status = prepare_seconds(src, Path(tmp) / f"out-j{jobs}", jobs)
+        runs: dict[int, list[tuple[float, float, dict]]] = {1: [], 2: []}
+        for repeat in range(args.repeats):  # alternating, so a slow spell of the disk hits both
+            for jobs in (1, 2):
+                runs[jobs].append(prepare_seconds(src, Path(tmp) / f"out-j{jobs}-{repeat}", jobs))
+                print(f"prepare -j {jobs} run {repeat + 1}: {runs[jobs][-1][0]:.3f} s", file=sys.stderr, flush=True)
+        for jobs, timed in runs.items():
+            seconds, cpu, status = sorted(timed, key=lambda run: run[0])[len(timed) // 2]  # the median run
             result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu, 3),
-                                          "counts": status}
+                                          "runs_seconds": [round(run[0], 3) for run in timed], "counts": status}
             print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
+    pairs = sorted(a[0] / b[0] for a, b in zip(runs[1], runs[2]))  # each run of -j 1 against the -j 2 run after it
     result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
+                        "prepare_j2_over_j1_pairs": [round(r, 2) for r in pairs],
+                        "prepare_j2_over_j1_pairs_median": round(pairs[len(pairs) // 2], 2),
                         "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
                         "symusic_over_read_notes_symusic": round(bare / result["read_notes_symusic"]["files_per_s"], 2),
                         "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}

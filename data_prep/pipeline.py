@@ -457,17 +457,22 @@ def prepare(
         counts = {status: 0 for status in STATUSES}
         for record in done.values():
             counts[record["status"]] += 1
+        journal_existed = journal_path.exists()
         started = time.perf_counter()
         if todo:
             _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, len(mine), dataset)
             _clean_temporaries(out)  # a worker killed mid-write (see `_convert_in_workers`) leaves one
         seconds = time.perf_counter() - started
         # Compact this run's journal (latest record per file, sorted), so a resumed run and an
-        # uninterrupted one leave the same bytes.
-        own = {r["source"]: r for r in _load_records_file(journal_path)}
+        # uninterrupted one leave the same bytes. A journal this run began holds just its records.
+        if journal_existed:
+            own = {r["source"]: r for r in _load_records_file(journal_path)}
+        else:
+            own = {s.rel: done[s.rel] for s in todo if s.rel in done}
         if own:
             _write_if_changed(journal_path, _lines(own[k] for k in sorted(own)))
-        missing = _write_index(sources, out)
+        # When this run covered the whole listing, `done` holds every valid record: no need to re-read them.
+        missing = _write_index(sources, out, done if len(mine) == len(sources) else None)
     ok_notes = sum(r["notes"] for r in done.values() if r["status"] == OK)
     return Summary(out=out, counts=counts, total=len(mine), notes=ok_notes, processed=len(todo),
                    seconds=seconds, missing=missing)
@@ -481,6 +486,7 @@ WORKER_DIED = ("the worker process died while reading it (killed by the OS, e.g.
                "or a crash in a reader)")
 TASKS_PER_POOL = 3000  # files per worker before the pool is renewed (readers' caches would grow; a renewal
                        # costs some 20-40 ms, the reading of 40-odd MIDI files by the C scanner)
+MIN_CHUNK_FILES = 4   # the last tasks of a run
 CHUNK_FILES = 128     # files per task sent to a worker: each task costs a fixed time (about 0.4 ms of -j 2's
                       # wall time here), so tasks of ~60 ms of work keep it small (benchmarks/prepare.py's files,
                       # -j 2 against -j 1, alternating runs, idle, 2026-11-24: 16 a task 1.58-1.63x, 64
@@ -549,9 +555,18 @@ def _convert_chunk(convert: Callable[[Source], dict], chunk: list[Source]) -> li
 
 
 def _chunks(todo: list[Source], jobs: int) -> list[list[Source]]:
-    """`todo` in tasks of up to `CHUNK_FILES` files, small enough that every worker gets several."""
-    size = max(1, min(CHUNK_FILES, len(todo) // (4 * jobs)))
-    return [todo[i:i + size] for i in range(0, len(todo), size)]
+    """`todo` in tasks of up to `CHUNK_FILES` files, shrinking towards the end ("guided" scheduling).
+
+    A task takes a quarter of a worker's share of the files still to hand out, at most
+    `CHUNK_FILES` and at least `MIN_CHUNK_FILES`, so every worker gets several tasks and the
+    last ones are small: no worker is left with a long task while the others are done.
+    """
+    chunks, start = [], 0
+    while start < len(todo):
+        size = max(MIN_CHUNK_FILES, min(CHUNK_FILES, (len(todo) - start) // (4 * jobs)))
+        chunks.append(todo[start:start + size])
+        start += size
+    return chunks
 
 
 def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
@@ -603,16 +618,18 @@ def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -
         return _record(source, FAILED, WORKER_DIED)
 
 
-def _write_index(sources: list[Source], out: Path) -> int:
+def _write_index(sources: list[Source], out: Path, valid: dict[str, dict] | None = None) -> int:
     """Write manifest.jsonl and the split lists from every record in OUT; returns how many sources have none.
 
-    Lines follow the listing's order (sorted by source path); split lists are sorted ids.
+    `valid`: the records of every source, by source path, already known to stand (None: read
+    them from OUT's journals and check each). Lines follow the listing's order (sorted by
+    source path); split lists are sorted ids.
     """
-    records = _load_records(out)
+    records = _load_records(out) if valid is None else valid
     manifest, splits = [], {split: [] for split in SPLITS}
     for source in sources:
         record = records.get(source.rel)
-        if record is None or not _valid(record, source, out):
+        if record is None or (valid is None and not _valid(record, source, out)):
             continue
         manifest.append(record)
         if record["status"] == OK:

@@ -81,7 +81,11 @@ def path_id(rel: str) -> str:
 
 def relative(path: Path, root: Path) -> str:
     """`path` relative to `root` with "/" separators."""
-    return path.relative_to(root).as_posix()
+    text, prefix = os.fspath(path), os.path.join(os.fspath(root), "")
+    if text.startswith(prefix) and len(text) > len(prefix):  # a walked path: plain string work (listing Lakh)
+        rest = text[len(prefix):]
+        return rest if os.sep == "/" else rest.replace(os.sep, "/")
+    return Path(path).relative_to(root).as_posix()
 
 
 def walk(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
@@ -105,7 +109,7 @@ def walk(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
     for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in suffixes:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
                 found.append(Path(folder) / name)
     return sorted(found + unlisted, key=lambda p: relative(p, root))
 
