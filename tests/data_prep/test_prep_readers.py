@@ -12,7 +12,7 @@ from prep_trees import FILTERS, copy_corpus_files, md5_of, write_bad_files, writ
 
 from data_prep import PrepareError, list_sources, prepare_dataset
 from data_prep.lmd import md5_split
-from data_prep.sources import hash_split, path_id
+from data_prep.sources import hash_split, path_id, relative
 
 
 def manifest(out: Path) -> dict[str, dict]:
@@ -281,6 +281,20 @@ def test_path_id():
     assert path_id("a b/c&d.mid") == "a_b__c_d.mid"
     long = path_id("x" * 150 + ".mid")
     assert len(long) == 93 and long.startswith("x" * 80 + "-")
+
+
+@pytest.mark.parametrize("path, root, rel", [
+    ("lmd/0/abc.mid", "lmd", "0/abc.mid"),
+    ("./lmd/0/abc.mid", "lmd/", "0/abc.mid"),
+    ("/data/sod/a/b.mid", "/", "data/sod/a/b.mid"),
+    ("lmd2/x.mid", "lmd", None),  # a name that starts like the root is not under it
+])
+def test_relative(path, root, rel):
+    if rel is None:
+        with pytest.raises(ValueError):
+            relative(Path(path), Path(root))
+    else:
+        assert relative(Path(path), Path(root)) == rel
 
 
 def test_unknown_dataset_and_missing_folder(tmp_path):
