@@ -134,15 +134,19 @@ def penalize_repeats(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
     return torch.where(seen, penalized, logits)
 
 
-def lagging(counts: Tensor, declared: Tensor, quota: int, progress: Tensor) -> Tensor:
-    """(B, I): declared instruments behind a schedule of `quota` new notes each by the song's end.
+def due_tick(counts: Tensor, quota: int, start_ticks: int, span: int) -> Tensor:
+    """The onset tick from which an instrument with `counts` new notes is behind its quota's schedule.
 
-    At `progress` p (0 where new notes may start, 1 at the length limit) an instrument
-    should have min(quota, floor(p * quota) + 1) notes (one from the start on, the last
-    one due in the final 1/quota of the song); one with fewer is lagging.
+    The schedule spreads `quota` notes over the `span` ticks after `start_ticks`: the n-th
+    note (n = 1..quota) is due from start + ceil((n - 1) * span / quota) on, so an
+    instrument with c notes is behind from start + ceil(c * span / quota).
     """
-    due = (torch.floor(progress.clamp(0, 1) * quota + 1e-6).long() + 1).clamp(max=quota)
-    return declared & (counts < due[:, None])
+    return start_ticks + torch.div(counts * span + quota - 1, quota, rounding_mode="floor")
+
+
+def lagging(counts: Tensor, declared: Tensor, quota: int, onset: Tensor, start_ticks: int, span: int) -> Tensor:
+    """(B, I): declared instruments short of `quota` and behind its schedule (`due_tick`) at `onset` (B,)."""
+    return declared & (counts < quota) & (onset[:, None] >= due_tick(counts, quota, start_ticks, span))
 
 
 def balance_bias(counts: Tensor, declared: Tensor, strength: float) -> Tensor:
@@ -346,15 +350,15 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     last_beat, last_position = state.last_beat, state.last_position
     beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
     # while an instrument still lacks its quota, the onsets stay where the schedule leaves it room:
-    # before the point where the instrument with the fewest notes, c of them, would be due its
-    # (c + 2)th (`lagging`), so the music cannot run ahead of a part to the limit and strand it there
+    # before the instrument with the fewest notes, c of them, is due its (c + 2)th (`due_tick`),
+    # so the music cannot run ahead of a part to the limit and strand it there
     short = None
     if quota and limit_ticks is not None:
+        span = max(limit_ticks - start_ticks, 1)
         lacking = state.declared & (state.counts < quota)
         short = lacking.any(-1)
         fewest = torch.where(lacking, state.counts, quota).min(-1).values
-        span = max(limit_ticks - start_ticks, 1)
-        last_tick = (start_ticks + torch.div((fewest + 1) * span, quota, rounding_mode="floor") - 1).clamp(min=0)
+        last_tick = (due_tick(fewest + 1, quota, start_ticks, span) - 1).clamp(min=0)
         limit_beat = torch.div(last_tick, encoding.resolution, rounding_mode="floor") + 1
         limit_position = last_tick % encoding.resolution + 1
     beat_allowed = codes_from(beat_floor, n["beat"])
@@ -372,8 +376,7 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     note_instruments = torch.where(same_onset[:, None], at_last_onset, state.declared)
     if quota and limit_ticks is not None:
         onset = (beat - 1) * encoding.resolution + position - 1
-        progress = (onset - start_ticks).float() / max(limit_ticks - start_ticks, 1)
-        behind = note_instruments & lagging(state.counts, state.declared, quota, progress)
+        behind = note_instruments & lagging(state.counts, state.declared, quota, onset, start_ticks, span)
         note_instruments = torch.where(behind.any(-1, keepdim=True), behind, note_instruments)
     instrument_allowed = torch.where(header_row[:, None], state.codes[None, :] > state.last_instrument[:, None],
                                      note_instruments)

@@ -479,6 +479,11 @@ def test_a_quota_holds_when_the_model_runs_ahead_to_the_length_limit():
 def test_lagging_follows_the_schedule_of_the_quota():
     counts = torch.tensor([[0, 2, 0, 7], [0, 2, 0, 7]])
     declared = torch.tensor([[False, True, True, True]] * 2)
-    behind = sampling.lagging(counts, declared, 8, torch.tensor([0.0, 0.9]))
-    # at the start one note each is due; at 90% of the song 8 (floor(7.2) + 1, at most the quota)
+    # 8 notes over ticks 100..180: the n-th is due from 100 + ceil((n - 1) * 10) on
+    assert sampling.due_tick(torch.tensor([0, 1, 2, 7, 8]), 8, 100, 80).tolist() == [100, 110, 120, 170, 180]
+    assert sampling.due_tick(torch.tensor([1, 2, 3]), 3, 0, 10).tolist() == [4, 7, 10]  # ceil(10/3), ceil(20/3)
+    behind = sampling.lagging(counts, declared, 8, torch.tensor([100, 172]), 100, 80)
+    # at the start one note each is due; at tick 172 the 8th (due from 170 on)
     assert behind.tolist() == [[False, False, True, False], [False, True, True, True]]
+    full = sampling.lagging(torch.tensor([[8, 3]]), torch.tensor([[True, True]]), 8, torch.tensor([500]), 100, 80)
+    assert full.tolist() == [[False, True]]  # past the limit: whoever lacks the quota, not who has it
