@@ -45,7 +45,14 @@ POS_EMBS = ("absolute", "rotary", "none")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network shape. `pos_emb`: "absolute" (APE), "rotary" (RPE) or "none" (NPE)."""
+    """Network shape. `pos_emb`: "absolute" (APE), "rotary" (RPE) or "none" (NPE).
+
+    `row_conditioning`: each head but the first also reads the fields of the row it predicts
+    that come before its own in `mmt.constants.ROW_ORDER` (type, beat, position, instrument,
+    pitch, duration), so that a note's pitch and duration follow the instrument drawn for it
+    (false: the six fields are drawn independently from the same hidden state, as in the
+    original MMT). See `mmt.model.MusicTransformer`.
+    """
 
     dim: int = 512
     depth: int = 6
@@ -53,6 +60,7 @@ class ModelConfig:
     dropout: float = 0.1
     max_seq_len: int = 1024
     pos_emb: str = "absolute"
+    row_conditioning: bool = False
 
     def __post_init__(self) -> None:
         if self.pos_emb not in POS_EMBS:
@@ -65,6 +73,8 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if not isinstance(self.row_conditioning, bool):
+            raise ConfigError(f"row_conditioning must be true or false, got {self.row_conditioning!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,6 +108,11 @@ class TrainingConfig:
             machine 1 thread per process can be much faster than oversubscribed cores.
         device: "auto" (CUDA if available), "cpu" or "cuda".
         tensorboard: also write TensorBoard events if `tensorboard` is installed.
+        init_from: a checkpoint directory or bundled model name whose weights a new run
+            starts from (fine-tuning): every parameter of this model that it has, by name,
+            must match in shape and is copied; the others (e.g. `row_conditioning`'s tables)
+            keep their initialisation. The optimiser and schedule start afresh. Not read on
+            `--resume`, which continues from the run's own checkpoint.
     """
 
     seed: int = 0
@@ -120,6 +135,7 @@ class TrainingConfig:
     threads: int | None = None
     device: str = "auto"
     tensorboard: bool = True
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))

@@ -23,6 +23,11 @@ class Field(IntEnum):
     INSTRUMENT = 5
 
 
+ROW_ORDER: tuple[Field, ...] = (Field.TYPE, Field.BEAT, Field.POSITION, Field.INSTRUMENT, Field.PITCH, Field.DURATION)
+"""The order the sampler draws a row's fields in (the instrument before the pitch, so that the
+pitch can keep to the instrument's range); a row-conditioned model's head for a field reads the
+fields before it here (`mmt.model.MusicTransformer`)."""
+
 NOTE_COLUMNS: tuple[str, ...] = ("beat", "position", "pitch", "duration", "program")
 
 

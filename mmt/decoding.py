@@ -108,7 +108,15 @@ class CachedDecoder:
         return self.cache.length
 
     def __call__(self, codes: Tensor) -> list[Tensor]:
-        """Logits (six tensors (B, n, n_tokens[field]), `FIELDS` order) of `codes` (B, n, 6); they join the cache."""
+        """Logits (six tensors (B, n, n_tokens[field]), `FIELDS` order) of `codes` (B, n, 6); they join the cache.
+
+        A row-conditioned model's logits need the rows they predict: use `hidden` and
+        `mmt.model.RowLogits` (as the sampler does).
+        """
+        return self.model.logits(self.hidden(codes))
+
+    def hidden(self, codes: Tensor) -> Tensor:
+        """The decoder's final states (B, n, dim) of `codes` (B, n, 6), the heads' input; they join the cache."""
         model, cache = self.model, self.cache
         batch, n = codes.shape[:2]
         start = cache.length
@@ -131,8 +139,7 @@ class CachedDecoder:
                 h = block(h)
             x = x + h
         cache.length = start + n
-        x = model.decoder.final_norm(x)
-        return [head(x) for head in model.heads]
+        return model.decoder.final_norm(x)
 
     def _rotary_angles(self, positions: Tensor) -> Tensor | None:
         """Rotary angles (n, rotary_dim) of `positions`, each pair's angle repeated; None without rotary."""

@@ -2,7 +2,11 @@
 
 After Dong et al., "Multitrack Music Transformer", ICASSP 2023. The six field embeddings
 of a row are summed (plus an absolute position embedding for the APE variant); the
-decoder is causal; each head predicts one field of the next row.
+decoder is causal; each head predicts one field of the next row. With `row_conditioning`
+(`ModelConfig`) the heads predict the row's fields one after another, each head reading the
+fields drawn before its own (`ROW_ORDER`): p(row | past) = prod_f p(x_f | past, x_g for g
+before f), as the compound-word transformer's second stage reads the type (Hsiao et al., AAAI
+2021); without it the six fields are independent given the past, as in the original MMT.
 
 This is the network only: training and analysis run it over whole sequences (`forward`,
 `attention_maps`). Generation runs it row by row through `mmt.decoding.CachedDecoder`,
@@ -17,7 +21,7 @@ from torch import Tensor, nn
 from x_transformers import Decoder
 
 from mmt.config import ModelConfig, SamplingParams
-from mmt.constants import FIELDS
+from mmt.constants import FIELDS, ROW_ORDER
 from mmt.encoding import Encoding
 
 
@@ -56,6 +60,14 @@ class MusicTransformer(nn.Module):
             rotary_pos_emb=config.pos_emb == "rotary",
         )
         self.heads = nn.ModuleList(nn.Linear(config.dim, n_tokens[name]) for name in FIELDS)
+        # Row conditioning: conditions[k] embeds field ROW_ORDER[k] of the predicted row for the heads
+        # after it. Zero at first, so that a model without it loads into one with it unchanged
+        # (`training.init_from`) and learns to use what it is given.
+        self.conditions = None
+        if config.row_conditioning:
+            self.conditions = nn.ModuleList(nn.Embedding(n_tokens[FIELDS[f]], config.dim) for f in ROW_ORDER[:-1])
+            for table in self.conditions:
+                nn.init.zeros_(table.weight)
 
     @property
     def supports_long_context(self) -> bool:
@@ -76,18 +88,32 @@ class MusicTransformer(nn.Module):
             x = x + self.pos_embedding(positions)
         return self.emb_dropout(x)
 
-    def forward(self, codes: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+    def forward(self, codes: Tensor, mask: Tensor | None = None, next_rows: Tensor | None = None) -> list[Tensor]:
         """Logits of the next row's fields, for every row.
 
         Args:
             codes: long tensor (B, L, 6).
             mask: bool tensor (B, L), True for real rows (padding False).
+            next_rows: long tensor (B, L, 6), the rows being predicted (in training, the
+                targets `codes[:, 1:]`): a row-conditioned model needs them; others ignore them.
 
         Returns:
             list of six tensors (B, L, n_tokens[field]) in `FIELDS` order.
         """
-        hidden = self.decoder(self.embed(codes), mask=mask)
-        return [head(hidden) for head in self.heads]
+        return self.logits(self.decoder(self.embed(codes), mask=mask), next_rows)
+
+    def logits(self, hidden: Tensor, next_rows: Tensor | None = None) -> list[Tensor]:
+        """The six heads' logits (`FIELDS` order) from decoder states (..., dim); see `forward`."""
+        if self.conditions is None:
+            return [head(hidden) for head in self.heads]
+        if next_rows is None:
+            raise ValueError("a row-conditioned model needs the rows it predicts (next_rows) for its logits")
+        logits: list[Tensor | None] = [None] * len(FIELDS)
+        for k, field in enumerate(ROW_ORDER):
+            logits[field] = self.heads[field](hidden)
+            if k < len(self.conditions):
+                hidden = hidden + self.conditions[k](next_rows[..., field])
+        return logits
 
     def attention_maps(self, codes: Tensor, mask: Tensor | None = None) -> Tensor:
         """Post-softmax self-attention of every layer: (layers, B, heads, L, L)."""
@@ -103,16 +129,60 @@ class MusicTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class RowLogits:
+    """The next row's logits while the sampler draws it: `logits[field]` (B, n_tokens[field]).
+
+    From decoder states `hidden` (B, dim). For a row-conditioned model, a field's logits are
+    known once the fields before it in `ROW_ORDER` are drawn and given with `fix(field, codes)`;
+    for others all six are computed at once.
+    """
+
+    def __init__(self, model: MusicTransformer, hidden: Tensor) -> None:
+        self.model = model
+        self._hidden = hidden
+        self._drawn = 0  # fields of ROW_ORDER fixed so far
+        self._logits: dict[int, Tensor] = {}
+        if model.conditions is None:
+            self._logits = dict(enumerate(model.logits(hidden)))
+
+    def __len__(self) -> int:
+        return len(FIELDS)
+
+    def __iter__(self):
+        return (self[field] for field in range(len(FIELDS)))
+
+    def __getitem__(self, field: int) -> Tensor:
+        if field not in self._logits:
+            due = ROW_ORDER[self._drawn]
+            if field != due:
+                raise RuntimeError(f"a row-conditioned model gives the {FIELDS[field]} logits after the "
+                                   f"{FIELDS[due]} is drawn")
+            self._logits[field] = self.model.heads[field](self._hidden)
+        return self._logits[field]
+
+    def fix(self, field: int, codes: Tensor) -> None:
+        """The row's `field` is drawn: `codes` (B,). Fields must be fixed in `ROW_ORDER`."""
+        if self.model.conditions is None:
+            return
+        if ROW_ORDER[self._drawn] != field:
+            raise RuntimeError(f"fields are drawn in the order {', '.join(FIELDS[f] for f in ROW_ORDER)}; "
+                               f"got {FIELDS[field]} after {self._drawn} of them")
+        if self._drawn < len(self.model.conditions):
+            self._hidden = self._hidden + self.model.conditions[self._drawn](codes)
+        self._drawn += 1
+
+
 def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over fields of the cross-entropy of the next row, ignoring padding.
 
-    Inputs are rows 0..L-2, targets rows 1..L-1; a target counts where its mask is True.
+    Inputs are rows 0..L-2, targets rows 1..L-1 (which a row-conditioned model's heads also
+    read, each the fields before its own); a target counts where its mask is True.
 
     Returns:
         (total loss, {field: loss}) with each field's loss the mean over real target rows.
     """
-    logits = model(codes[:, :-1], mask=mask[:, :-1])
     targets = codes[:, 1:]
+    logits = model(codes[:, :-1], mask=mask[:, :-1], next_rows=targets)
     valid = mask[:, 1:]
     losses = {}
     for i, name in enumerate(FIELDS):

@@ -69,6 +69,7 @@ from mmt.constants import FIELDS, Field, RowType
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
 from mmt.errors import GenerationError
+from mmt.model import RowLogits
 
 DEFAULT_WINDOW_SHIFT = 32
 
@@ -306,7 +307,7 @@ def _capped(allowed: Tensor, where: Tensor, highest: Tensor) -> Tensor:
     return torch.where(use[:, None], capped, allowed)
 
 
-def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
+def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
               generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0,
               quota: int = 0, start_ticks: int = 0) -> Tensor:
     """The next row (B, 6) of every sample, sampled field by field under the grammar masks.
@@ -327,14 +328,18 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
 
     settings = {name: params.per_field(name) for name in SamplingParams.DEFAULTS}
 
-    def draw(field: Field, allowed: Tensor, bias: Tensor | None = None) -> Tensor:
+    def draw(field: Field, allowed: Tensor, bias: Tensor | None = None, kept: Tensor | None = None) -> Tensor:
+        """Draw `field`; `kept` (B,): the rows whose row type has this field (others end up 0)."""
         allowed = allowed.clone()
         allowed[:, 0] |= ~allowed.any(-1)  # rows whose field is ignored (other row types, finished)
         scores = penalize_repeats(logits[field], state.seen[field], settings["repetition_penalty"][field])
         if bias is not None:
             scores = scores + bias
-        return sample_masked(scores, allowed, settings["temperature"][field], settings["top_k"][field],
-                             settings["top_p"][field], generator)
+        codes = sample_masked(scores, allowed, settings["temperature"][field], settings["top_k"][field],
+                              settings["top_p"][field], generator)
+        if isinstance(logits, RowLogits):  # a row-conditioned model's next heads read the field as the row keeps it
+            logits.fix(field, codes if kept is None else torch.where(kept, codes, torch.zeros_like(codes)))
+        return codes
 
     if quota and allow_eos:  # end-of-song waits for every instrument's quota
         allow_eos = (state.counts >= quota) | ~state.declared
@@ -346,6 +351,7 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     full = ~at_last_onset.any(-1)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos, full))
     header_row = row_type == RowType.INSTRUMENT
+    note_row = row_type == RowType.NOTE
 
     last_beat, last_position = state.last_beat, state.last_position
     beat_floor = torch.where(full & (last_position == n["position"] - 1), last_beat + 1, last_beat)
@@ -364,13 +370,13 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     beat_allowed = codes_from(beat_floor, n["beat"])
     if short is not None:
         beat_allowed = _capped(beat_allowed, short, limit_beat)
-    beat = draw(Field.BEAT, beat_allowed)
+    beat = draw(Field.BEAT, beat_allowed, kept=note_row)
     same_beat = beat == last_beat
     position_floor = torch.where(same_beat, last_position + full.long(), 0)
     position_allowed = codes_from(position_floor, n["position"])
     if short is not None:
         position_allowed = _capped(position_allowed, short & (beat == limit_beat), limit_position)
-    position = draw(Field.POSITION, position_allowed)
+    position = draw(Field.POSITION, position_allowed, kept=note_row)
     same_onset = same_beat & (position == last_position)
 
     note_instruments = torch.where(same_onset[:, None], at_last_onset, state.declared)
@@ -382,7 +388,7 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
                                      note_instruments)
     bias = None if balance == 0 else torch.where(header_row[:, None], 0.0,
                                                  balance_bias(state.counts, state.declared, balance))
-    instrument = draw(Field.INSTRUMENT, instrument_allowed, bias)
+    instrument = draw(Field.INSTRUMENT, instrument_allowed, bias, kept=note_row | header_row)
 
     pitch_codes = torch.arange(n["pitch"], device=device)[None, :]
     low, high = state.pitch_low[instrument][:, None], state.pitch_high[instrument][:, None]
@@ -391,13 +397,13 @@ def draw_rows(logits: Sequence[Tensor], state: GrammarState, params: SamplingPar
     last_pitch = state.last_pitch[:, None]
     at_onset = (pitch_codes > last_pitch) | ((pitch_codes == last_pitch) & can_repeat_pitch)
     pitch_allowed = (pitch_codes >= low) & (pitch_codes <= high) & (~same_onset[:, None] | at_onset)
-    pitch = draw(Field.PITCH, pitch_allowed)
+    pitch = draw(Field.PITCH, pitch_allowed, kept=note_row)
 
     same_pitch = same_onset & (pitch == state.last_pitch)
     after_last = state.last_duration + (instrument <= state.last_note_instrument).long()
-    duration = draw(Field.DURATION, codes_from(torch.where(same_pitch, after_last, 0), n["duration"]))
+    duration = draw(Field.DURATION, codes_from(torch.where(same_pitch, after_last, 0), n["duration"]), kept=note_row)
 
-    is_note = row_type == RowType.NOTE
+    is_note = note_row
     if limit_ticks is not None:
         onset = (beat - 1) * encoding.resolution + position - 1
         past = is_note & (onset >= limit_ticks)
@@ -646,7 +652,7 @@ def _run(model, prefix: np.ndarray, state: GrammarState, queue: ControlQueue, ma
         fed = torch.cat([fed[:, :sink], fed[:, n_prompt - (context - sink):]], dim=1)
     # never more than the context: past it the window slides (or, absolute positions, `_check_context` stops)
     decoder = CachedDecoder(model, batch, min(context, fed.shape[1] + n_steps))
-    logits = [lg[:, -1] for lg in decoder(fed)]
+    logits = RowLogits(model, decoder.hidden(fed)[:, -1])
     steps = range(n_steps) if bar is None else bar(range(n_steps), desc="generating", unit="row")
     for step in steps:
         index = n_prompt + step
@@ -668,7 +674,7 @@ def _run(model, prefix: np.ndarray, state: GrammarState, queue: ControlQueue, ma
             if sink is None:
                 sink = _sink_rows(state, index, context)
             decoder.drop_rows(sink, min(window_shift, decoder.length - sink - 1))
-        logits = [lg[:, -1] for lg in decoder(queue.fed(rows)[:, None])]
+        logits = RowLogits(model, decoder.hidden(queue.fed(rows)[:, None])[:, -1])
     codes = out.cpu().numpy()
     taken = queue.next.tolist()
     return [queue.finish(codes[i, :n].copy(), taken[i]) for i, n in enumerate(length.tolist())]

@@ -89,6 +89,34 @@ def lr_factor(step: int, config: TrainingConfig) -> float:
     return m + (1.0 - m) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def init_weights(model: MusicTransformer, source: str) -> list[str]:
+    """Copy the weights of checkpoint `source` (a directory or bundled name) into `model`.
+
+    `source` must have `model`'s encoding, and every parameter it has must exist in `model`
+    with the same shape (the same network shape); `model`'s parameters that `source` lacks
+    keep their values.
+    Returns their names. Raises TrainingError otherwise.
+    """
+    from mmt.checkpoint import load_model
+
+    try:
+        loaded = load_model(source)
+    except MMTError as error:
+        raise TrainingError(f"training.init_from: {error}") from error
+    if loaded.encoding != model.encoding:
+        raise TrainingError(f"training.init_from {source}: its encoding differs from this run's (data.path's "
+                            "encoding.json and data.anticipation must be those it was trained with)")
+    weights, own = loaded.state_dict(), model.state_dict()
+    unknown = [name for name in weights if name not in own]
+    wrong = [f"{name} {tuple(weights[name].shape)} vs {tuple(own[name].shape)}" for name in weights
+             if name in own and weights[name].shape != own[name].shape]
+    if unknown or wrong:
+        raise TrainingError(f"training.init_from {source}: its weights do not fit this model's config "
+                            f"({'; '.join((unknown + wrong)[:3])})")
+    model.load_state_dict(weights, strict=False)
+    return [name for name in own if name not in weights]
+
+
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on the weight matrices only (not biases, norms, embeddings)."""
     decay, no_decay = [], []
@@ -509,6 +537,8 @@ class _Run:
             from mmt.checkpoint import load_model
 
             self.model.load_state_dict(load_model(self.last_dir).state_dict())
+        elif tc.init_from is not None:
+            init_weights(self.model, tc.init_from)
         torch.manual_seed(tc.seed + 1 + self.dist.rank)  # dropout stream, distinct per process
         self.optimizer = make_optimizer(self.model, tc)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, tc))

@@ -52,13 +52,26 @@ def test_load_model_gives_identical_logits(tmp_path, pos_emb):
             assert torch.equal(a, b)
 
 
+def test_a_row_conditioned_model_loads_with_its_condition_tables(tmp_path):
+    from tests.factories import tiny_model as random_model
+
+    model = random_model(row_conditioning=True)
+    save_model(model, tmp_path / "ckpt")
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.config.row_conditioning
+    codes, nxt = torch.randint(1, 5, (2, 12, 6)), torch.randint(1, 5, (2, 12, 6))
+    with torch.no_grad():
+        for a, b in zip(model(codes, next_rows=nxt), loaded(codes, next_rows=nxt)):
+            assert torch.equal(a, b)
+
+
 def test_config_json_carries_config_encoding_step_and_metrics(tmp_path):
     model = tiny_model()
     save_model(model, tmp_path / "ckpt", step=7, metrics={"valid_loss": 1.25, "bad": float("nan")})
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [CONFIG, WEIGHTS]
     info = json.loads((tmp_path / "ckpt" / CONFIG).read_text())
     assert info["model"] == {"dim": 32, "depth": 2, "heads": 4, "dropout": 0.0, "max_seq_len": 32,
-                             "pos_emb": "rotary"}
+                             "pos_emb": "rotary", "row_conditioning": False}
     assert info["encoding"]["max_beat"] == 64
     assert info["step"] == 7
     assert info["metrics"] == {"valid_loss": 1.25, "bad": None}

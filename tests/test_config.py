@@ -80,6 +80,16 @@ def test_bad_value_names_section(tmp_path):
         load_config(write(tmp_path, "model: {pos_emb: learned}\n"))
 
 
+def test_row_conditioning_is_a_switch_and_init_from_a_path(tmp_path):
+    config = load_config(write(tmp_path, "model: {row_conditioning: true}\ntraining: {init_from: runs/a/last}\n"))
+    assert config.model.row_conditioning is True and config.training.init_from == "runs/a/last"
+    assert load_config(write(tmp_path, "name: x\n")).model.row_conditioning is False  # old configs: off
+    with pytest.raises(ConfigError, match=r"'model\.row_conditioning' has the wrong type: 'yes please'"):
+        load_config(write(tmp_path, "model: {row_conditioning: yes please}\n"))
+    with pytest.raises(ConfigError, match="row_conditioning must be true or false, got 1"):
+        ModelConfig(row_conditioning=1)
+
+
 def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
     assert DataConfig(instrument_remap=0.6).instrument_remap == 0.6
     with pytest.raises(ConfigError, match="instrument_remap must be a probability in 0..1, got 2"):

@@ -8,7 +8,8 @@ import torch
 
 from mmt import Encoding
 from mmt.config import ModelConfig
-from mmt.model import MusicTransformer, compute_loss
+from mmt.constants import Field
+from mmt.model import MusicTransformer, RowLogits, compute_loss
 from tests.factories import tiny_model
 
 
@@ -100,3 +101,72 @@ def test_shipped_configs_parameter_counts(name, expected):
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
     assert MusicTransformer(config.model, Encoding()).n_parameters() == expected
     assert expected == 20_724_472 - (0 if config.model.pos_emb == "absolute" else 1024 * 512)
+
+
+# ---------------------------------------------------------------------- row conditioning
+def conditioned(seed: int = 0) -> MusicTransformer:
+    return tiny_model("rotary", encoding=Encoding(max_beat=64), seed=seed, row_conditioning=True)
+
+
+def test_a_conditioned_head_reads_the_fields_before_its_own_and_no_others():
+    model = conditioned()
+    codes = random_codes(model.encoding, 2, 9)
+    targets = random_codes(model.encoding, 2, 9, seed=1)
+    with torch.no_grad():
+        base = model(codes, next_rows=targets)
+        for field in Field:
+            changed = targets.clone()
+            changed[..., field] = random_codes(model.encoding, 2, 9, seed=2)[..., field]
+            after = model(codes, next_rows=changed)
+            moved = [name.name.lower() for name in Field if not torch.equal(base[name], after[name])]
+            # order: type, beat, position, instrument, pitch, duration; each head reads those before it
+            assert moved == {
+                Field.TYPE: ["beat", "position", "pitch", "duration", "instrument"],
+                Field.BEAT: ["position", "pitch", "duration", "instrument"],
+                Field.POSITION: ["pitch", "duration", "instrument"],
+                Field.INSTRUMENT: ["pitch", "duration"],
+                Field.PITCH: ["duration"],
+                Field.DURATION: [],
+            }[field]
+
+
+def test_a_new_conditioned_model_computes_what_the_same_weights_do_without_conditioning():
+    plain = tiny()
+    model = MusicTransformer(ModelConfig(**{**plain.config.to_dict(), "row_conditioning": True}), plain.encoding)
+    model.load_state_dict(plain.state_dict(), strict=False)
+    model.eval()
+    codes = random_codes(plain.encoding, 2, 12)
+    with torch.no_grad():
+        for a, b in zip(plain(codes), model(codes, next_rows=random_codes(plain.encoding, 2, 12, seed=3))):
+            assert torch.equal(a, b)
+
+
+def test_a_conditioned_model_needs_the_rows_it_predicts():
+    with pytest.raises(ValueError, match="needs the rows it predicts"):
+        conditioned()(random_codes(Encoding(max_beat=64), 1, 4))
+
+
+def test_row_logits_follow_the_draw_order_and_match_the_forward_pass():
+    model = conditioned()
+    codes = random_codes(model.encoding, 2, 7)
+    nxt = random_codes(model.encoding, 2, 7, seed=4)
+    with torch.no_grad():
+        full = model(codes, next_rows=nxt)
+        logits = RowLogits(model, model.decoder(model.embed(codes))[:, -1])
+        with pytest.raises(RuntimeError, match="gives the pitch logits after the type is drawn"):
+            logits[Field.PITCH]
+        for field in (Field.TYPE, Field.BEAT, Field.POSITION, Field.INSTRUMENT, Field.PITCH, Field.DURATION):
+            torch.testing.assert_close(logits[field], full[field][:, -1])
+            logits.fix(field, nxt[:, -1, field])
+    with pytest.raises(RuntimeError, match="fields are drawn in the order"):
+        RowLogits(model, torch.zeros(2, model.config.dim)).fix(Field.BEAT, nxt[:, -1, Field.BEAT])
+
+
+def test_row_logits_of_a_plain_model_are_all_there_at_once():
+    model = tiny()
+    codes = random_codes(model.encoding, 2, 5)
+    with torch.no_grad():
+        full = model(codes)
+        logits = RowLogits(model, model.decoder(model.embed(codes))[:, -1])
+        assert len(list(logits)) == 6
+        torch.testing.assert_close(logits[Field.DURATION], full[Field.DURATION][:, -1])

@@ -71,6 +71,31 @@ def test_every_step_sees_the_logits_of_a_full_forward_pass(pos_emb, monkeypatch)
                 torch.testing.assert_close(seen[step][field][i], full[field][0, step], atol=1e-5, rtol=1e-4)
 
 
+def test_a_row_conditioned_model_draws_each_field_from_logits_that_read_the_row_so_far(monkeypatch):
+    model = tiny_model("rotary", encoding=ENCODING, seed=5, row_conditioning=True)
+    seen: list[list[torch.Tensor]] = []
+    draw = sampling.draw_rows
+
+    def recording(logits, *args, **kwargs):
+        rows = draw(logits, *args, **kwargs)
+        seen.append([lg.clone() for lg in logits])  # all six known once the row is drawn
+        return rows
+
+    monkeypatch.setattr(sampling, "draw_rows", recording)
+    samples = generate(model, instruments=["piano", "violin"], n_samples=3, max_new_rows=30, min_new_rows=6, seed=2)
+    for i, codes in enumerate(samples):
+        rows = torch.as_tensor(codes)[None]
+        with torch.no_grad():
+            full = model(rows[:, :-1], next_rows=rows[:, 1:])  # teacher forcing: what training computes
+        # step k drew row k + 1 (the prompt is 4 rows); the last row is left out: a note drawn past
+        # the last beat becomes end-of-song, which its fields were not drawn after
+        assert len(codes) > 8
+        for step in range(3, len(codes) - 2):
+            for field in range(6):
+                torch.testing.assert_close(seen[step - 3][field][i], full[field][0, step], atol=1e-5, rtol=1e-4)
+        check_song(codes, 4, 30)
+
+
 @pytest.mark.parametrize("pos_emb", ["rotary", "none"])
 def test_past_the_context_the_cache_holds_the_sink_and_the_latest_rows(pos_emb, monkeypatch):
     # With one layer the cached keys and values depend on their own row only, so the

@@ -439,3 +439,37 @@ def test_bad_control_settings_are_config_errors(data, message):
 
     with pytest.raises(ConfigError, match=message):
         DataConfig(**data)
+
+
+# ---------------------------------------------------------------------- fine-tuning
+def test_init_from_starts_a_row_conditioned_run_from_a_plain_models_weights(prepared, tmp_path):
+    plain = tiny_config(prepared, max_steps=4, valid_every=4)
+    assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),
+                 "--no-progress"]) == 0
+    source = load_model(tmp_path / "plain" / "last")
+    tuned = tiny_config(prepared, max_steps=4, valid_every=4, init_from=str(tmp_path / "plain" / "last"), lr=1e-12,
+                        warmup_steps=0)
+    tuned["model"]["row_conditioning"] = True
+    out = tmp_path / "tuned"
+    assert main(["train", str(write_config(tmp_path / "tuned.yaml", tuned)), "--out", str(out), "--no-progress"]) == 0
+    model = load_model(out / "last")
+    assert model.config.row_conditioning and not source.config.row_conditioning
+    # with lr 1e-12 the copied weights stay as they were and the new condition tables (zero at first) stay ~0
+    weights = model.state_dict()
+    for name, value in source.state_dict().items():
+        torch.testing.assert_close(weights[name], value, atol=1e-9, rtol=0)
+    assert sorted(n for n in weights if n not in source.state_dict()) == [f"conditions.{k}.weight" for k in range(5)]
+    assert all(float(weights[f"conditions.{k}.weight"].abs().max()) < 1e-9 for k in range(5))
+    # and so the first validation of the fine-tuned run scores what the source scores
+    assert rows(out / "log.csv")[0]["valid_loss"] == pytest.approx(rows(tmp_path / "plain" / "log.csv")[0]["valid_loss"],
+                                                                    abs=1e-6)
+
+
+def test_init_from_refuses_weights_of_another_shape(prepared, tmp_path):
+    plain = tiny_config(prepared, max_steps=2, valid_every=2)
+    assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),
+                 "--no-progress"]) == 0
+    wider = tiny_config(prepared, max_steps=2, init_from=str(tmp_path / "plain" / "last"))
+    wider["model"]["dim"] = 64
+    with pytest.raises(TrainingError, match="its weights do not fit this model's config"):
+        train(load_config(write_config(tmp_path / "wider.yaml", wider)), tmp_path / "wider", progress=False)
