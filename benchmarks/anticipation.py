@@ -56,7 +56,7 @@ def note_loss(model, codes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per-row loss (nats, fields summed) of the rows flagged in `targets` given the rows before them."""
     x = torch.as_tensor(codes[None], dtype=torch.long)
     with torch.inference_mode():
-        logits = model(x[:, :-1])
+        logits = model(x[:, :-1], next_rows=x[:, 1:])  # (a row-conditioned model reads the rows it scores)
     total = torch.zeros(len(codes) - 1)
     for field, lg in enumerate(logits):
         total += torch.nn.functional.cross_entropy(lg[0], x[0, 1:, field], reduction="none")
