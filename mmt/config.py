@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from mmt.constants import FIELDS
+from mmt.constants import FIELDS, REMAP_SPLITS
 from mmt.errors import MMTError
 
 __all__ = [
@@ -186,6 +186,9 @@ class DataConfig:
             instruments whose register holds them, a chordal part maybe first split by register
             (`mmt.data.remap_instruments`), so that the model learns to play every instrument it
             is given. 0 (default): the pieces' own instruments. > 0 needs `augment`.
+        remap_split: how a relabelled item splits its chordal part (a chorale's `voices`):
+            "random" (default; 3 items in 4, into 2-4 parts at random) or "voices" (always,
+            into as many parts as it has voices, so that each plays one line).
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -200,6 +203,7 @@ class DataConfig:
     controls: float = 0.0
     anticipation: float = 4.0
     instrument_remap: float = 0.0
+    remap_split: str = "random"
     mix: dict | None = None
 
     def __post_init__(self) -> None:
@@ -211,6 +215,8 @@ class DataConfig:
             raise ConfigError(f"instrument_remap must be a probability in 0..1, got {self.instrument_remap}")
         if self.instrument_remap > 0 and not self.augment:
             raise ConfigError("instrument_remap > 0 needs augment: true (it is drawn with the augmentation)")
+        if self.remap_split not in REMAP_SPLITS:
+            raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):

@@ -30,6 +30,9 @@ fields before it here (`mmt.model.MusicTransformer`)."""
 
 NOTE_COLUMNS: tuple[str, ...] = ("beat", "position", "pitch", "duration", "program")
 
+REMAP_SPLITS: tuple[str, ...] = ("random", "voices")
+"""How the training augmentation splits a relabelled item's chordal part (`mmt.data.remap_instruments`)."""
+
 
 class NoteCol(IntEnum):
     """Column index of each field in a notes array (N x 5) as data prep stores it."""

@@ -34,7 +34,7 @@ import os
 
 import numpy as np
 
-from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, Field, NoteCol, RowType
+from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, REMAP_SPLITS, Field, NoteCol, RowType
 from mmt.encoding import Encoding, encode_notes, onsets, song_with_controls
 from mmt.prepared import DataError, PreparedData
 
@@ -63,7 +63,7 @@ def shift_pitches(notes: np.ndarray, shift: int) -> np.ndarray:
     return shifted
 
 
-REMAP_SPLIT = 0.75    # the probability that a relabelled item first splits its chordal part by register
+REMAP_SPLIT = 0.75    # the probability that a relabelled item first splits its chordal part by register ("random")
 MAX_PARTS = 4         # a split makes the item's pitched parts at most this many
 CHORDAL_SHARE = 0.5   # a part is chordal when at least this share of its notes start with another of its notes
 OCTAVE_MOVES = (0, -12, 12)  # a relabelled part may sound an octave lower or higher (a bass line on the contrabass)
@@ -71,29 +71,66 @@ DRUM_PART = 0.2       # the probability that a relabelled item without drums tur
 DRUM_SOUNDS = (36, 38, 42)  # GM bass drum, snare, closed hi-hat: a drummed part's low, middle and high thirds
 
 
-def chordal_share(notes: np.ndarray) -> float:
-    """The share of `notes` that start at the same (beat, position) as another of them (0 when empty)."""
+def onset_sizes(notes: np.ndarray) -> np.ndarray:
+    """For each of `notes`, how many of them start at its (beat, position)."""
     if len(notes) == 0:
-        return 0.0
+        return np.zeros(0, dtype=np.int64)
     _, inverse, counts = np.unique(notes[:, [NoteCol.BEAT, NoteCol.POSITION]], axis=0, return_inverse=True,
                                    return_counts=True)
-    return float(np.mean(counts[inverse.ravel()] > 1))
+    return counts[inverse.ravel()]
+
+
+def chordal_share(notes: np.ndarray) -> float:
+    """The share of `notes` that start at the same (beat, position) as another of them (0 when empty)."""
+    return float(np.mean(onset_sizes(notes) > 1)) if len(notes) else 0.0
+
+
+def voice_lines(notes: np.ndarray, n: int, measured: np.ndarray | None = None) -> np.ndarray:
+    """Which of `n` voices (0: the lowest) each of `notes` is in, as a chorale's parts are read.
+
+    At an onset with exactly n notes, the k-th lowest is voice k; every other note joins the
+    voice whose mean pitch (over those full onsets) is nearest. Means are taken over the notes
+    `measured` marks (all: None). Without a full onset, the voices are the pitch quantiles.
+    """
+    measured = np.ones(len(notes), dtype=bool) if measured is None else measured
+    pitch = notes[:, NoteCol.PITCH]
+    order = np.lexsort((pitch, notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
+    onset = notes[order][:, [NoteCol.BEAT, NoteCol.POSITION]]
+    starts = np.flatnonzero(np.r_[True, np.any(onset[1:] != onset[:-1], axis=1)])
+    rank = np.empty(len(notes), dtype=np.int64)
+    rank[order] = np.arange(len(notes)) - np.repeat(starts, np.diff(np.r_[starts, len(notes)]))
+    full = (onset_sizes(notes) == n) & measured
+    if not full.any():
+        cuts = np.quantile(pitch[measured], np.arange(1, n) / n, method="nearest")
+        return np.searchsorted(cuts, pitch, side="right")
+    means = np.array([pitch[full & (rank == k)].mean() for k in range(n)])
+    return np.where(onset_sizes(notes) == n, rank, np.abs(pitch[:, None] - means[None, :]).argmin(-1))
+
+
+def voice_count(notes: np.ndarray) -> int:
+    """The voices of a part: the median, over its notes, of how many notes start with each (a
+    four-part chorale: 4; a melody: 1); 0 when empty."""
+    return int(np.median(onset_sizes(notes))) if len(notes) else 0
 
 
 def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
                       registers: dict[str, tuple[int, int]] = INSTRUMENT_REGISTERS,
-                      measured: int | None = None) -> np.ndarray:
+                      measured: int | None = None, split: str = "random") -> np.ndarray:
     """A copy of `notes` whose parts play other instruments, each within its register.
 
     So that a model sees every instrument a user may ask for, in every combination, although
     the corpus has mostly voices, strings and piano (and gives a chorale's four voices one
     instrument, `voices`):
 
-    1. split (with probability `REMAP_SPLIT`, when the notes have fewer than `MAX_PARTS`
-       pitched programs): the pitched program with the most notes, if it is chordal (at least
-       `CHORDAL_SHARE` of its notes start together with another of its notes: a chorale, a
-       keyboard part), becomes m parts (m drawn from 2..MAX_PARTS - programs + 1) cut at the
-       pitch quantiles 1/m, ..., (m-1)/m of its notes (part 0: the lowest);
+    1. split (`split` "random": with probability `REMAP_SPLIT`; "voices": always; when the
+       notes have fewer than `MAX_PARTS` pitched programs): the pitched program with the most
+       notes, if it is chordal (at least `CHORDAL_SHARE` of its notes start together with
+       another of its notes: a chorale, a keyboard part), becomes m parts cut at the pitch
+       quantiles 1/m, ..., (m-1)/m of its notes (part 0: the lowest), m drawn from
+       2..MAX_PARTS - programs + 1 ("random"); or ("voices") into its `voice_count` voices
+       within those bounds, each note in its voice (`voice_lines`): a chorale's four voices
+       become four lines, one note at a time each, so that no relabelled trumpet learns to
+       play the whole chorale's chords;
     2. drums (with probability `DRUM_PART`, when the notes have no drums and two or more
        parts): one part drawn uniformly becomes a drum part that plays its rhythm, its low,
        middle and high pitch thirds on the bass drum, snare and closed hi-hat (`DRUM_SOUNDS`),
@@ -119,12 +156,19 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
     programs, counts = np.unique(program[pitched & seen], return_counts=True)
     if len(programs) == 0:
         return notes
-    if len(programs) < MAX_PARTS and rng.random() < REMAP_SPLIT:
+    if split not in REMAP_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(REMAP_SPLITS)}, got {split!r}")
+    if len(programs) < MAX_PARTS and (split == "voices" or rng.random() < REMAP_SPLIT):
         biggest = program == programs[np.argmax(counts)]
         if chordal_share(notes[biggest & seen]) >= CHORDAL_SHARE:
-            n_parts = int(rng.integers(2, MAX_PARTS - len(programs) + 2))
-            cuts = np.quantile(pitch[biggest & seen], np.arange(1, n_parts) / n_parts, method="nearest")
-            part[biggest] = DRUM_PROGRAM + 1 + np.searchsorted(cuts, pitch[biggest], side="right")
+            most = MAX_PARTS - len(programs) + 1
+            if split == "voices":
+                n_parts = int(np.clip(voice_count(notes[biggest & seen]), 2, most))
+                part[biggest] = DRUM_PROGRAM + 1 + voice_lines(notes[biggest], n_parts, seen[biggest])
+            else:
+                n_parts = int(rng.integers(2, most + 1))
+                cuts = np.quantile(pitch[biggest & seen], np.arange(1, n_parts) / n_parts, method="nearest")
+                part[biggest] = DRUM_PROGRAM + 1 + np.searchsorted(cuts, pitch[biggest], side="right")
     parts = np.unique(part[pitched & seen])
     if len(parts) > 1 and np.all(pitched) and rng.random() < DRUM_PART:
         drummed = part == parts[int(rng.integers(len(parts)))]
@@ -266,10 +310,12 @@ def make_item(
     pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
     controls: float = 0.0,
     remap: float = 0.0,
+    remap_split: str = "random",
 ) -> np.ndarray:
     """One training item from a notes array: augment (when `rng` is given), window, relabel the
     parts as other instruments (with probability `remap`, when `rng` is given;
-    `remap_instruments`), encode, select controls (with probability `controls`, when `rng` is given), crop.
+    `remap_instruments`, splitting a chordal part as `remap_split` says), encode, select
+    controls (with probability `controls`, when `rng` is given), crop.
 
     Without `rng` the window starts at beat 0, pitches stay as they are, the instruments are the
     piece's own and no note is a control.
@@ -284,7 +330,7 @@ def make_item(
         start = int(starts[rng.integers(len(starts))])
     notes, ends = beat_window(notes, start, max_beat)
     if rng is not None and remap > 0 and rng.random() < remap:
-        notes = remap_instruments(notes, encoding, rng, measured=max_seq_len)
+        notes = remap_instruments(notes, encoding, rng, measured=max_seq_len, split=remap_split)
     codes = encode_notes(notes, encoding)
     if rng is not None and controls > 0 and rng.random() < controls:
         given, header, _ = select_controls(codes, encoding, rng)
@@ -340,6 +386,8 @@ class MusicDataset:
             (`select_controls`); needs an encoding with `anticipation` set.
         remap: when augmenting, the probability that an item's parts are relabelled as
             other instruments (`remap_instruments`).
+        remap_split: how a relabelled item splits a chordal part: "random" or "voices"
+            (`remap_instruments`).
 
     `ds[i]` is an int64 array (L <= max_seq_len, 6). Works with `torch.utils.data.DataLoader`
     (map-style) and `collate`.
@@ -357,6 +405,7 @@ class MusicDataset:
         pitch_shift: tuple[int, int] = DEFAULT_PITCH_SHIFT,
         controls: float = 0.0,
         remap: float = 0.0,
+        remap_split: str = "random",
     ) -> None:
         self.data = PreparedData(prepared_dir)
         self.ids = self.data.split(split)
@@ -384,8 +433,11 @@ class MusicDataset:
             raise DataError("controls > 0 needs an encoding with control rows (set its anticipation)")
         if not 0 <= remap <= 1:
             raise DataError(f"remap must be a probability in 0..1, got {remap}")
+        if remap_split not in REMAP_SPLITS:
+            raise DataError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {remap_split!r}")
         self.controls = float(controls)
         self.remap = float(remap)
+        self.remap_split = remap_split
         self.split = split
         self.encoding = encoding
         self.max_seq_len = int(max_seq_len)
@@ -417,7 +469,7 @@ class MusicDataset:
         rng = self.rng(index) if self.augment else None
         return make_item(
             self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift,
-            self.controls, self.remap)
+            self.controls, self.remap, self.remap_split)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

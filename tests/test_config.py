@@ -96,6 +96,9 @@ def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
         DataConfig(instrument_remap=2)
     with pytest.raises(ConfigError, match="instrument_remap > 0 needs augment: true"):
         DataConfig(instrument_remap=0.5, augment=False)
+    assert DataConfig().remap_split == "random" and DataConfig(remap_split="voices").remap_split == "voices"
+    with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
+        DataConfig(remap_split="pairs")
 
 
 @pytest.mark.parametrize("settings, message", [

@@ -14,6 +14,8 @@ from mmt.data import (
     MusicDataset,
     beat_window,
     chordal_share,
+    voice_count,
+    voice_lines,
     collate,
     crop_codes,
     make_item,
@@ -371,6 +373,38 @@ def test_remap_splits_a_chorale_by_register_and_gives_each_part_a_wind_or_drums(
     assert counts == {1, 2, 3, 4}
     assert moves == {0, -12, 12}
     assert 4 <= drums <= 20  # DRUM_PART 0.2 of the 45 or so items that split (3/4 of 60): about 9 (15 with these seeds)
+
+
+def test_voice_count_is_the_typical_chord_of_a_part():
+    assert voice_count(CHORALE) == 4
+    assert voice_count(CHORALE[::4]) == 1  # its bass line alone
+    passing = np.vstack([CHORALE, [[b, 6, 50, 6, 52] for b in range(8)]])  # a passing note each beat: still 4 voices
+    assert voice_count(passing) == 4 and voice_count(CHORALE[:0]) == 0
+
+
+def test_voice_lines_read_full_chords_by_rank_and_other_notes_by_nearest_voice():
+    notes = np.array([
+        [0, 0, 60, 12, 52], [0, 0, 67, 12, 52], [0, 0, 48, 12, 52],  # a full chord: 48, 60, 67 -> voices 0, 1, 2
+        [1, 0, 66, 12, 52], [1, 0, 58, 12, 52], [1, 0, 65, 12, 52],  # 58, 65, 66: the middle voice rises
+        [1, 6, 62, 6, 52],                                            # a passing note: nearest mean (61.5 + ...)
+        [2, 0, 50, 12, 52],                                           # a bass note alone
+    ])
+    # voice means over the full chords: 53, 62.5, 66.5; 62 is nearest 62.5, 50 nearest 53
+    assert voice_lines(notes, 3).tolist() == [1, 2, 0, 2, 0, 1, 1, 0]
+    # no onset with 4 notes: the pitch quartiles (cuts 58, 62, 65) instead
+    assert voice_lines(notes, 4).tolist() == [1, 3, 0, 3, 1, 3, 2, 0]
+
+
+def test_remap_split_by_voices_gives_each_voice_of_a_chorale_its_own_line(encoding):
+    for seed in range(30):
+        remapped = remap_instruments(CHORALE, encoding, np.random.default_rng(seed), WINDS, split="voices")
+        programs = np.unique(remapped[:, 4])
+        assert len(programs) == 4  # soprano, alto, tenor, bass (one of them maybe drummed)
+        for program in programs[programs != 128]:
+            line = remapped[remapped[:, 4] == program]
+            assert voice_count(line) == 1 and len(line) == 8  # one note at each of the 8 onsets
+    with pytest.raises(ValueError, match="split must be one of random, voices, got 'pairs'"):
+        remap_instruments(CHORALE, encoding, np.random.default_rng(0), WINDS, split="pairs")
 
 
 def test_remap_moves_a_part_by_an_octave_only_when_it_must(encoding):
