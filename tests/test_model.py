@@ -108,10 +108,14 @@ def conditioned(seed: int = 0) -> MusicTransformer:
     return tiny_model("rotary", encoding=Encoding(max_beat=64), seed=seed, row_conditioning=True)
 
 
+def rows_and_next(model: MusicTransformer, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random rows (2, length, 6) and random rows for them to predict."""
+    return random_codes(model.encoding, 2, length), random_codes(model.encoding, 2, length, seed=seed)
+
+
 def test_a_conditioned_head_reads_the_fields_before_its_own_and_no_others():
     model = conditioned()
-    codes = random_codes(model.encoding, 2, 9)
-    targets = random_codes(model.encoding, 2, 9, seed=1)
+    codes, targets = rows_and_next(model, 9, seed=1)
     with torch.no_grad():
         base = model(codes, next_rows=targets)
         for field in Field:
@@ -148,8 +152,7 @@ def test_a_conditioned_model_needs_the_rows_it_predicts():
 
 def test_row_logits_follow_the_draw_order_and_match_the_forward_pass():
     model = conditioned()
-    codes = random_codes(model.encoding, 2, 7)
-    nxt = random_codes(model.encoding, 2, 7, seed=4)
+    codes, nxt = rows_and_next(model, 7, seed=4)
     with torch.no_grad():
         full = model(codes, next_rows=nxt)
         logits = RowLogits(model, model.decoder(model.embed(codes))[:, -1])
