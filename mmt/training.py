@@ -443,12 +443,19 @@ def train(
         try:
             with lock, torch.random.fork_rng(devices=rng_devices):
                 run = _Run(config, out_dir, data_path, resume, torch_device, progress, dist_info)
-                return run.loop()
+                result = run.loop()
         finally:
             torch.set_num_threads(saved_threads)
-    finally:
-        if dist_info.initialised_here:
+    except BaseException:
+        if dist_info.initialised_here:  # no barrier: the other ranks may never reach one
             dist.destroy_process_group()
+        raise
+    if dist_info.initialised_here:
+        # The ranks meet before they tear the group down: destroy_process_group can hang when they
+        # reach it far apart (pytorch/pytorch#75097; seen here once with gloo on a loaded machine).
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
 
 
 class _Run:
