@@ -97,14 +97,16 @@ def voice_lines(notes: np.ndarray, n: int, measured: np.ndarray | None = None) -
     order = np.lexsort((pitch, notes[:, NoteCol.POSITION], notes[:, NoteCol.BEAT]))
     onset = notes[order][:, [NoteCol.BEAT, NoteCol.POSITION]]
     starts = np.flatnonzero(np.r_[True, np.any(onset[1:] != onset[:-1], axis=1)])
-    rank = np.empty(len(notes), dtype=np.int64)
-    rank[order] = np.arange(len(notes)) - np.repeat(starts, np.diff(np.r_[starts, len(notes)]))
-    full = (onset_sizes(notes) == n) & measured
+    lengths = np.diff(np.r_[starts, len(notes)])
+    rank, size = np.empty(len(notes), dtype=np.int64), np.empty(len(notes), dtype=np.int64)
+    rank[order] = np.arange(len(notes)) - np.repeat(starts, lengths)
+    size[order] = np.repeat(lengths, lengths)  # `onset_sizes`, from this grouping
+    full = (size == n) & measured
     if not full.any():
         cuts = np.quantile(pitch[measured], np.arange(1, n) / n, method="nearest")
         return np.searchsorted(cuts, pitch, side="right")
     means = np.array([pitch[full & (rank == k)].mean() for k in range(n)])
-    return np.where(onset_sizes(notes) == n, rank, np.abs(pitch[:, None] - means[None, :]).argmin(-1))
+    return np.where(size == n, rank, np.abs(pitch[:, None] - means[None, :]).argmin(-1))
 
 
 def voice_count(notes: np.ndarray) -> int:
