@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import math
 import os
 import signal
@@ -444,6 +445,7 @@ def train(
             with lock, torch.random.fork_rng(devices=rng_devices):
                 run = _Run(config, out_dir, data_path, resume, torch_device, progress, dist_info)
                 result = run.loop()
+                del run  # its DDP reducer holds the process group: freed here, while every rank is alive (below)
         finally:
             torch.set_num_threads(saved_threads)
     except BaseException:
@@ -451,9 +453,11 @@ def train(
             dist.destroy_process_group()
         raise
     if dist_info.initialised_here:
-        # The ranks meet before they tear the group down: destroy_process_group can hang when they
-        # reach it far apart (pytorch/pytorch#75097; seen here once with gloo on a loaded machine).
-        dist.barrier()
+        # The DDP reducer is freed and the ranks meet before they tear the group down: a reducer
+        # freed after destroy_process_group, when the other rank had exited, hung in the gloo
+        # process group's destructor (joining its threads; seen in CI, rank 1, via py-spy).
+        gc.collect()
+        dist_info.barrier()
         dist.destroy_process_group()
     return result
 
