@@ -189,6 +189,9 @@ class DataConfig:
         remap_split: how a relabelled item splits its chordal part (a chorale's `voices`):
             "random" (default; 3 items in 4, into 2-4 parts at random) or "voices" (always,
             into as many parts as it has voices, so that each plays one line).
+        rests: the probability that one part of a training item rests for 4-32 beats and then
+            plays again (`mmt.data.rest_part`), so that a model learns that a declared
+            instrument gone quiet returns. 0 (default): the parts as they are. > 0 needs `augment`.
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -204,6 +207,7 @@ class DataConfig:
     anticipation: float = 4.0
     instrument_remap: float = 0.0
     remap_split: str = "random"
+    rests: float = 0.0
     mix: dict | None = None
 
     def __post_init__(self) -> None:
@@ -217,6 +221,10 @@ class DataConfig:
             raise ConfigError("instrument_remap > 0 needs augment: true (it is drawn with the augmentation)")
         if self.remap_split not in REMAP_SPLITS:
             raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
+        if not 0 <= self.rests <= 1:
+            raise ConfigError(f"rests must be a probability in 0..1, got {self.rests}")
+        if self.rests > 0 and not self.augment:
+            raise ConfigError("rests > 0 needs augment: true (it is drawn with the augmentation)")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):

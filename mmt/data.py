@@ -22,7 +22,9 @@ Each item is built from the stored notes on demand:
    the unconditioned, instrument, continuation, accompaniment and infilling layouts;
 5. cropping to `max_seq_len` rows: the most notes that fit with start-of-song, the
    header of the instruments those notes use, and start-of-notes; end-of-song is kept
-   only when the piece really ends there (no note was cut by the window or the crop).
+   only when the piece really ends there (no note was cut by the window or the crop);
+6. a rest (when augmenting, with probability `rests`): one part falls silent for a few bars
+   and plays again before the item ends (`rest_part`).
 
 The randomness of item i is a pure function of (seed, epoch, i), so workers, resumed
 runs and several processes all see the same items.
@@ -261,6 +263,41 @@ def crop_codes(codes: np.ndarray, max_seq_len: int, ends: bool = True) -> np.nda
     return np.concatenate([codes[:1], header, codes[son:son + 1], kept])
 
 
+REST_BEATS = (4, 32)  # a part's rest lasts 4..32 beats
+
+
+def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
+              beats: tuple[int, int] = REST_BEATS) -> np.ndarray:
+    """A copy of a song's codes in which one part rests for a while and then plays again.
+
+    One instrument, drawn uniformly among those with note rows, loses its notes
+    from one of its onsets for a number of beats drawn uniformly from `beats`; the onset is
+    drawn uniformly among its onsets that have a note of it after the rest, so that the part
+    always plays again within the song. A song with fewer than two instruments, or whose
+    drawn part has no such onset, comes back unchanged. Control rows and the header stay.
+
+    Why: taught only on pieces whose declared parts play throughout, a model that has let one
+    instrument go quiet for a few notes while it samples reads the silence as the part's end,
+    and one instrument takes the piece over (`benchmarks/results/instrument-coverage.md`);
+    parts that rest and come back teach it that a declared instrument returns.
+    """
+    is_note = codes[:, Field.TYPE] == RowType.NOTE
+    instruments = np.unique(codes[is_note, Field.INSTRUMENT])
+    if len(instruments) < 2:
+        return codes
+    chosen = instruments[int(rng.integers(len(instruments)))]
+    part = is_note & (codes[:, Field.INSTRUMENT] == chosen)
+    tick = onsets(codes, encoding.resolution)
+    length = int(rng.integers(beats[0], beats[1] + 1)) * encoding.resolution
+    starts = np.unique(tick[part])
+    starts = starts[starts + length <= tick[part].max()]
+    if len(starts) == 0:
+        return codes
+    start = int(starts[rng.integers(len(starts))])
+    silent = part & (tick >= start) & (tick < start + length)
+    return codes[~silent]
+
+
 CONTROL_KINDS: tuple[str, ...] = ("instruments", "spans", "suffix")
 SPAN_BEATS = (1, 8)  # a control span lasts 1..8 beats
 SPAN_GAP_BEATS = 16.0  # mean beats between spans (exponential)
@@ -313,11 +350,13 @@ def make_item(
     controls: float = 0.0,
     remap: float = 0.0,
     remap_split: str = "random",
+    rests: float = 0.0,
 ) -> np.ndarray:
     """One training item from a notes array: augment (when `rng` is given), window, relabel the
     parts as other instruments (with probability `remap`, when `rng` is given;
     `remap_instruments`, splitting a chordal part as `remap_split` says), encode, select
-    controls (with probability `controls`, when `rng` is given), crop.
+    controls (with probability `controls`, when `rng` is given), crop, let a part rest (with
+    probability `rests`, when `rng` is given; `rest_part`).
 
     Without `rng` the window starts at beat 0, pitches stay as they are, the instruments are the
     piece's own and no note is a control.
@@ -337,7 +376,10 @@ def make_item(
     if rng is not None and controls > 0 and rng.random() < controls:
         given, header, _ = select_controls(codes, encoding, rng)
         codes = song_with_controls(codes, given, encoding, header)
-    return crop_codes(codes, max_seq_len, ends=ends)
+    codes = crop_codes(codes, max_seq_len, ends=ends)
+    if rng is not None and rests > 0 and rng.random() < rests:
+        codes = rest_part(codes, encoding, rng)
+    return codes
 
 
 def pitch_ranges(data: PreparedData, ids: list[str], encoding: Encoding, max_pieces: int = 20_000,
@@ -408,6 +450,7 @@ class MusicDataset:
         controls: float = 0.0,
         remap: float = 0.0,
         remap_split: str = "random",
+        rests: float = 0.0,
     ) -> None:
         self.data = PreparedData(prepared_dir)
         self.ids = self.data.split(split)
@@ -437,8 +480,11 @@ class MusicDataset:
             raise DataError(f"remap must be a probability in 0..1, got {remap}")
         if remap_split not in REMAP_SPLITS:
             raise DataError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {remap_split!r}")
+        if not 0 <= rests <= 1:
+            raise DataError(f"rests must be a probability in 0..1, got {rests}")
         self.controls = float(controls)
         self.remap = float(remap)
+        self.rests = float(rests)
         self.remap_split = remap_split
         self.split = split
         self.encoding = encoding
@@ -471,7 +517,7 @@ class MusicDataset:
         rng = self.rng(index) if self.augment else None
         return make_item(
             self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift,
-            self.controls, self.remap, self.remap_split)
+            self.controls, self.remap, self.remap_split, self.rests)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

@@ -101,6 +101,14 @@ def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
         DataConfig(remap_split="pairs")
 
 
+def test_rests_is_a_probability_drawn_with_the_augmentation():
+    assert DataConfig().rests == 0.0 and DataConfig(rests=0.5).rests == 0.5
+    with pytest.raises(ConfigError, match="rests must be a probability in 0..1, got 1.5"):
+        DataConfig(rests=1.5)
+    with pytest.raises(ConfigError, match="rests > 0 needs augment: true"):
+        DataConfig(rests=0.5, augment=False)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"temperature": float("inf")}, "temperature must be a number from 0 .greedy. to 100"),
     ({"temperature": 3.5e38}, "temperature must be a number from 0 .greedy. to 100"),

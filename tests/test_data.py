@@ -21,6 +21,7 @@ from mmt.data import (
     make_item,
     pitch_shift_bounds,
     remap_instruments,
+    rest_part,
     window_starts,
 )
 from mmt.encoding import grammar_violations
@@ -458,3 +459,54 @@ def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding)
     assert len(seen) > 4  # instruments the pieces themselves do not have
     with pytest.raises(DataError, match="remap must be a probability in 0..1, got 1.5"):
         MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.5)
+
+
+DUET = np.array([[b, 0, 60, 12, 0] for b in range(16)] + [[b, 0, 72, 12, 40] for b in range(16)])
+
+
+def test_rest_part_silences_one_part_for_its_span_and_the_part_plays_again(encoding):
+    codes = encode_notes(DUET, encoding)
+    piano, violin = encoding.instrument_code("piano"), encoding.instrument_code("violin")
+    rested, starts = set(), set()
+    for seed in range(40):
+        out = rest_part(codes, encoding, np.random.default_rng(seed), beats=(4, 4))
+        assert len(out) == len(codes) - 4 and np.array_equal(out[:4], codes[:4])  # header kept
+        kept = {tuple(row) for row in out.tolist()}
+        gone = np.array([row for row in codes.tolist() if tuple(row) not in kept])
+        assert len(np.unique(gone[:, Field.INSTRUMENT])) == 1  # one part rests ...
+        beats = gone[:, Field.BEAT] - 1
+        assert beats.tolist() == list(range(beats[0], beats[0] + 4))  # ... for 4 beats in a row ...
+        assert beats[0] + 4 <= 15  # ... and plays again (its last note is on beat 15)
+        rested.add(int(gone[0, Field.INSTRUMENT]))
+        starts.add(int(beats[0]))
+    assert rested == {piano, violin} and starts <= set(range(12)) and len(starts) > 6
+
+
+def test_rest_part_leaves_a_solo_and_a_part_that_would_not_return_alone(encoding):
+    solo = encode_notes(DUET[:16], encoding)
+    assert np.array_equal(rest_part(solo, encoding, np.random.default_rng(0)), solo)
+    # the violin's one note is on beat 0: resting it would silence it for good, so only the piano rests
+    codes = encode_notes(np.concatenate([DUET[:16], [[0, 0, 72, 12, 40]]]), encoding)
+    changed = 0
+    for seed in range(20):
+        out = rest_part(codes, encoding, np.random.default_rng(seed), beats=(4, 8))
+        assert np.sum(out[:, Field.INSTRUMENT] == encoding.instrument_code("violin")) == 2  # header row and note
+        changed += len(out) < len(codes)
+    assert 0 < changed < 20
+
+
+def test_items_with_rests_are_well_formed_and_rests_is_checked(tmp_path, encoding):
+    root = make_prepared(tmp_path, {"a": DUET, "b": CHORALE}, encoding)
+    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, rests=1.0)
+    plain = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True)
+    shorter = 0
+    for epoch in range(20):
+        ds.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        item = ds[0]
+        assert grammar_violations(item, encoding, complete=False) == []
+        shorter += len(item) < len(plain[0])
+    # the 24 rows hold the duet's first 10 beats: rests of up to 9 of the drawn 4..32 beats fit
+    assert 0 < shorter < 20
+    with pytest.raises(DataError, match="rests must be a probability in 0..1, got -0.5"):
+        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, rests=-0.5)
