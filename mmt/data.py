@@ -279,7 +279,8 @@ def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
     Why: taught only on pieces whose declared parts play throughout, a model that has let one
     instrument go quiet for a few notes while it samples reads the silence as the part's end,
     and one instrument takes the piece over (`benchmarks/results/instrument-coverage.md`);
-    parts that rest and come back teach it that a declared instrument returns.
+    parts that rest and come back are meant to teach it that a declared instrument returns.
+    Measured there: 2,000 steps with `rests: 0.5` delayed the take-over a little, did not stop it.
     """
     is_note = codes[:, Field.TYPE] == RowType.NOTE
     instruments = np.unique(codes[is_note, Field.INSTRUMENT])
