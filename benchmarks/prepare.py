@@ -20,7 +20,11 @@ run:
   into a fresh OUT with 1 and 2 worker processes: read, clean, filter, write the notes
   files, the journal and the manifest. Seconds are the whole call, listing included;
   `cpu_seconds` the CPU time of this process and its workers (less than the seconds times
-  the jobs when the disk or other programs make it wait). Each runs `--repeats` times,
+  the jobs when the disk or other programs make it wait), split into `main_cpu_seconds`
+  (this process: the listing, the journal, the index and, at -j 2, the pool's threads that
+  send tasks and receive records) and `workers_cpu_seconds`. At -j 2 the main process's CPU
+  time shares the two cores with the workers', so (main + workers) / 2 bounds the run's seconds
+  from below: `prepare_j2_floor_seconds`. Each runs `--repeats` times,
   -j 1 and -j 2 alternating so that a slow spell of a shared disk hits both; the median
   run is reported, every run's seconds in `runs_seconds`. `prepare_j2_over_j1` is the
   ratio of the median runs' rates; `prepare_j2_over_j1_pairs` the ratio of each -j 1 run
@@ -180,18 +184,23 @@ def symusic_notes_seconds(paths: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of this process and of its (ended) workers."""
     times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    return times.user + times.system, times.children_user + times.children_system
 
 
-def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, float, dict]:
-    """Wall seconds, CPU seconds and ok/skipped/failed counts of one preparation into a fresh `out`."""
+def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, dict, dict]:
+    """Wall seconds, CPU seconds (main, workers, total) and ok/skipped/failed counts of one
+    preparation into a fresh `out`."""
     from data_prep import prepare_dataset
 
-    started, cpu = time.perf_counter(), _cpu_seconds()
+    started, (main, workers) = time.perf_counter(), _cpu_seconds()
     summary = prepare_dataset("lmd", src, out, jobs=jobs, progress=False, log=None)
-    return time.perf_counter() - started, _cpu_seconds() - cpu, summary.counts
+    seconds = time.perf_counter() - started
+    main_after, workers_after = _cpu_seconds()
+    cpu = {"main": main_after - main, "workers": workers_after - workers}
+    return seconds, {**cpu, "total": cpu["main"] + cpu["workers"]}, summary.counts
 
 
 def main() -> None:
@@ -226,16 +235,19 @@ def main() -> None:
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
-        runs: dict[int, list[tuple[float, float, dict]]] = {1: [], 2: []}
+        runs: dict[int, list[tuple[float, dict, dict]]] = {1: [], 2: []}
         for repeat in range(args.repeats):  # alternating, so a slow spell of the disk hits both
             for jobs in (1, 2):
                 runs[jobs].append(prepare_seconds(src, Path(tmp) / f"out-j{jobs}-{repeat}", jobs))
                 print(f"prepare -j {jobs} run {repeat + 1}: {runs[jobs][-1][0]:.3f} s", file=sys.stderr, flush=True)
         for jobs, timed in runs.items():
             seconds, cpu, status = sorted(timed, key=lambda run: run[0])[len(timed) // 2]  # the median run
-            result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu, 3),
+            result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu["total"], 3),
+                                          "main_cpu_seconds": round(cpu["main"], 3),
+                                          "workers_cpu_seconds": round(cpu["workers"], 3),
                                           "runs_seconds": [round(run[0], 3) for run in timed], "counts": status}
             print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
+        result["prepare_j2_floor_seconds"] = round(result["prepare_j2"]["cpu_seconds"] / 2, 3)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
     pairs = sorted(a[0] / b[0] for a, b in zip(runs[1], runs[2]))  # each run of -j 1 against the -j 2 run after it
