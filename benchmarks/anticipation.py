@@ -45,6 +45,7 @@ from mmt.checkpoint import load_model
 from mmt.constants import Field, RowType
 from mmt.data import beat_window
 from mmt.encoding import decode, encode_notes, onsets, song_with_controls
+from mmt.model import next_row_logits
 from mmt.prepared import PreparedData
 from mmt.request import GenerationRequest, run
 
@@ -56,7 +57,7 @@ def note_loss(model, codes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Per-row loss (nats, fields summed) of the rows flagged in `targets` given the rows before them."""
     x = torch.as_tensor(codes[None], dtype=torch.long)
     with torch.inference_mode():
-        logits = model(x[:, :-1], next_rows=x[:, 1:])  # (a row-conditioned model reads the rows it scores)
+        logits = next_row_logits(model, x)
     total = torch.zeros(len(codes) - 1)
     for field, lg in enumerate(logits):
         total += torch.nn.functional.cross_entropy(lg[0], x[0, 1:, field], reduction="none")

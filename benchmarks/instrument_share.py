@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmt import GenerationRequest, load_model  # noqa: E402
 from mmt.constants import Field, RowType  # noqa: E402
 from mmt.data import MusicDataset  # noqa: E402
+from mmt.model import next_row_logits  # noqa: E402
 from mmt.request import run  # noqa: E402
 
 RANGES = ((0, 10), (10, 40), (40, 100), (100, None))
@@ -41,10 +42,8 @@ RANGES = ((0, 10), (10, 40), (40, 100), (100, None))
 def shares(model, codes: np.ndarray, instrument_codes: list[int]) -> np.ndarray:
     """(notes, k): the instrument head's probabilities of the k declared instruments, renormalised,
     at each note row of `codes` given every row before it."""
-    x = torch.as_tensor(codes[None], dtype=torch.long)
-    mask = torch.ones(x.shape[:2], dtype=torch.bool)
     with torch.no_grad():
-        logits = model(x[:, :-1], mask=mask[:, :-1], next_rows=x[:, 1:])[Field.INSTRUMENT][0]
+        logits = next_row_logits(model, torch.as_tensor(codes[None], dtype=torch.long))[Field.INSTRUMENT][0]
     p = logits[:, instrument_codes].softmax(-1).numpy()
     return p[codes[1:, Field.TYPE] == RowType.NOTE]
 

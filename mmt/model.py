@@ -172,6 +172,16 @@ class RowLogits:
         self._drawn += 1
 
 
+def next_row_logits(model: MusicTransformer, codes: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+    """Teacher-forced logits of rows 1..L-1 of `codes` (B, L, 6), each from the rows before it.
+
+    Inputs are rows 0..L-2; rows 1..L-1 are also given as `next_rows`, which a row-conditioned
+    model's heads read (each the fields before its own). `mask` (B, L): True for real rows.
+    Returns six tensors (B, L-1, n_tokens[field]) in `FIELDS` order.
+    """
+    return model(codes[:, :-1], mask=None if mask is None else mask[:, :-1], next_rows=codes[:, 1:])
+
+
 def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over fields of the cross-entropy of the next row, ignoring padding.
 
@@ -182,7 +192,7 @@ def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor) -> tuple[
         (total loss, {field: loss}) with each field's loss the mean over real target rows.
     """
     targets = codes[:, 1:]
-    logits = model(codes[:, :-1], mask=mask[:, :-1], next_rows=targets)
+    logits = next_row_logits(model, codes, mask)
     valid = mask[:, 1:]
     losses = {}
     for i, name in enumerate(FIELDS):
