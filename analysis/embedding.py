@@ -29,6 +29,28 @@ def embedding_weights(model, field: str) -> np.ndarray:
     return model.field_embedding(field).weight.detach().cpu().double().numpy()[1:]
 
 
+def pitch_tables(model) -> dict[str, np.ndarray]:
+    """Every table of learned pitch vectors in a model, by name, without row 0 ("undefined").
+
+    - "input embedding": what the model reads a pitch as (the table the paper plots, and the
+      one the report's headline octave score is of);
+    - "output head": the pitch head's rows; the logit of pitch p is the dot product of the
+      hidden state with row p, so these are the vectors the model predicts pitches with;
+    - "row condition" (row-conditioned models only): what the heads after pitch (the
+      duration's) are given of the pitch drawn for the row.
+    """
+    from mmt.constants import FIELDS, ROW_ORDER, Field
+
+    tables = {
+        "input embedding": embedding_weights(model, "pitch"),
+        "output head": model.heads[FIELDS.index("pitch")].weight.detach().cpu().double().numpy()[1:],
+    }
+    if getattr(model, "conditions", None) is not None:
+        table = model.conditions[ROW_ORDER.index(Field.PITCH)]
+        tables["row condition"] = table.weight.detach().cpu().double().numpy()[1:]
+    return tables
+
+
 def cosine_similarity(weights: np.ndarray) -> np.ndarray:
     """(n, n) cosine similarity of the rows of `weights` (n, dim); a zero row has similarity 0."""
     weights = np.asarray(weights, dtype=np.float64)
@@ -172,6 +194,33 @@ def plot_pitch_pca(
     ax.set_xlabel(f"first principal component ({ratio[0]:.0%} of variance)")
     ax.set_ylabel(f"second principal component ({ratio[1]:.0%} of variance)")
     ax.set_title(f"Pitch embeddings {pitch_name(low)}..{pitch_name(high)}, first two principal components")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_interval_lines(
+    tables: dict[str, np.ndarray], path: str | os.PathLike, low: int = PIANO_LOW, high: int = PIANO_HIGH
+) -> Path:
+    """One line per pitch table: mean similarity of pitch pairs by interval (1..24 semitones),
+    the table's octave score in its legend; octaves marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2), dpi=110)
+    intervals = np.arange(1, 25)
+    for name, weights in tables.items():
+        values = interval_similarity(weights, low, high, max_interval=24)
+        ax.plot(intervals, values, marker="o", ms=3, label=f"{name} (octave score {octave_score(weights, low, high):+.3f})")
+    for octave in (12, 24):
+        ax.axvline(octave, color="tab:red", lw=0.8, ls=":")
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(intervals)
+    ax.set_xlabel("interval (semitones); dotted red: octaves")
+    ax.set_ylabel("mean cosine similarity")
+    ax.set_title(f"Every table of pitch vectors, by interval ({pitch_name(low)}..{pitch_name(high)})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
 

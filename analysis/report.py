@@ -44,6 +44,8 @@ from analysis.embedding import (
     embedding_weights,
     interval_similarity,
     octave_score,
+    pitch_tables,
+    plot_interval_lines,
     plot_interval_similarity,
     plot_pitch_pca,
     plot_pitch_similarity,
@@ -391,6 +393,13 @@ EXPLAIN = {
         "as nearly the same note. An untrained model scores about 0."
     ),
     "intervals": "The mean similarity of two pitches by the interval between them.",
+    "pitch_tables": (
+        "The octave score above is of the <em>input</em> embedding, the table the paper plots: how the "
+        "model reads a pitch. The model holds two more tables of pitch vectors: the pitch head's rows, "
+        "with which it <em>predicts</em> a pitch (the score of pitch p is the hidden state's dot "
+        "product with row p), and, in a row-conditioned model, the table that tells the duration "
+        "head which pitch was drawn. Each may learn octaves to a different degree."
+    ),
     "pca": (
         "Every pitch's vector squeezed onto a flat map (its two main directions of variation); the "
         "colour is the pitch class, so all Cs share a colour. A model that has learned pitch "
@@ -648,10 +657,13 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
         f"Mean similarity of pitch pairs an octave apart {intervals[11]:+.3f}, a fifth apart {intervals[6]:+.3f}, "
         f"over all intervals of 1..24 semitones {intervals.mean():+.3f}."
     )
+    tables = pitch_tables(model)
+    table_scores = {name: octave_score(weights, low, high) for name, weights in tables.items()}
     findings.append(sentence)
-    numbers.update(octave_score=score, octave_score_range=[low, high],
+    numbers.update(octave_score=score, octave_score_range=[low, high], octave_scores=table_scores,
                    interval_similarity={str(i + 1): float(v) for i, v in enumerate(intervals)})
     plot_interval_similarity(pitch, out_dir / "pitch_intervals.png", low, high)
+    plot_interval_lines(tables, out_dir / "pitch_intervals_tables.png", low, high)
     plot_pitch_pca(pitch, out_dir / "pitch_pca.png", low, high)
     plot_pitch_similarity(pitch, out_dir / "pitch_similarity.png")
     beats = min(config.beat_similarity_beats, encoding.max_beat)
@@ -670,6 +682,10 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     part += _p(EXPLAIN["octave"].format(low=low_name, high=high_name))
     part += f"<p class='finding'>{html.escape(sentence)} {html.escape(similarity_sentence)}</p>"
     part += _p(EXPLAIN["intervals"]) + _figure("pitch_intervals.png", "mean similarity by interval")
+    part += "<h3>Every table of pitch vectors</h3>" + _p(EXPLAIN["pitch_tables"])
+    part += "<table><tr><th>table</th><th>octave score</th></tr>" + "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td></tr>" for name, value in table_scores.items())
+    part += "</table>" + _figure("pitch_intervals_tables.png", "mean similarity by interval, every pitch table")
     part += "<h3>Pitch map</h3>" + _p(EXPLAIN["pca"]) + _figure("pitch_pca.png", "PCA of the pitch embeddings")
     part += "<h3>Pitch similarity</h3>" + _p(EXPLAIN["pitch_similarity"])
     part += _figure("pitch_similarity.png", "pitch similarity matrix")
@@ -777,7 +793,7 @@ def write_report(
     sections.append(_metrics_section(eval_dir, out_dir))
     sections.append(_samples_section(samples_dir, eval_dir, out_dir, encoding, config.max_samples, numbers))
 
-    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score",
+    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score", "octave_scores",
                                                  "octave_score_range")}
     key_numbers["n_sequences"], key_numbers["n_pairs"] = results["beat"].n_sequences, results["beat"].n_pairs
     key_numbers["findings"] = findings

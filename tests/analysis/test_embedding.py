@@ -12,6 +12,8 @@ from analysis.embedding import (
     interval_similarity,
     octave_score,
     pca_2d,
+    pitch_tables,
+    plot_interval_lines,
     plot_pitch_pca,
 )
 from tests.factories import tiny_model
@@ -90,4 +92,17 @@ def test_embedding_weights_drop_the_undefined_row(tmp_path):
     assert weights.shape == (128, 32)
     np.testing.assert_allclose(weights[60], model.field_embedding("pitch").weight[61].detach().double().numpy())
     path = plot_pitch_pca(weights, tmp_path / "pca.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pitch_tables_name_every_table_of_pitch_vectors(tmp_path):
+    plain = pitch_tables(tiny_model("rotary", max_seq_len=16))
+    assert list(plain) == ["input embedding", "output head"]
+    model = tiny_model("rotary", max_seq_len=16, row_conditioning=True)
+    tables = pitch_tables(model)
+    assert list(tables) == ["input embedding", "output head", "row condition"]
+    assert all(table.shape == (128, 32) for table in tables.values())
+    np.testing.assert_allclose(tables["output head"][60], model.heads[3].weight[61].detach().double().numpy())
+    np.testing.assert_allclose(tables["row condition"][60], model.conditions[4].weight[61].detach().double().numpy())
+    path = plot_interval_lines({"pitch classes": pitch_class_embedding(), **tables}, tmp_path / "lines.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

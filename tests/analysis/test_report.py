@@ -136,12 +136,12 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert "samples/one.mid" in page.links
     images = [src for tag, src in page.sources if tag == "img"]
     audio = [src for tag, src in page.sources if tag == "audio"]
-    # training curve, 4 fields x 2 attention plots, 6 embedding plots, 2 samples
-    assert len(images) == 1 + 8 + 6 + 2
+    # training curve, 4 fields x 2 attention plots, 7 embedding plots, 2 samples
+    assert len(images) == 1 + 8 + 7 + 2
     assert {"training.png", "attention_beat.png", "attention_beat_heads.png", "attention_position.png",
             "attention_position_heads.png", "attention_pitch.png", "attention_pitch_heads.png",
             "attention_instrument.png", "attention_instrument_heads.png", "pitch_pca.png", "pitch_similarity.png",
-            "pitch_intervals.png", "beat_similarity.png", "position_similarity.png",
+            "pitch_intervals.png", "pitch_intervals_tables.png", "beat_similarity.png", "position_similarity.png",
             "duration_similarity.png"} <= set(images)
     for src in images:
         assert (out / src).read_bytes()[:8] == PNG_MAGIC, src
@@ -175,6 +175,10 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert groups["beat_bars"]["group"] == [-4, -8]  # --beat-window 8
     assert groups["pitch_consonant"]["group"] == [0, -7, 7, -12, 12]
     assert -1.0 <= findings["octave_score"] <= 1.0
+    assert list(findings["octave_scores"]) == ["input embedding", "output head"]
+    assert findings["octave_scores"]["input embedding"] == findings["octave_score"]
+    assert (out / "pitch_intervals_tables.png").is_file()
+    assert f"<td>output head</td><td>{findings['octave_scores']['output head']:+.3f}</td>" in html_text
     # Every finding is on the page, at the top.
     top = html_text[html_text.index("id='findings'"):html_text.index("id='model'")]
     assert len(findings["findings"]) == 6  # training, 4 attention fields, octave score
@@ -204,7 +208,7 @@ def test_analyze_takes_samples_from_the_eval_folder(tmp_path, prepared):
     assert "No training log" in page
     assert f"No metrics.md in {eval_dir}" in page
     images = [src for tag, src in check_references(out).sources if tag == "img"]
-    assert images[8 + 6:] == ["samples/ground-truth-piece0.png", "samples/unconditioned-piece0.png"]
+    assert images[8 + 7:] == ["samples/ground-truth-piece0.png", "samples/unconditioned-piece0.png"]
     findings = json.loads((out / "findings.json").read_text())
     assert len(findings["findings"]) == 5  # no training sentence
 
