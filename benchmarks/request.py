@@ -22,7 +22,7 @@ instrument field alone); `--plain` draws only without help.
     python benchmarks/request.py [--model music21-small] [-n 16] [--bars 16] [--seed 0] [--data data/music21]
         [--sampling '{"temperature": {"instrument": 2.0}}'] [--plain]
 
-Writes the figures to benchmarks/results/request-<model>.json as well.
+Writes the figures to benchmarks/results/request-<model>.json as well (or to `--json`).
 """
 
 from __future__ import annotations
@@ -147,6 +147,8 @@ def main() -> None:
                         help='sampling settings over the model\'s defaults, as JSON, e.g. \'{"temperature": {"instrument": 1.5}}\'')
     parser.add_argument("--plain", action="store_true", help="only the draws without help")
     parser.add_argument("--data", type=Path, help="a prepared directory: also the leap of its real test pieces")
+    parser.add_argument("--json", type=Path, help="where to write the figures (default: "
+                        "benchmarks/results/request-<model>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
@@ -167,7 +169,7 @@ def main() -> None:
         results["ground truth"] = ground_truth_leap(args.data, args.bars)
         print(f"ground truth ({args.data} valid + test, {results['ground truth']['pieces']} pieces of 2+ instruments, "
               f"first {args.bars:g} bars): leap {results['ground truth']['leap']:.3f}")
-    out = Path(__file__).resolve().parent / "results" / f"request-{Path(args.model).name}.json"
+    out = args.json or Path(__file__).resolve().parent / "results" / f"request-{Path(args.model).name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "n": args.n, "bars": args.bars, "min_notes": args.min_notes,
                                "seed": args.seed, "sampling": args.sampling, "results": results}, indent=1) + "\n")

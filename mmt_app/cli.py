@@ -11,6 +11,7 @@ import contextlib
 import re
 import sys
 from pathlib import Path
+from typing import Callable
 
 from mmt.errors import MMTError
 
@@ -182,10 +183,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_field(number: type) -> Callable[[str], object]:
+    """An argparse type: one number for every field ("0.9"), or FIELD=NUMBER pairs ("instrument=2.5"
+    or "pitch=0.9,duration=0.9": the fields not named take the setting's default)."""
+    def parse(text: str):
+        try:
+            if "=" not in text:
+                return number(text)
+            pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+            return {name.strip(): number(value) for name, value in pairs}
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number or FIELD=NUMBER[,FIELD=NUMBER...] (e.g. instrument=2.5), got {text!r}") from None
+
+    parse.__name__ = number.__name__  # argparse names the type in its messages
+    return parse
+
+
+PER_FIELD = "; or FIELD=VALUE pairs for some fields, e.g. instrument=2.5 (the others: off / 1)"
+
+
 def _add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--temperature", type=float, help="sampling temperature, 0 = greedy (default: the model's)")
-    p.add_argument("--top-k", type=int, help="keep the k most likely codes per field (default: the model's)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling threshold (default: the model's)")
+    p.add_argument("--temperature", type=_per_field(float),
+                   help="sampling temperature, 0 = greedy (default: the model's)" + PER_FIELD)
+    p.add_argument("--top-k", type=_per_field(int),
+                   help="keep the k most likely codes per field (default: the model's)" + PER_FIELD)
+    p.add_argument("--top-p", type=_per_field(float),
+                   help="nucleus sampling threshold (default: the model's)" + PER_FIELD)
     p.add_argument("--repetition-penalty", type=float,
                    help="make codes already drawn less likely, e.g. 1.2 (default: the model's; 1 = off)")
 

@@ -435,7 +435,31 @@ def test_reruns_add_samples_and_settings_record_each_run(checkpoint, tmp_path, c
     np.testing.assert_array_equal(again, codes)
 
 
+def test_sampling_flags_take_a_value_per_field(checkpoint, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert main(["generate", str(checkpoint), "--mode", "instrument", "--instruments", "piano", "violin",
+                 "--max-rows", "12", "--bars", "2", "--out", str(out), "--quiet", "--seed", "1",
+                 "--temperature", "instrument=2.5", "--top-p", "pitch=0.8,duration=0.9", "--top-k", "3"]) == 0
+    run, = json.loads((out / "settings.json").read_text())
+    assert run["sampling"] == {"temperature": {"instrument": 2.5}, "top_k": 3,
+                               "top_p": {"pitch": 0.8, "duration": 0.9}}
+    assert run["sampling_used"]["temperature"] == {"instrument": 2.5}
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "instrument=hot"), ("--top-k", "pitch=0.5")])
+def test_a_malformed_per_field_value_is_a_usage_error(checkpoint, tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", str(checkpoint), flag, value, "--out", str(tmp_path / "o")])
+    assert exit_.value.code == 2
+    assert (f"argument {flag}: expected a number or FIELD=NUMBER[,FIELD=NUMBER...] (e.g. instrument=2.5), "
+            f"got {value!r}") in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, message", [
+    (["--temperature", "brass=2"], "--temperature: unknown field\\(s\\) brass"),
+    (["--temperature", "instrument=-1"], "--temperature of instrument must be a number from 0"),
     (["--mode", "instrument", "--instruments", "kazoo"], "unknown instrument 'kazoo'"),
     (["--bars", "0"], "--bars must be a positive number, got 0"),
     (["--bars", "nan"], "--bars must be a positive number, got nan"),
