@@ -112,6 +112,20 @@ def octave_score(pitch_weights: np.ndarray, low: int = PIANO_LOW, high: int = PI
     return float(values[octave].mean() - values[~octave].mean())
 
 
+def octave_bump(pitch_weights: np.ndarray, low: int = PIANO_LOW, high: int = PIANO_HIGH) -> float:
+    """How much more alike pitches an octave apart are than pitches a semitone closer or further.
+
+        bump = s(12) - (s(11) + s(13)) / 2,   s(i) = mean cos(e_p, e_(p+i)) over p, p + i in low..high
+
+    `octave_score` compares octave pairs with *all* other pairs, most of them far apart, so a
+    table whose similarity merely falls with distance (neighbouring pitches alike) scores
+    above 0 with no preference for octaves; the bump compares the octave with its neighbours
+    only, so it is about 0 for such a table and 1 for a table of pitch classes.
+    """
+    s = interval_similarity(pitch_weights, low, high, max_interval=13)
+    return float(s[11] - (s[10] + s[12]) / 2)
+
+
 def duration_labels(known_durations, resolution: int) -> list[str]:
     """Durations in beats as short fractions, e.g. 6 ticks at 12 per beat -> "1/2"."""
     return [str(Fraction(int(d), resolution)) for d in known_durations]
@@ -202,7 +216,7 @@ def plot_interval_lines(
     tables: dict[str, np.ndarray], path: str | os.PathLike, low: int = PIANO_LOW, high: int = PIANO_HIGH
 ) -> Path:
     """One line per pitch table: mean similarity of pitch pairs by interval (1..24 semitones),
-    the table's octave score in its legend; octaves marked."""
+    the table's octave score and octave bump in its legend; octaves marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,7 +226,8 @@ def plot_interval_lines(
     intervals = np.arange(1, 25)
     for name, weights in tables.items():
         values = interval_similarity(weights, low, high, max_interval=24)
-        ax.plot(intervals, values, marker="o", ms=3, label=f"{name} (octave score {octave_score(weights, low, high):+.3f})")
+        ax.plot(intervals, values, marker="o", ms=3, label=f"{name} (octave score {octave_score(weights, low, high):+.3f}, "
+                f"bump {octave_bump(weights, low, high):+.3f})")
     for octave in (12, 24):
         ax.axvline(octave, color="tab:red", lw=0.8, ls=":")
     ax.axhline(0, color="0.3", lw=0.8)

@@ -43,6 +43,7 @@ from analysis.embedding import (
     duration_labels,
     embedding_weights,
     interval_similarity,
+    octave_bump,
     octave_score,
     pitch_tables,
     plot_interval_lines,
@@ -398,7 +399,11 @@ EXPLAIN = {
         "model reads a pitch. The model holds two more tables of pitch vectors: the pitch head's rows, "
         "with which it <em>predicts</em> a pitch (the score of pitch p is the hidden state's dot "
         "product with row p), and, in a row-conditioned model, the table that tells the duration "
-        "head which pitch was drawn. Each may learn octaves to a different degree."
+        "head which pitch was drawn. Each may learn octaves to a different degree. The octave score "
+        "compares octave pairs with all other pairs, most of them far apart, so a table in which "
+        "neighbouring pitches are alike scores above 0 without favouring octaves; the <strong>octave "
+        "bump</strong> compares the octave with its neighbours only: the similarity at 12 semitones "
+        "minus the mean at 11 and 13 (about 0 without a peak at the octave, 1 for pitch classes)."
     ),
     "pca": (
         "Every pitch's vector squeezed onto a flat map (its two main directions of variation); the "
@@ -659,8 +664,10 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     )
     tables = pitch_tables(model)
     table_scores = {name: octave_score(weights, low, high) for name, weights in tables.items()}
+    table_bumps = {name: octave_bump(weights, low, high) for name, weights in tables.items()}
     findings.append(sentence)
     numbers.update(octave_score=score, octave_score_range=[low, high], octave_scores=table_scores,
+                   octave_bumps=table_bumps,
                    interval_similarity={str(i + 1): float(v) for i, v in enumerate(intervals)})
     plot_interval_similarity(pitch, out_dir / "pitch_intervals.png", low, high)
     plot_interval_lines(tables, out_dir / "pitch_intervals_tables.png", low, high)
@@ -683,8 +690,9 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     part += f"<p class='finding'>{html.escape(sentence)} {html.escape(similarity_sentence)}</p>"
     part += _p(EXPLAIN["intervals"]) + _figure("pitch_intervals.png", "mean similarity by interval")
     part += "<h3>Every table of pitch vectors</h3>" + _p(EXPLAIN["pitch_tables"])
-    part += "<table><tr><th>table</th><th>octave score</th></tr>" + "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td></tr>" for name, value in table_scores.items())
+    part += "<table><tr><th>table</th><th>octave score</th><th>octave bump</th></tr>" + "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td><td>{table_bumps[name]:+.3f}</td></tr>"
+        for name, value in table_scores.items())
     part += "</table>" + _figure("pitch_intervals_tables.png", "mean similarity by interval, every pitch table")
     part += "<h3>Pitch map</h3>" + _p(EXPLAIN["pca"]) + _figure("pitch_pca.png", "PCA of the pitch embeddings")
     part += "<h3>Pitch similarity</h3>" + _p(EXPLAIN["pitch_similarity"])
@@ -793,7 +801,7 @@ def write_report(
     sections.append(_metrics_section(eval_dir, out_dir))
     sections.append(_samples_section(samples_dir, eval_dir, out_dir, encoding, config.max_samples, numbers))
 
-    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score", "octave_scores",
+    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score", "octave_scores", "octave_bumps",
                                                  "octave_score_range")}
     key_numbers["n_sequences"], key_numbers["n_pairs"] = results["beat"].n_sequences, results["beat"].n_pairs
     key_numbers["findings"] = findings

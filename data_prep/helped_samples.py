@@ -18,6 +18,11 @@ ensemble per batch of `--batch` samples, drawn from `--seed`.
     python -m data_prep.helped_samples MODEL BASE OUT [-n 1536] [--batch 16] [--bars 16-24]
 
 Resumable: a batch whose record is in `OUT/helped.jsonl` is not drawn again.
+
+Tried once (benchmarks/results/instrument-coverage.md, "Training on its own helped samples"):
+900 steps of the bundled model with these samples as a quarter of the items did not make it
+keep its instruments when left alone, and made its parts leap more (the quota hands notes to
+instruments regardless of their line); a better teacher is needed before this pays.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from analysis.embedding import (
     duration_labels,
     embedding_weights,
     interval_similarity,
+    octave_bump,
     octave_score,
     pca_2d,
     pitch_tables,
@@ -106,3 +107,13 @@ def test_pitch_tables_name_every_table_of_pitch_vectors(tmp_path):
     np.testing.assert_allclose(tables["row condition"][60], model.conditions[4].weight[61].detach().double().numpy())
     path = plot_interval_lines({"pitch classes": pitch_class_embedding(), **tables}, tmp_path / "lines.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_octave_bump_is_one_for_pitch_classes_and_about_zero_for_a_smooth_table():
+    assert octave_bump(pitch_class_embedding()) == pytest.approx(1.0)
+    # pitch p at angle p * pi / 48 on a circle: s(i) = cos(i pi / 48), neighbours alike, no octave peak
+    angle = np.arange(128) * np.pi / 48
+    smooth = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    expected = np.cos(np.pi / 4) * (1 - np.cos(np.pi / 48))  # s(12) - (s(11) + s(13)) / 2
+    assert octave_bump(smooth) == pytest.approx(expected) and expected == pytest.approx(0.0015139, abs=1e-7)
+    assert octave_score(smooth) > 0.4  # the octave score reads this smoothness as octaves

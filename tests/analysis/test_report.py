@@ -178,7 +178,9 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert list(findings["octave_scores"]) == ["input embedding", "output head"]
     assert findings["octave_scores"]["input embedding"] == findings["octave_score"]
     assert (out / "pitch_intervals_tables.png").is_file()
-    assert f"<td>output head</td><td>{findings['octave_scores']['output head']:+.3f}</td>" in html_text
+    assert list(findings["octave_bumps"]) == ["input embedding", "output head"]
+    assert (f"<td>output head</td><td>{findings['octave_scores']['output head']:+.3f}</td>"
+            f"<td>{findings['octave_bumps']['output head']:+.3f}</td>") in html_text
     # Every finding is on the page, at the top.
     top = html_text[html_text.index("id='findings'"):html_text.index("id='model'")]
     assert len(findings["findings"]) == 6  # training, 4 attention fields, octave score
