@@ -26,5 +26,5 @@ mkdir -p "$out"
 "$python" benchmarks/valid_loss.py "$data" valid "$model" ${baseline:+"$baseline"} | tee "$out/valid_loss.txt"
 "$mmt" evaluate "$model" --data "$data" --split test --out "$out/evaluate" --quiet \
     --modes unconditioned instrument continuation-4 continuation-16 accompaniment infill
-"$python" benchmarks/request.py --model "$model" -n 16 --bars 16 | tee "$out/request.md"
+"$python" benchmarks/request.py --model "$model" -n 16 --bars 16 --data "$data" | tee "$out/request.md"
 "$mmt" analyze "$model" --data "$data" --split test -n 16 --out "$out/analysis" --eval "$out/evaluate" --quiet
