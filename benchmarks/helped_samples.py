@@ -107,6 +107,8 @@ def link_base(base: PreparedData, out: Path) -> None:
             if not target.exists():
                 try:
                     os.link(path, target)
+                except FileExistsError:  # another shard linked it first
+                    pass
                 except OSError:
                     shutil.copy2(path, target)
     shutil.copy2(base.encoding_path, out / base.encoding_path.name)
