@@ -200,7 +200,7 @@ def _per_field(number: type) -> Callable[[str], object]:
     return parse
 
 
-PER_FIELD = "; or FIELD=VALUE pairs for some fields, e.g. instrument=2.5 (the others: off / 1)"
+PER_FIELD = "; or FIELD=VALUE pairs, e.g. instrument=2.5 (fields not named: temperature 1, no top-k or top-p)"
 
 
 def _add_sampling(p: argparse.ArgumentParser) -> None:
