@@ -665,7 +665,9 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     tables = pitch_tables(model)
     table_scores = {name: octave_score(weights, low, high) for name, weights in tables.items()}
     table_bumps = {name: octave_bump(weights, low, high) for name, weights in tables.items()}
-    findings.append(sentence)
+    findings.append(sentence + " Octave bump (similarity at 12 semitones minus the mean at 11 and 13) of each "
+                    "table of pitch vectors: " + ", ".join(f"{name} {value:+.3f}" for name, value in table_bumps.items())
+                    + ".")
     numbers.update(octave_score=score, octave_score_range=[low, high], octave_scores=table_scores,
                    octave_bumps=table_bumps,
                    interval_similarity={str(i + 1): float(v) for i, v in enumerate(intervals)})

@@ -179,6 +179,9 @@ def test_analyze_writes_a_report_whose_files_all_exist(tmp_path, prepared, run_d
     assert findings["octave_scores"]["input embedding"] == findings["octave_score"]
     assert (out / "pitch_intervals_tables.png").is_file()
     assert list(findings["octave_bumps"]) == ["input embedding", "output head"]
+    assert findings["findings"][-1].endswith(
+        f"of each table of pitch vectors: input embedding {findings['octave_bumps']['input embedding']:+.3f}, "
+        f"output head {findings['octave_bumps']['output head']:+.3f}.")
     assert (f"<td>output head</td><td>{findings['octave_scores']['output head']:+.3f}</td>"
             f"<td>{findings['octave_bumps']['output head']:+.3f}</td>") in html_text
     # Every finding is on the page, at the top.
