@@ -226,8 +226,9 @@ def plot_interval_lines(
     intervals = np.arange(1, 25)
     for name, weights in tables.items():
         values = interval_similarity(weights, low, high, max_interval=24)
-        ax.plot(intervals, values, marker="o", ms=3, label=f"{name} (octave score {octave_score(weights, low, high):+.3f}, "
-                f"bump {octave_bump(weights, low, high):+.3f})")
+        label = (f"{name} (octave score {octave_score(weights, low, high):+.3f}, "
+                 f"bump {octave_bump(weights, low, high):+.3f})")
+        ax.plot(intervals, values, marker="o", ms=3, label=label)
     for octave in (12, 24):
         ax.axvline(octave, color="tab:red", lw=0.8, ls=":")
     ax.axhline(0, color="0.3", lw=0.8)

@@ -665,9 +665,9 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     tables = pitch_tables(model)
     table_scores = {name: octave_score(weights, low, high) for name, weights in tables.items()}
     table_bumps = {name: octave_bump(weights, low, high) for name, weights in tables.items()}
-    findings.append(sentence + " Octave bump (similarity at 12 semitones minus the mean at 11 and 13) of each "
-                    "table of pitch vectors: " + ", ".join(f"{name} {value:+.3f}" for name, value in table_bumps.items())
-                    + ".")
+    bumps = ", ".join(f"{name} {value:+.3f}" for name, value in table_bumps.items())
+    findings.append(f"{sentence} Octave bump (similarity at 12 semitones minus the mean at 11 and 13) of each "
+                    f"table of pitch vectors: {bumps}.")
     numbers.update(octave_score=score, octave_score_range=[low, high], octave_scores=table_scores,
                    octave_bumps=table_bumps,
                    interval_similarity={str(i + 1): float(v) for i, v in enumerate(intervals)})
@@ -803,8 +803,8 @@ def write_report(
     sections.append(_metrics_section(eval_dir, out_dir))
     sections.append(_samples_section(samples_dir, eval_dir, out_dir, encoding, config.max_samples, numbers))
 
-    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score", "octave_scores", "octave_bumps",
-                                                 "octave_score_range")}
+    key_numbers = {key: numbers[key] for key in ("model", "data", "attention_groups", "octave_score",
+                                                 "octave_score_range", "octave_scores", "octave_bumps")}
     key_numbers["n_sequences"], key_numbers["n_pairs"] = results["beat"].n_sequences, results["beat"].n_pairs
     key_numbers["findings"] = findings
     write_text_atomic(out_dir / "findings.json", json.dumps(key_numbers, indent=1, default=str) + "\n")

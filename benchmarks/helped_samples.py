@@ -45,9 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from request import top_line_leap  # noqa: E402  (benchmarks/request.py)
+from request import note_counts, sampling_json, top_line_leap  # noqa: E402  (benchmarks/request.py)
 
-from mmt.constants import Field, RowType  # noqa: E402
 from mmt.files import write_atomic  # noqa: E402
 from mmt.prepared import SPLITS, PreparedData  # noqa: E402
 
@@ -77,12 +76,6 @@ def draw_ensemble(rng: np.random.Generator) -> tuple[str, ...]:
     else:
         picked = list(rng.choice(COMMON, size=size, replace=False))
     return tuple(str(name) for name in picked)
-
-
-def note_counts(codes: np.ndarray, instrument_codes: list[int]) -> list[int]:
-    """Notes of each instrument code in one sample's rows."""
-    notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
-    return [int(np.sum(notes[:, Field.INSTRUMENT] == code)) for code in instrument_codes]
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -129,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--left-alone", action="store_true", help="draw without the sampler's help")
-    parser.add_argument("--sampling", type=json.loads, default={}, help="sampling settings over the model's, JSON")
+    parser.add_argument("--sampling", type=sampling_json, default={}, help="sampling settings over the model's, JSON")
     parser.add_argument("--max-leap", type=float, help="keep only samples whose top_line_leap is at most this")
     parser.add_argument("--shard", default="0/1", help="i/n: draw only the batches b with b %% n == i")
     args = parser.parse_args(argv)

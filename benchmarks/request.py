@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.metrics import compute_metrics  # noqa: E402
 from mmt import GenerationRequest, decode, encode_notes, load_model  # noqa: E402
-from mmt.constants import Field, RowType  # noqa: E402
+from mmt.constants import Field, NoteCol, RowType  # noqa: E402
 from mmt.request import run  # noqa: E402
 
 ENSEMBLES = {
@@ -61,6 +61,23 @@ def duplicates(codes: np.ndarray) -> int:
     notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
     keys = notes[:, [Field.BEAT, Field.POSITION, Field.PITCH, Field.INSTRUMENT]]
     return len(keys) - len(np.unique(keys, axis=0))
+
+
+def note_counts(codes: np.ndarray, instrument_codes: list[int]) -> list[int]:
+    """Notes of each instrument code in one sample's rows."""
+    notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+    return [int(np.sum(notes[:, Field.INSTRUMENT] == code)) for code in instrument_codes]
+
+
+def sampling_json(text: str) -> dict:
+    """An argparse type: sampling settings as a JSON object, e.g. '{"temperature": {"instrument": 2.5}}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object of sampling settings, got {text!r}")
+    return value
 
 
 def top_line_leap(codes: np.ndarray, instrument_codes: list[int]) -> float:
@@ -94,7 +111,7 @@ def ground_truth_leap(data_dir: Path, bars: float) -> dict:
     drums = data.encoding.instrument_code("drums")
     for piece in [*data.split("valid"), *data.split("test")]:
         notes = data.notes(piece)
-        notes = notes[notes[:, 0] < 4 * bars]  # column 0: beat
+        notes = notes[notes[:, NoteCol.BEAT] < 4 * bars]
         if not len(notes):
             continue
         codes = encode_notes(notes, data.encoding)
@@ -119,8 +136,7 @@ def measure(model, instruments: tuple[str, ...], helped: bool, args) -> dict:
     finally:
         model.pitch_ranges = ranges
     codes_of = [model.encoding.instrument_code(name) for name in instruments]
-    counts = np.array([[int(np.sum((codes[:, Field.TYPE] == RowType.NOTE) & (codes[:, Field.INSTRUMENT] == code)))
-                        for code in codes_of] for codes in generation.samples])
+    counts = np.array([note_counts(codes, codes_of) for codes in generation.samples])
     metrics = [compute_metrics(decode(codes, model.encoding)) for codes in generation.samples]
     pitched = [code for code in codes_of if code != model.encoding.instrument_code("drums")]
     leaps = [top_line_leap(codes, pitched) for codes in generation.samples]
@@ -143,10 +159,12 @@ def main() -> None:
     parser.add_argument("--min-notes", type=int, default=8, help="notes an instrument needs to count as playing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sampling", type=json.loads, default={},
-                        help='sampling settings over the model\'s defaults, as JSON, e.g. \'{"temperature": {"instrument": 1.5}}\'')
+    parser.add_argument("--sampling", type=sampling_json, default={},
+                        help="sampling settings over the model's defaults, as JSON, e.g. "
+                             "'{\"temperature\": {\"instrument\": 1.5}}'")
     parser.add_argument("--plain", action="store_true", help="only the draws without help")
-    parser.add_argument("--data", type=Path, help="a prepared directory: also the leap of its real test pieces")
+    parser.add_argument("--data", type=Path,
+                        help="a prepared directory: also the leap of its real valid and test pieces")
     parser.add_argument("--json", type=Path, help="where to write the figures (default: "
                         "benchmarks/results/request-<model>.json)")
     args = parser.parse_args()

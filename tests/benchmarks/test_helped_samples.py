@@ -131,3 +131,14 @@ def test_left_alone_shards_and_leap_filter(tmp_path, one_thread):
     assert [r["kept"] for r in records if r["batch"] in (0, 2)] == [[], []]
     kept = [piece for r in sorted(records, key=lambda r: r["batch"]) for piece in r["kept"]]
     assert kept and PreparedData(out).split("train") == ["tunes__a", *kept]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("{temperature: 2}", "argument --sampling: not JSON (Expecting property name enclosed in double quotes"),
+    ("[1, 2]", "argument --sampling: expected a JSON object of sampling settings, got '[1, 2]'"),
+])
+def test_bad_sampling_json_is_a_usage_error(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        helped_samples.main(["music21-small", str(tmp_path / "base"), str(tmp_path / "out"), "--sampling", value])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
