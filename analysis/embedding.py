@@ -38,13 +38,15 @@ def pitch_tables(model) -> dict[str, np.ndarray]:
       hidden state with row p, so these are the vectors the model predicts pitches with;
     - "row condition" (row-conditioned models only): what the heads after pitch (the
       duration's) are given of the pitch drawn for the row.
+
+    A model that ties its pitch weights (`ModelConfig.tie_pitch`) reads and predicts pitches
+    with one table: it is given once, as the input embedding.
     """
     from mmt.constants import FIELDS, ROW_ORDER, Field
 
-    tables = {
-        "input embedding": embedding_weights(model, "pitch"),
-        "output head": model.heads[FIELDS.index("pitch")].weight.detach().cpu().double().numpy()[1:],
-    }
+    tables = {"input embedding": embedding_weights(model, "pitch")}
+    if not getattr(model.config, "tie_pitch", False):
+        tables["output head"] = model.heads[FIELDS.index("pitch")].weight.detach().cpu().double().numpy()[1:]
     if getattr(model, "conditions", None) is not None:
         table = model.conditions[ROW_ORDER.index(Field.PITCH)]
         tables["row condition"] = table.weight.detach().cpu().double().numpy()[1:]

@@ -199,8 +199,9 @@ def save_model(
     clash = sorted(set(metadata) & _RESERVED)
     if clash:
         raise ValueError(f"metadata key(s) {', '.join(clash)} are reserved by the checkpoint format")
+    aliases = model.tied_weights  # one tensor under two names is saved once (safetensors refuses shared memory)
     tensors = {name: t.detach().to("cpu", torch.float32 if t.is_floating_point() else t.dtype).contiguous()
-               for name, t in model.state_dict().items()}
+               for name, t in model.state_dict().items() if name not in aliases}
 
     def write_weights(path: Path) -> None:
         save_file(tensors, str(path), metadata={"format": FORMAT})
@@ -304,7 +305,7 @@ def _check_shapes(weights: Path, model: nn.Module) -> None:
             shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
     except (SafetensorError, OSError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{weights}: damaged weights file ({error})") from None
-    own = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    own = {name: tuple(t.shape) for name, t in model.state_dict().items() if name not in model.tied_weights}
     missing = sorted(set(own) - set(shapes))
     unexpected = sorted(set(shapes) - set(own))
     wrong_shape = sorted(f"{k} (file {shapes[k]}, model {own[k]})" for k in set(own) & set(shapes)
@@ -369,6 +370,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         raise CheckpointError(f"{weights}: damaged weights file ({error})") from None
     _check_finite(weights, state)
     model = MusicTransformer(config, encoding)
+    for alias, owner in model.tied_weights.items():
+        state[alias] = state[owner]
     model.load_state_dict(state)
     model.sampling = _sampling_defaults(info, config_path)
     model.pitch_ranges = _pitch_ranges(info, encoding, config_path)

@@ -52,6 +52,10 @@ class ModelConfig:
     pitch, duration), so that a note's pitch and duration follow the instrument drawn for it
     (false: the six fields are drawn independently from the same hidden state, as in the
     original MMT). See `mmt.model.MusicTransformer`.
+
+    `tie_pitch`: the pitch embedding and the pitch head's weights are one table (weight tying,
+    Press & Wolf, EACL 2017; Vaswani et al., 2017, section 3.4), read in scaled by sqrt(dim).
+    The table then learns from what each pitch predicts as well as from how it is predicted.
     """
 
     dim: int = 512
@@ -61,6 +65,7 @@ class ModelConfig:
     max_seq_len: int = 1024
     pos_emb: str = "absolute"
     row_conditioning: bool = False
+    tie_pitch: bool = False
 
     def __post_init__(self) -> None:
         if self.pos_emb not in POS_EMBS:
@@ -73,8 +78,9 @@ class ModelConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        if not isinstance(self.row_conditioning, bool):
-            raise ConfigError(f"row_conditioning must be true or false, got {self.row_conditioning!r}")
+        for name in ("row_conditioning", "tie_pitch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

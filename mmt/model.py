@@ -7,6 +7,7 @@ decoder is causal; each head predicts one field of the next row. With `row_condi
 fields drawn before its own (`ROW_ORDER`): p(row | past) = prod_f p(x_f | past, x_g for g
 before f), as the compound-word transformer's second stage reads the type (Hsiao et al., AAAI
 2021); without it the six fields are independent given the past, as in the original MMT.
+With `tie_pitch` the pitch embedding and the pitch head share one table (`tied_weights`).
 
 This is the network only: training and analysis run it over whole sequences (`forward`,
 `attention_maps`). Generation runs it row by row through `mmt.decoding.CachedDecoder`,
@@ -15,13 +16,15 @@ which keeps its own key/value cache beside the network.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from x_transformers import Decoder
 
 from mmt.config import ModelConfig, SamplingParams
-from mmt.constants import FIELDS, ROW_ORDER
+from mmt.constants import FIELDS, ROW_ORDER, Field
 from mmt.encoding import Encoding
 
 
@@ -60,6 +63,14 @@ class MusicTransformer(nn.Module):
             rotary_pos_emb=config.pos_emb == "rotary",
         )
         self.heads = nn.ModuleList(nn.Linear(config.dim, n_tokens[name]) for name in FIELDS)
+        # Weight tying: one (n_pitch, dim) table, rows of norm about 1 as the head's are; read in
+        # times sqrt(dim), so that a pitch weighs in the input sum as the other fields do.
+        self.pitch_scale = 1.0
+        if config.tie_pitch:
+            table = self.embeddings[Field.PITCH]
+            nn.init.normal_(table.weight, std=config.dim ** -0.5)
+            self.heads[Field.PITCH].weight = table.weight
+            self.pitch_scale = math.sqrt(config.dim)
         # Row conditioning: conditions[k] embeds field ROW_ORDER[k] of the predicted row for the heads
         # after it. Zero at first, so that a model without it loads into one with it unchanged
         # (`training.init_from`) and learns to use what it is given.
@@ -70,13 +81,23 @@ class MusicTransformer(nn.Module):
                 nn.init.zeros_(table.weight)
 
     @property
+    def tied_weights(self) -> dict[str, str]:
+        """State-dict names that are another's tensor (alias -> owner): saved once, as the owner."""
+        if not self.config.tie_pitch:
+            return {}
+        return {f"heads.{int(Field.PITCH)}.weight": f"embeddings.{int(Field.PITCH)}.weight"}
+
+    @property
     def supports_long_context(self) -> bool:
         """Whether positions past `max_seq_len` are meaningful (rotary or no position embedding)."""
         return self.pos_embedding is None
 
     def embed(self, codes: Tensor, offset: int = 0) -> Tensor:
         """Sum of the field embeddings (and position embedding) of rows (B, L, 6) -> (B, L, dim)."""
-        x = sum(embedding(codes[..., i]) for i, embedding in enumerate(self.embeddings))
+        fields = [embedding(codes[..., i]) for i, embedding in enumerate(self.embeddings)]
+        if self.pitch_scale != 1.0:
+            fields[Field.PITCH] = fields[Field.PITCH] * self.pitch_scale
+        x = sum(fields)
         if self.pos_embedding is not None:
             length = codes.shape[1]
             if offset + length > self.config.max_seq_len:

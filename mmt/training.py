@@ -95,7 +95,9 @@ def init_weights(model: MusicTransformer, source: str) -> list[str]:
 
     `source` must have `model`'s encoding, and every parameter it has must exist in `model`
     with the same shape (the same network shape); `model`'s parameters that `source` lacks
-    keep their values.
+    keep their values. Into a model that ties weights (`ModelConfig.tie_pitch`) from one
+    that does not, the shared table starts as the source's head (what the head learned is
+    kept; the input side relearns to read it).
     Returns their names. Raises TrainingError otherwise.
     """
     from mmt.checkpoint import load_model
@@ -107,7 +109,12 @@ def init_weights(model: MusicTransformer, source: str) -> list[str]:
     if loaded.encoding != model.encoding:
         raise TrainingError(f"training.init_from {source}: its encoding differs from this run's (data.path's "
                             "encoding.json and data.anticipation must be those it was trained with)")
+    if loaded.tied_weights and not model.tied_weights:
+        raise TrainingError(f"training.init_from {source}: its pitch embedding and head are one table "
+                            "(model.tie_pitch: true); set model.tie_pitch: true for this run too")
     weights, own = loaded.state_dict(), model.state_dict()
+    for alias, owner in model.tied_weights.items():
+        weights[owner] = weights[alias]
     unknown = [name for name in weights if name not in own]
     wrong = [f"{name} {tuple(weights[name].shape)} vs {tuple(own[name].shape)}" for name in weights
              if name in own and weights[name].shape != own[name].shape]
@@ -120,11 +127,12 @@ def init_weights(model: MusicTransformer, source: str) -> list[str]:
 
 def make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on the weight matrices only (not biases, norms, embeddings)."""
-    decay, no_decay = [], []
+    decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
+            if not param.requires_grad or id(param) in seen:
+                continue  # a tied table is met twice: it goes with the first module (the embedding)
+            seen.add(id(param))
             if isinstance(module, nn.Linear) and name == "weight":
                 decay.append(param)
             else:

@@ -18,7 +18,7 @@ from mmt.model import MusicTransformer
 
 def tiny_model(pos_emb: str = "rotary", *, dim: int = 32, depth: int = 2, heads: int = 4, max_seq_len: int = 64,
                dropout: float = 0.0, encoding: Encoding | None = None, seed: int = 0,
-               row_conditioning: bool = False) -> MusicTransformer:
+               row_conditioning: bool = False, tie_pitch: bool = False) -> MusicTransformer:
     """An untrained `MusicTransformer` with seeded weights, in eval mode.
 
     With `row_conditioning`, its condition tables are random too (a new model's are zero), so
@@ -26,7 +26,7 @@ def tiny_model(pos_emb: str = "rotary", *, dim: int = 32, depth: int = 2, heads:
     """
     torch.manual_seed(seed)
     config = ModelConfig(dim=dim, depth=depth, heads=heads, max_seq_len=max_seq_len, pos_emb=pos_emb,
-                         dropout=dropout, row_conditioning=row_conditioning)
+                         dropout=dropout, row_conditioning=row_conditioning, tie_pitch=tie_pitch)
     model = MusicTransformer(config, encoding or Encoding()).eval()
     if row_conditioning:
         with torch.no_grad():

@@ -65,13 +65,31 @@ def test_a_row_conditioned_model_loads_with_its_condition_tables(tmp_path):
             assert torch.equal(a, b)
 
 
+def test_a_tied_table_is_saved_once_and_loads_tied(tmp_path):
+    from safetensors import safe_open
+
+    from tests.factories import tiny_model as random_model
+
+    model = random_model(tie_pitch=True)
+    save_model(model, tmp_path / "ckpt")
+    with safe_open(str(tmp_path / "ckpt" / WEIGHTS), framework="pt") as f:
+        names = set(f.keys())
+    assert "embeddings.3.weight" in names and "heads.3.weight" not in names and "heads.3.bias" in names
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.config.tie_pitch and loaded.heads[3].weight is loaded.embeddings[3].weight
+    codes = torch.randint(1, 5, (2, 12, 6))
+    with torch.no_grad():
+        for a, b in zip(model(codes), loaded(codes)):
+            assert torch.equal(a, b)
+
+
 def test_config_json_carries_config_encoding_step_and_metrics(tmp_path):
     model = tiny_model()
     save_model(model, tmp_path / "ckpt", step=7, metrics={"valid_loss": 1.25, "bad": float("nan")})
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [CONFIG, WEIGHTS]
     info = json.loads((tmp_path / "ckpt" / CONFIG).read_text())
     assert info["model"] == {"dim": 32, "depth": 2, "heads": 4, "dropout": 0.0, "max_seq_len": 32,
-                             "pos_emb": "rotary", "row_conditioning": False}
+                             "pos_emb": "rotary", "row_conditioning": False, "tie_pitch": False}
     assert info["encoding"]["max_beat"] == 64
     assert info["step"] == 7
     assert info["metrics"] == {"valid_loss": 1.25, "bad": None}

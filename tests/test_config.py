@@ -90,6 +90,13 @@ def test_row_conditioning_is_a_switch_and_init_from_a_path(tmp_path):
         ModelConfig(row_conditioning=1)
 
 
+def test_tie_pitch_is_a_switch_off_by_default(tmp_path):
+    assert load_config(write(tmp_path, "model: {tie_pitch: true}\n")).model.tie_pitch is True
+    assert load_config(write(tmp_path, "name: x\n")).model.tie_pitch is False
+    with pytest.raises(ConfigError, match="tie_pitch must be true or false, got 'yes'"):
+        ModelConfig(tie_pitch="yes")
+
+
 def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
     assert DataConfig(instrument_remap=0.6).instrument_remap == 0.6
     with pytest.raises(ConfigError, match="instrument_remap must be a probability in 0..1, got 2"):

@@ -103,6 +103,25 @@ def test_shipped_configs_parameter_counts(name, expected):
     assert expected == 20_724_472 - (0 if config.model.pos_emb == "absolute" else 1024 * 512)
 
 
+# ---------------------------------------------------------------------- weight tying
+def test_a_tied_model_predicts_pitches_with_the_table_it_reads_them_with():
+    tied, plain = tiny_model(tie_pitch=True), tiny_model()
+    assert tied.heads[Field.PITCH].weight is tied.embeddings[Field.PITCH].weight
+    assert tied.tied_weights == {"heads.3.weight": "embeddings.3.weight"} and plain.tied_weights == {}
+    assert plain.n_parameters() - tied.n_parameters() == 129 * 32  # one (n_pitch, dim) table fewer
+    assert tied.pitch_scale == pytest.approx(5.656854)  # sqrt(32)
+    # the pitch is read in scaled by sqrt(dim); the other fields as they are
+    codes = torch.tensor([[[1, 2, 3, 60, 4, 5]]])
+    expected = sum(tied.embeddings[i](codes[..., i]) for i in range(6) if i != Field.PITCH)
+    expected = expected + 5.656854 * tied.embeddings[Field.PITCH](codes[..., Field.PITCH])
+    torch.testing.assert_close(tied.embed(codes), expected)
+    # a loss on the pitch head alone reaches the input table, which is the same tensor
+    tied.train()
+    logits = tied(codes)
+    logits[Field.PITCH][0, 0, 61].backward()
+    assert tied.embeddings[Field.PITCH].weight.grad[61].abs().sum() > 0
+
+
 # ---------------------------------------------------------------------- row conditioning
 def conditioned(seed: int = 0) -> MusicTransformer:
     return tiny_model("rotary", encoding=Encoding(max_beat=64), seed=seed, row_conditioning=True)

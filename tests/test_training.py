@@ -465,6 +465,38 @@ def test_init_from_starts_a_row_conditioned_run_from_a_plain_models_weights(prep
                                                                     abs=1e-6)
 
 
+def test_init_from_into_a_tied_model_starts_its_table_from_the_source_head(prepared, tmp_path):
+    plain = tiny_config(prepared, max_steps=2, valid_every=2)
+    assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),
+                 "--no-progress"]) == 0
+    source = load_model(tmp_path / "plain" / "last")
+    tied = tiny_config(prepared, max_steps=2, valid_every=2, init_from=str(tmp_path / "plain" / "last"), lr=1e-12,
+                       warmup_steps=0)
+    tied["model"]["tie_pitch"] = True
+    out = tmp_path / "tied"
+    assert main(["train", str(write_config(tmp_path / "tied.yaml", tied)), "--out", str(out), "--no-progress"]) == 0
+    model = load_model(out / "last")
+    assert model.heads[3].weight is model.embeddings[3].weight
+    torch.testing.assert_close(model.embeddings[3].weight, source.heads[3].weight, atol=1e-9, rtol=0)
+    torch.testing.assert_close(model.embeddings[4].weight, source.embeddings[4].weight, atol=1e-9, rtol=0)
+    # and back: a tied model's weights do not start an untied run
+    untied = tiny_config(prepared, max_steps=2, init_from=str(out / "last"))
+    with pytest.raises(TrainingError, match="set model.tie_pitch: true for this run too"):
+        train(load_config(write_config(tmp_path / "untied.yaml", untied)), tmp_path / "untied", progress=False)
+
+
+def test_the_optimizer_holds_a_tied_table_once_undecayed():
+    from mmt.config import TrainingConfig
+    from mmt.training import make_optimizer
+    from tests.factories import tiny_model
+
+    model = tiny_model(tie_pitch=True)
+    decay, no_decay = make_optimizer(model, TrainingConfig(weight_decay=0.01)).param_groups
+    ids = [id(p) for group in (decay, no_decay) for p in group["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert any(p is model.embeddings[3].weight for p in no_decay["params"])
+
+
 def test_init_from_refuses_weights_of_another_shape(prepared, tmp_path):
     plain = tiny_config(prepared, max_steps=2, valid_every=2)
     assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),

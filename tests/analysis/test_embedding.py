@@ -107,6 +107,8 @@ def test_pitch_tables_name_every_table_of_pitch_vectors(tmp_path):
     np.testing.assert_allclose(tables["row condition"][60], model.conditions[4].weight[61].detach().double().numpy())
     path = plot_interval_lines({"pitch classes": pitch_class_embedding(), **tables}, tmp_path / "lines.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tied = tiny_model("rotary", max_seq_len=16, tie_pitch=True)
+    assert list(pitch_tables(tied)) == ["input embedding"]  # the head is the same table
 
 
 def test_octave_bump_is_one_for_pitch_classes_and_about_zero_for_a_smooth_table():
