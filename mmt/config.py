@@ -198,6 +198,11 @@ class DataConfig:
         rests: the probability that one part of a training item rests for 4-32 beats and then
             plays again (`mmt.data.rest_part`), so that a model learns that a declared
             instrument gone quiet returns. 0 (default): the parts as they are. > 0 needs `augment`.
+        takeover: the probability that a training item's inputs show one of its instruments
+            playing a stretch of 20-60% of its notes alone, its targets unchanged
+            (`mmt.data.takeover_inputs`), so that a model learns to bring the other parts back
+            when its own sample lets one instrument take over. 0 (default): inputs as they are.
+            > 0 needs `augment`.
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -214,6 +219,7 @@ class DataConfig:
     instrument_remap: float = 0.0
     remap_split: str = "random"
     rests: float = 0.0
+    takeover: float = 0.0
     mix: dict | None = None
 
     def __post_init__(self) -> None:
@@ -231,6 +237,10 @@ class DataConfig:
             raise ConfigError(f"rests must be a probability in 0..1, got {self.rests}")
         if self.rests > 0 and not self.augment:
             raise ConfigError("rests > 0 needs augment: true (it is drawn with the augmentation)")
+        if not 0 <= self.takeover <= 1:
+            raise ConfigError(f"takeover must be a probability in 0..1, got {self.takeover}")
+        if self.takeover > 0 and not self.augment:
+            raise ConfigError("takeover > 0 needs augment: true (it is drawn with the augmentation)")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):

@@ -26,6 +26,9 @@ Each item is built from the stored notes on demand:
 6. a rest (when augmenting, with probability `rests`): one part falls silent for a few bars
    and plays again before the item ends (`rest_part`).
 
+Training may also show the model a simulated take-over in its inputs, its targets unchanged
+(`takeover_inputs`, drawn per batch from the step: `DataConfig.takeover`).
+
 The randomness of item i is a pure function of (seed, epoch, i), so workers, resumed
 runs and several processes all see the same items.
 """
@@ -297,6 +300,39 @@ def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
     start = int(starts[rng.integers(len(starts))])
     silent = part & (tick >= start) & (tick < start + length)
     return codes[~silent]
+
+
+TAKEOVER_SHARE = (0.2, 0.6)  # a simulated take-over covers 20-60% of an item's note rows
+
+
+def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
+                    share: tuple[float, float] = TAKEOVER_SHARE):
+    """A copy of a batch's codes in which some items show one instrument playing a stretch alone.
+
+    For each item of the batch (B, L, 6) with 20 or more note rows of two or more instruments,
+    with probability `p`: a run of consecutive note rows, a share of them drawn uniformly from
+    `share`, starting at a uniformly drawn note row, gets one of the item's instruments (drawn
+    uniformly) in its instrument field. Nothing else changes. `mask` (B, L): True on real rows.
+
+    Training reads the copy as its *inputs* and the true codes as its targets (`compute_loss`'s
+    `inputs`), so the model learns to bring the other parts back after a stretch in which one
+    instrument seemed to have everything: what its own samples look like when one instrument takes
+    them over (`benchmarks/results/instrument-coverage.md`). Measured there: 900 steps of it with
+    p 0.5 doubled the share of free-running samples in which every requested instrument plays.
+    """
+    out = codes.clone()
+    for item in range(codes.shape[0]):
+        if rng.random() >= p:
+            continue
+        rows = ((codes[item, :, Field.TYPE] == RowType.NOTE) & mask[item]).nonzero().flatten()
+        n = len(rows)
+        instruments = codes[item, rows, Field.INSTRUMENT].unique()
+        if n < 20 or len(instruments) < 2:
+            continue
+        length = int(rng.integers(int(share[0] * n), int(share[1] * n) + 1))
+        start = int(rng.integers(0, n - length + 1))
+        out[item, rows[start:start + length], Field.INSTRUMENT] = instruments[int(rng.integers(len(instruments)))]
+    return out
 
 
 CONTROL_KINDS: tuple[str, ...] = ("instruments", "spans", "suffix")

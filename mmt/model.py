@@ -193,27 +193,32 @@ class RowLogits:
         self._drawn += 1
 
 
-def next_row_logits(model: MusicTransformer, codes: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+def next_row_logits(model: MusicTransformer, codes: Tensor, mask: Tensor | None = None,
+                    inputs: Tensor | None = None) -> list[Tensor]:
     """Teacher-forced logits of rows 1..L-1 of `codes` (B, L, 6), each from the rows before it.
 
-    Inputs are rows 0..L-2; rows 1..L-1 are also given as `next_rows`, which a row-conditioned
+    Inputs are rows 0..L-2 (of `inputs` when given: codes with some fields altered, the same
+    shape); rows 1..L-1 of `codes` are also given as `next_rows`, which a row-conditioned
     model's heads read (each the fields before its own). `mask` (B, L): True for real rows.
     Returns six tensors (B, L-1, n_tokens[field]) in `FIELDS` order.
     """
-    return model(codes[:, :-1], mask=None if mask is None else mask[:, :-1], next_rows=codes[:, 1:])
+    context = codes if inputs is None else inputs
+    return model(context[:, :-1], mask=None if mask is None else mask[:, :-1], next_rows=codes[:, 1:])
 
 
-def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor,
+                 inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over fields of the cross-entropy of the next row, ignoring padding.
 
-    Inputs are rows 0..L-2, targets rows 1..L-1 (which a row-conditioned model's heads also
-    read, each the fields before its own); a target counts where its mask is True.
+    Inputs are rows 0..L-2 (of `inputs` when given, e.g. `mmt.data.takeover_inputs`), targets
+    rows 1..L-1 of `codes` (which a row-conditioned model's heads also read, each the fields
+    before its own); a target counts where its mask is True.
 
     Returns:
         (total loss, {field: loss}) with each field's loss the mean over real target rows.
     """
     targets = codes[:, 1:]
-    logits = next_row_logits(model, codes, mask)
+    logits = next_row_logits(model, codes, mask, inputs)
     valid = mask[:, 1:]
     losses = {}
     for i, name in enumerate(FIELDS):

@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from mmt.checkpoint import read_checkpoint_info, recover_directory, save_model
 from mmt.config import ExperimentConfig, TrainingConfig, config_from_dict
 from mmt.constants import FIELDS
-from mmt.data import MusicDataset, collate, pitch_ranges
+from mmt.data import MusicDataset, collate, pitch_ranges, takeover_inputs
 from mmt.encoding import Encoding
 from mmt.errors import MMTError
 from mmt.files import atomic_path, write_text_atomic
@@ -662,14 +662,26 @@ class _Run:
             history=self.history,
         )
 
+    def _takeover_inputs(self, batch: dict) -> torch.Tensor | None:
+        """The step's inputs with simulated take-overs (`DataConfig.takeover`), or None: the codes.
+
+        Drawn from (seed, step, rank), so a resumed run draws what an uninterrupted one did.
+        """
+        if self.config.data.takeover == 0:
+            return None
+        rng = np.random.default_rng([self.tc.seed, self.state.step, self.dist.rank])
+        inputs = takeover_inputs(batch["codes"], batch["mask"], self.config.data.takeover, rng)
+        return inputs.to(self.device, non_blocking=True)
+
     def train_step(self, batch: dict) -> tuple[list[float], float]:
         """One optimiser step; returns ([loss, each field's loss, stop request], tokens) summed over processes."""
         model, tc = self.model, self.tc
         self.ddp_model.train()
         codes = batch["codes"].to(self.device, non_blocking=True)
         mask = batch["mask"].to(self.device, non_blocking=True)
+        inputs = self._takeover_inputs(batch)
         with self.autocast():
-            loss, losses = compute_loss(self.ddp_model, codes, mask)
+            loss, losses = compute_loss(self.ddp_model, codes, mask, inputs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip is not None:

@@ -116,6 +116,14 @@ def test_rests_is_a_probability_drawn_with_the_augmentation():
         DataConfig(rests=0.5, augment=False)
 
 
+def test_takeover_is_a_probability_drawn_with_the_augmentation():
+    assert DataConfig().takeover == 0.0 and DataConfig(takeover=0.5).takeover == 0.5
+    with pytest.raises(ConfigError, match="takeover must be a probability in 0..1, got -0.1"):
+        DataConfig(takeover=-0.1)
+    with pytest.raises(ConfigError, match="takeover > 0 needs augment: true"):
+        DataConfig(takeover=0.5, augment=False)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"temperature": float("inf")}, "temperature must be a number from 0 .greedy. to 100"),
     ({"temperature": 3.5e38}, "temperature must be a number from 0 .greedy. to 100"),

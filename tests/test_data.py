@@ -22,6 +22,7 @@ from mmt.data import (
     pitch_shift_bounds,
     remap_instruments,
     rest_part,
+    takeover_inputs,
     window_starts,
 )
 from mmt.encoding import grammar_violations
@@ -510,3 +511,25 @@ def test_items_with_rests_are_well_formed_and_rests_is_checked(tmp_path, encodin
     assert 0 < shorter < 20
     with pytest.raises(DataError, match="rests must be a probability in 0..1, got -0.5"):
         MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, rests=-0.5)
+
+
+def test_takeover_inputs_give_one_instrument_a_stretch_of_note_rows(encoding):
+    solo, short = DUET[:16], np.concatenate([DUET[:8], DUET[16:24]])  # one part; 16 note rows
+    batch = collate([encode_notes(DUET, encoding), encode_notes(solo, encoding), encode_notes(short, encoding)])
+    codes, mask = batch["codes"], batch["mask"]
+    out = takeover_inputs(codes, mask, 1.0, np.random.default_rng(0))
+    piano, violin = encoding.instrument_code("piano"), encoding.instrument_code("violin")
+    notes = (codes[0, :, Field.TYPE] == RowType.NOTE).nonzero().flatten()
+    assert codes[0, notes, Field.INSTRUMENT].tolist() == [piano, violin] * 16  # the duet's rows alternate
+    # note rows 4..18 (15 of 32, in 20-60%) all show the piano
+    assert out[0, notes, Field.INSTRUMENT].tolist() == [piano, violin] * 2 + [piano] * 15 + [violin, piano] * 6 + [violin]
+    changed = (out != codes).nonzero()
+    assert set(changed[:, 0].tolist()) == {0} and set(changed[:, 2].tolist()) == {Field.INSTRUMENT}
+    assert torch.equal(takeover_inputs(codes, mask, 0.0, np.random.default_rng(0)), codes)
+    spans = set()
+    for seed in range(40):  # the span's length and place, and its instrument, vary
+        row = takeover_inputs(codes[:1], mask[:1], 1.0, np.random.default_rng(seed))[0, notes, Field.INSTRUMENT]
+        moved = (row != codes[0, notes, Field.INSTRUMENT]).nonzero().flatten()
+        assert 3 <= len(moved) <= 10 and len(set(row[moved.min():moved.max() + 1].tolist())) == 1
+        spans.add((int(moved.min()), int(moved.max()), int(row[moved[0]])))
+    assert len(spans) > 20 and {s[2] for s in spans} == {piano, violin}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmt import Encoding
 from mmt.config import ModelConfig
@@ -65,6 +66,23 @@ def test_loss_ignores_padding_rows():
     for name in fields:
         torch.testing.assert_close(fields_padded[name], fields[name])
     torch.testing.assert_close(total, sum(fields.values()))
+
+
+def test_loss_reads_altered_inputs_and_scores_the_true_rows():
+    model = tiny_model(encoding=Encoding(max_beat=64), row_conditioning=True)
+    codes = random_codes(model.encoding, 1, 12)
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    altered = codes.clone()
+    altered[0, 3:8, Field.INSTRUMENT] = 5
+    with torch.no_grad():
+        same, _ = compute_loss(model, codes, mask, inputs=codes.clone())
+        plain, _ = compute_loss(model, codes, mask)
+        total, fields = compute_loss(model, codes, mask, inputs=altered)
+        logits = model(altered[:, :-1], mask=mask[:, :-1], next_rows=codes[:, 1:])
+    torch.testing.assert_close(same, plain)
+    assert not torch.isclose(total, plain)  # the altered rows are read ...
+    for i, name in enumerate(fields):  # ... and the targets are the true rows
+        torch.testing.assert_close(fields[name], F.cross_entropy(logits[i][0], codes[0, 1:, i]))
 
 
 def test_a_tiny_model_overfits_a_tiny_batch():

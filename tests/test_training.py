@@ -153,12 +153,14 @@ def test_a_run_that_crashed_before_its_first_checkpoint_starts_afresh(prepared, 
 
 
 # ---------------------------------------------------------------------- resume
-@pytest.mark.parametrize("mix", [None, {"train0": 3, "train4": 0.5}], ids=["unweighted", "mix"])
-def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path, mix):
+@pytest.mark.parametrize("data", [{}, {"mix": {"train0": 3, "train4": 0.5}}, {"takeover": 1.0}],
+                         ids=["unweighted", "mix", "takeover"])
+def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path, data):
     """7 steps, then --resume --max-steps 14 == 14 steps at once (mid-epoch stop; dropout and augmentation on),
-    also under a data mix (shorter epochs that draw the pieces by weight)."""
+    also under a data mix (shorter epochs that draw the pieces by weight) and with simulated take-overs
+    in the inputs (drawn from the step)."""
     values = tiny_config(prepared, max_steps=14, valid_every=3)
-    values["data"]["mix"] = mix
+    values["data"].update(data)
     config = write_config(tmp_path / "tiny.yaml", values)
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert main(["train", str(config), "--out", str(whole), "--no-progress"]) == 0
@@ -180,6 +182,16 @@ def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path, mix):
     # the final weights agree too
     for a, b in zip(load_model(whole / "last").parameters(), load_model(split / "last").parameters()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_takeover_changes_the_inputs_that_training_reads(prepared, tmp_path):
+    plain, taken = tiny_config(prepared, max_steps=2, valid_every=2), tiny_config(prepared, max_steps=2, valid_every=2)
+    taken["data"]["takeover"] = 1.0
+    train(load_config(write_config(tmp_path / "plain.yaml", plain)), tmp_path / "plain", progress=False)
+    train(load_config(write_config(tmp_path / "taken.yaml", taken)), tmp_path / "taken", progress=False)
+    first = [rows(tmp_path / run / "train_log.csv")[0] for run in ("plain", "taken")]
+    assert first[0]["loss_instrument"] != pytest.approx(first[1]["loss_instrument"], abs=1e-6)
+    assert first[0]["loss_pitch"] == pytest.approx(first[1]["loss_pitch"], abs=1e-2)  # the same batch
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_losses(prepared, tmp_path):
