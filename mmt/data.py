@@ -318,7 +318,8 @@ def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
     `inputs`), so the model learns to bring the other parts back after a stretch in which one
     instrument seemed to have everything: what its own samples look like when one instrument takes
     them over (`benchmarks/results/instrument-coverage.md`). Measured there: 900 steps of it with
-    p 0.5 doubled the share of free-running samples in which every requested instrument plays.
+    p 0.5 raised the share of free-running samples in which every requested instrument plays from
+    35% to 67%, and the parts' top lines step further.
     """
     out = codes.clone()
     for item in range(codes.shape[0]):
