@@ -340,21 +340,30 @@ def _sample_path(out_dir: Path, mode: str, piece_id: str) -> Path:
     return out_dir / "samples" / mode / f"{piece_id}.npy"
 
 
-def _check_resume(settings_path: Path, settings: dict, overwrite: bool) -> None:
-    """Refuse to mix samples made with other settings into this output folder."""
+def _check_resume(settings_path: Path, settings: dict, overwrite: bool, restart: bool = False) -> bool:
+    """Refuse to mix samples made with other settings into this output folder.
+
+    Returns whether the folder's samples are to be made afresh: `overwrite`, or, with
+    `restart`, an earlier evaluation with other settings (which is refused without it).
+    """
     if overwrite or not settings_path.exists():
-        return
+        return overwrite
     try:
         old = json.loads(settings_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return  # a damaged settings file is rewritten; its samples are regenerated below
+        return False  # a damaged settings file is rewritten; its samples are regenerated below
     keys = ("model", "data", "split", "generation")
     changed = [key for key in keys if old.get(key) != settings[key]]
+    if changed and restart:
+        print(f"{settings_path.parent}: the earlier evaluation there used other settings ({', '.join(changed)}); "
+              "evaluating afresh")
+        return True
     if changed:
         raise AnalysisError(
             f"{settings_path}: an earlier evaluation in this folder used other settings "
             f"({', '.join(changed)}); choose another --out or pass --overwrite"
         )
+    return False
 
 
 def evaluate(
@@ -367,6 +376,7 @@ def evaluate(
     config: EvaluationConfig = EvaluationConfig(),
     device=None,
     overwrite: bool = False,
+    restart: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
     """Evaluate ground truth and (with a model) generated samples; write the result files.
@@ -381,6 +391,9 @@ def evaluate(
         config: trimming length, modes, seed and sampling settings.
         device: where to run the model (`mmt.load_model`/`mmt.generate`).
         overwrite: regenerate samples even when `out_dir` holds some from earlier.
+        restart: when `out_dir` holds an evaluation made with other settings (another model,
+            data, split or generation settings), make it afresh instead of refusing (the
+            demo's own folder, after the bundled model changed); the same settings resume.
         progress: show a progress bar.
 
     Returns:
@@ -440,7 +453,7 @@ def evaluate(
         "ids": ids,
     }
     settings_path = out_dir / "settings.json"
-    _check_resume(settings_path, settings, overwrite)
+    overwrite = _check_resume(settings_path, settings, overwrite, restart)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(settings_path, json.dumps(settings, indent=1) + "\n")
 

@@ -251,7 +251,8 @@ def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = pri
     t = _step(log, f"4/5 evaluate on {config.n_eval} test pieces")
     evaluation = config.out / "evaluation"
     evaluate(config.data, evaluation, model, split="test", n=config.n_eval,
-             config=EvaluationConfig(seed=config.seed, sampling=config.sampling), device=config.device)
+             config=EvaluationConfig(seed=config.seed, sampling=config.sampling), device=config.device,
+             restart=True)
     log((evaluation / "metrics.md").read_text(encoding="utf-8"))
     log(f"({time.perf_counter() - t:.0f} s)")
     t = _step(log, "5/5 analyze")

@@ -1,6 +1,7 @@
 """`mmt demo` end to end with a tiny untrained model on three real corpus files."""
 
 import json
+from dataclasses import replace
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -60,6 +61,18 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_checkpoint, ca
     local = [s for s in parser.sources if not s.startswith(("http", "#", "mailto:"))]
     assert local and all((paths["report"].parent / s).exists() for s in local)
     assert "Open" in capsys.readouterr().out
+
+
+def test_demo_runs_again_over_its_own_folder_with_another_model(tmp_path, tiny_checkpoint, capsys):
+    """After the bundled model changed, the demo evaluates afresh where `mmt evaluate` would refuse."""
+    torch.set_num_threads(1)
+    config = DemoConfig(out=tmp_path / "demo", data=tmp_path / "data", model=tiny_checkpoint, prepare_limit=1,
+                        n_samples=1, n_eval=1, n_analysis=1, bars=2, prompt_bars=1, jobs=1, audio=False)
+    run_demo(config, log=print)
+    other = save_model(tiny_model(depth=1, heads=2, dropout=0.1, seed=1), tmp_path / "other")
+    paths = run_demo(replace(config, model=other), log=print)
+    assert "used other settings (model); evaluating afresh" in capsys.readouterr().out
+    assert json.loads((paths["evaluation"].parent / "settings.json").read_text())["model"].startswith(str(other))
 
 
 def test_demo_without_a_model_names_the_folder(tmp_path):

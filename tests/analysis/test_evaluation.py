@@ -9,6 +9,7 @@ import muspy
 import numpy as np
 import pytest
 
+from analysis import AnalysisError
 from analysis.evaluation import (
     EvaluationConfig,
     bar_cut,
@@ -247,6 +248,29 @@ def test_continuations_keep_the_pieces_meter_and_the_model_is_named_with_its_has
            "unconditioned in 4/4, the model's default." in table
     recorded = json.loads((checkpoint / "config.json").read_text())["weights_sha256"][:16]
     assert f"Model: {checkpoint} (weights sha256 {recorded})." in table
+
+
+def test_an_evaluation_of_another_model_is_refused_or_with_restart_made_afresh(prepared, tmp_path, checkpoint,
+                                                                                capsys):
+    from mmt.checkpoint import save_model
+
+    out = tmp_path / "eval"
+    config = EvaluationConfig(n_beats=16, modes=("unconditioned",), max_new_rows=40)
+    evaluate(prepared, out, str(checkpoint), n=1, config=config, progress=False)
+    sample = out / "samples" / "unconditioned" / "triads.npy"
+    first = sample.stat().st_mtime_ns
+    other = save_model(tiny_model(depth=1, heads=2, dropout=0.1, seed=1), tmp_path / "other")
+    with pytest.raises(AnalysisError, match="an earlier evaluation in this folder used other settings "
+                                            r"\(model\); choose another --out or pass --overwrite"):
+        evaluate(prepared, out, str(other), n=1, config=config, progress=False)
+    assert sample.stat().st_mtime_ns == first  # refused before anything was written
+    evaluate(prepared, out, str(other), n=1, config=config, restart=True, progress=False)
+    assert "the earlier evaluation there used other settings (model); evaluating afresh" in capsys.readouterr().out
+    assert json.loads((out / "settings.json").read_text())["model"].startswith(str(other))
+    again = sample.stat().st_mtime_ns
+    assert again != first  # made again, by the other model
+    evaluate(prepared, out, str(other), n=1, config=config, restart=True, progress=False)  # same settings: resumed
+    assert "afresh" not in capsys.readouterr().out and sample.stat().st_mtime_ns == again
 
 
 def test_si_columns_are_added_with_si_and_skipped_with_a_message_without_fluidsynth(prepared, tmp_path, monkeypatch):
