@@ -1,8 +1,8 @@
 """`mmt demo` end to end with a tiny untrained model on three real corpus files."""
 
 import json
-from dataclasses import replace
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
