@@ -223,24 +223,14 @@ class DataConfig:
     mix: dict | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.controls <= 1:
-            raise ConfigError(f"controls must be a probability in 0..1, got {self.controls}")
-        if self.controls > 0 and not self.augment:
-            raise ConfigError("controls > 0 needs augment: true (controls are drawn with the augmentation)")
-        if not 0 <= self.instrument_remap <= 1:
-            raise ConfigError(f"instrument_remap must be a probability in 0..1, got {self.instrument_remap}")
-        if self.instrument_remap > 0 and not self.augment:
-            raise ConfigError("instrument_remap > 0 needs augment: true (it is drawn with the augmentation)")
+        for name in ("controls", "instrument_remap", "rests", "takeover"):  # drawn per item or step when augmenting
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
+            if value > 0 and not self.augment:
+                raise ConfigError(f"{name} > 0 needs augment: true (it is drawn with the augmentation)")
         if self.remap_split not in REMAP_SPLITS:
             raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
-        if not 0 <= self.rests <= 1:
-            raise ConfigError(f"rests must be a probability in 0..1, got {self.rests}")
-        if self.rests > 0 and not self.augment:
-            raise ConfigError("rests > 0 needs augment: true (it is drawn with the augmentation)")
-        if not 0 <= self.takeover <= 1:
-            raise ConfigError(f"takeover must be a probability in 0..1, got {self.takeover}")
-        if self.takeover > 0 and not self.augment:
-            raise ConfigError("takeover > 0 needs augment: true (it is drawn with the augmentation)")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):

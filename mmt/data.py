@@ -303,15 +303,16 @@ def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
 
 
 TAKEOVER_SHARE = (0.2, 0.6)  # a simulated take-over covers 20-60% of an item's note rows
+TAKEOVER_MIN_NOTES = 20  # of items with at least this many note rows
 
 
 def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
                     share: tuple[float, float] = TAKEOVER_SHARE):
     """A copy of a batch's codes in which some items show one instrument playing a stretch alone.
 
-    For each item of the batch (B, L, 6) with 20 or more note rows of two or more instruments,
-    with probability `p`: a run of consecutive note rows, a share of them drawn uniformly from
-    `share`, starting at a uniformly drawn note row, gets one of the item's instruments (drawn
+    For each item of the batch (B, L, 6) with `TAKEOVER_MIN_NOTES` (20) or more note rows of two or
+    more instruments, with probability `p`: a run of consecutive note rows, a share of them drawn
+    uniformly from `share`, starting at a uniformly drawn note row, gets one of the item's instruments (drawn
     uniformly) in its instrument field. Nothing else changes. `mask` (B, L): True on real rows.
 
     Training reads the copy as its *inputs* and the true codes as its targets (`compute_loss`'s
@@ -328,7 +329,7 @@ def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
         rows = ((codes[item, :, Field.TYPE] == RowType.NOTE) & mask[item]).nonzero().flatten()
         n = len(rows)
         instruments = codes[item, rows, Field.INSTRUMENT].unique()
-        if n < 20 or len(instruments) < 2:
+        if n < TAKEOVER_MIN_NOTES or len(instruments) < 2:
             continue
         length = int(rng.integers(int(share[0] * n), int(share[1] * n) + 1))
         start = int(rng.integers(0, n - length + 1))
