@@ -454,16 +454,22 @@ def test_bad_control_settings_are_config_errors(data, message):
 
 
 # ---------------------------------------------------------------------- fine-tuning
-def test_init_from_starts_a_row_conditioned_run_from_a_plain_models_weights(prepared, tmp_path):
-    plain = tiny_config(prepared, max_steps=4, valid_every=4)
+def fine_tune(prepared: Path, tmp_path: Path, steps: int, name: str, **model_changes) -> tuple:
+    """`mmt train` a plain tiny model for `steps`, then a run `name` from its weights (`init_from`,
+    lr 1e-12, so that they stay as they were) with `model_changes`; returns (source model, run folder)."""
+    plain = tiny_config(prepared, max_steps=steps, valid_every=steps)
     assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),
                  "--no-progress"]) == 0
-    source = load_model(tmp_path / "plain" / "last")
-    tuned = tiny_config(prepared, max_steps=4, valid_every=4, init_from=str(tmp_path / "plain" / "last"), lr=1e-12,
-                        warmup_steps=0)
-    tuned["model"]["row_conditioning"] = True
-    out = tmp_path / "tuned"
-    assert main(["train", str(write_config(tmp_path / "tuned.yaml", tuned)), "--out", str(out), "--no-progress"]) == 0
+    tuned = tiny_config(prepared, max_steps=steps, valid_every=steps, init_from=str(tmp_path / "plain" / "last"),
+                        lr=1e-12, warmup_steps=0)
+    tuned["model"].update(model_changes)
+    out = tmp_path / name
+    assert main(["train", str(write_config(tmp_path / f"{name}.yaml", tuned)), "--out", str(out), "--no-progress"]) == 0
+    return load_model(tmp_path / "plain" / "last"), out
+
+
+def test_init_from_starts_a_row_conditioned_run_from_a_plain_models_weights(prepared, tmp_path):
+    source, out = fine_tune(prepared, tmp_path, 4, "tuned", row_conditioning=True)
     model = load_model(out / "last")
     assert model.config.row_conditioning and not source.config.row_conditioning
     # with lr 1e-12 the copied weights stay as they were and the new condition tables (zero at first) stay ~0
@@ -478,15 +484,7 @@ def test_init_from_starts_a_row_conditioned_run_from_a_plain_models_weights(prep
 
 
 def test_init_from_into_a_tied_model_starts_its_table_from_the_source_head(prepared, tmp_path):
-    plain = tiny_config(prepared, max_steps=2, valid_every=2)
-    assert main(["train", str(write_config(tmp_path / "plain.yaml", plain)), "--out", str(tmp_path / "plain"),
-                 "--no-progress"]) == 0
-    source = load_model(tmp_path / "plain" / "last")
-    tied = tiny_config(prepared, max_steps=2, valid_every=2, init_from=str(tmp_path / "plain" / "last"), lr=1e-12,
-                       warmup_steps=0)
-    tied["model"]["tie_pitch"] = True
-    out = tmp_path / "tied"
-    assert main(["train", str(write_config(tmp_path / "tied.yaml", tied)), "--out", str(out), "--no-progress"]) == 0
+    source, out = fine_tune(prepared, tmp_path, 2, "tied", tie_pitch=True)
     model = load_model(out / "last")
     assert model.heads[3].weight is model.embeddings[3].weight
     torch.testing.assert_close(model.embeddings[3].weight, source.heads[3].weight, atol=1e-9, rtol=0)
