@@ -312,8 +312,9 @@ def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
 
     For each item of the batch (B, L, 6) with `TAKEOVER_MIN_NOTES` (20) or more note rows of two or
     more instruments, with probability `p`: a run of consecutive note rows, a share of them drawn
-    uniformly from `share`, starting at a uniformly drawn note row, gets one of the item's instruments (drawn
-    uniformly) in its instrument field. Nothing else changes. `mask` (B, L): True on real rows.
+    uniformly from `share`, starting at a uniformly drawn note row, gets one of the item's
+    instruments (drawn uniformly) in its instrument field. Nothing else changes. `mask` (B, L):
+    True on real rows.
 
     Training reads the copy as its *inputs* and the true codes as its targets (`compute_loss`'s
     `inputs`), so the model learns to bring the other parts back after a stretch in which one
