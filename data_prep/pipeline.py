@@ -494,7 +494,14 @@ CHUNK_FILES = 128     # files per task sent to a worker: each task costs a fixed
 
 
 def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
-    """Convert `todo`, appending each record to the journal as soon as it is known."""
+    """Convert `todo`, appending records to the journal as soon as they are known.
+
+    With workers, the records of a task (up to `CHUNK_FILES` files) come back together and go
+    to the journal in one write: the main process, which shares the cores with the workers,
+    so spends about a quarter of the time per file that a write, a flush and a progress
+    update per file took (14.6 against 3.8 us). A run killed between a task's files and its
+    records converts that task's files again when resumed (`_valid` wants a record).
+    """
     from tqdm import tqdm
 
     convert = functools.partial(convert_source, out=out, encoding=encoding, filters=filters)
@@ -502,16 +509,17 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
                disable=not progress, dynamic_ncols=True)
     bar.set_postfix(counts, refresh=False)
     try:
-        results = _convert_in_workers(convert, todo, jobs) if jobs > 1 else map(convert, todo)
+        batches = _convert_in_workers(convert, todo, jobs) if jobs > 1 else ([convert(s)] for s in todo)
         with open(journal_path, "a", encoding="utf-8") as journal:
-            for record in results:
-                journal.write(json.dumps(record) + "\n")
+            for records in batches:
+                journal.write("".join(json.dumps(record) + "\n" for record in records))
                 journal.flush()
-                done[record["source"]] = record
-                counts[record["status"]] += 1
+                for record in records:
+                    done[record["source"]] = record
+                    counts[record["status"]] += 1
                 if progress:  # tqdm formats the postfix even when disabled
                     bar.set_postfix(counts, refresh=False)
-                    bar.update()
+                    bar.update(len(records))
     finally:
         bar.close()
 
@@ -569,8 +577,10 @@ def _chunks(todo: list[Source], jobs: int) -> list[list[Source]]:
     return chunks
 
 
-def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], jobs: int) -> Iterator[dict]:
-    """Records of `todo` converted by `jobs` forked workers, in the order they finish.
+def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source],
+                        jobs: int) -> Iterator[list[dict]]:
+    """Records of `todo` converted by `jobs` forked workers, a task's at a time, in the order
+    the tasks finish.
 
     Workers take the files in tasks of a few (`_chunks`), and at most `2 * jobs` tasks are
     in flight, so when a worker dies (the OS kills it, or a reader crashes the interpreter)
@@ -599,12 +609,12 @@ def _convert_in_workers(convert: Callable[[Source], dict], todo: list[Source], j
                     for future in finished:
                         records = future.result()
                         del running[future]
-                        yield from records
+                        yield records
                 except BrokenProcessPool:
                     suspects = [source for chunk in running.values() for source in chunk]
                     break
         for source in suspects:
-            yield _convert_alone(convert, source, context)
+            yield [_convert_alone(convert, source, context)]
 
 
 def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -> dict:
