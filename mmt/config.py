@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from mmt.constants import FIELDS, REMAP_SPLITS
+from mmt.constants import FIELDS, REMAP_SPLITS, TAKEOVER_SHARE
 from mmt.errors import MMTError
 
 __all__ = [
@@ -199,10 +199,12 @@ class DataConfig:
             plays again (`mmt.data.rest_part`), so that a model learns that a declared
             instrument gone quiet returns. 0 (default): the parts as they are. > 0 needs `augment`.
         takeover: the probability that a training item's inputs show one of its instruments
-            playing a stretch of 20-60% of its notes alone, its targets unchanged
+            playing a stretch of its notes alone, its targets unchanged
             (`mmt.data.takeover_inputs`), so that a model learns to bring the other parts back
             when its own sample lets one instrument take over. 0 (default): inputs as they are.
             > 0 needs `augment`.
+        takeover_share: [low, high]: the stretch covers a share of the item's note rows drawn
+            uniformly between these (0 <= low <= high <= 1; default 0.2-0.6).
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -220,6 +222,7 @@ class DataConfig:
     remap_split: str = "random"
     rests: float = 0.0
     takeover: float = 0.0
+    takeover_share: tuple[float, float] = TAKEOVER_SHARE
     mix: dict | None = None
 
     def __post_init__(self) -> None:
@@ -229,6 +232,9 @@ class DataConfig:
                 raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
             if value > 0 and not self.augment:
                 raise ConfigError(f"{name} > 0 needs augment: true (it is drawn with the augmentation)")
+        low, high = self.takeover_share
+        if not 0 <= low <= high <= 1:
+            raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
         if self.remap_split not in REMAP_SPLITS:
             raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
         if not self.anticipation >= 0:

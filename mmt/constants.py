@@ -33,6 +33,10 @@ NOTE_COLUMNS: tuple[str, ...] = ("beat", "position", "pitch", "duration", "progr
 REMAP_SPLITS: tuple[str, ...] = ("random", "voices")
 """How the training augmentation splits a relabelled item's chordal part (`mmt.data.remap_instruments`)."""
 
+TAKEOVER_SHARE: tuple[float, float] = (0.2, 0.6)
+"""The share of an item's note rows that a simulated take-over covers, drawn uniformly between
+these (`mmt.data.takeover_inputs`; `DataConfig.takeover_share`)."""
+
 
 class NoteCol(IntEnum):
     """Column index of each field in a notes array (N x 5) as data prep stores it."""

@@ -39,7 +39,7 @@ import os
 
 import numpy as np
 
-from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, REMAP_SPLITS, Field, NoteCol, RowType
+from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, REMAP_SPLITS, TAKEOVER_SHARE, Field, NoteCol, RowType
 from mmt.encoding import Encoding, encode_notes, onsets, song_with_controls
 from mmt.prepared import DataError, PreparedData
 
@@ -302,7 +302,6 @@ def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
     return codes[~silent]
 
 
-TAKEOVER_SHARE = (0.2, 0.6)  # a simulated take-over covers 20-60% of an item's note rows
 TAKEOVER_MIN_NOTES = 20  # of items with at least this many note rows
 
 

@@ -670,7 +670,8 @@ class _Run:
         if self.config.data.takeover == 0:
             return None
         rng = np.random.default_rng([self.tc.seed, self.state.step, self.dist.rank])
-        inputs = takeover_inputs(batch["codes"], batch["mask"], self.config.data.takeover, rng)
+        data = self.config.data
+        inputs = takeover_inputs(batch["codes"], batch["mask"], data.takeover, rng, data.takeover_share)
         return inputs.to(self.device, non_blocking=True)
 
     def train_step(self, batch: dict) -> tuple[list[float], float]:

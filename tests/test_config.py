@@ -124,6 +124,21 @@ def test_takeover_is_a_probability_drawn_with_the_augmentation():
         DataConfig(takeover=0.5, augment=False)
 
 
+def test_takeover_share_is_a_range_of_shares(tmp_path):
+    assert DataConfig().takeover_share == (0.2, 0.6)
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  takeover: 1.0\n  takeover_share: [0.4, 0.9]\n")
+    config = load_config(path)
+    assert config.data.takeover_share == (0.4, 0.9)
+    assert config.to_dict()["data"]["takeover_share"] == [0.4, 0.9]
+    for bad in ((0.6, 0.2), (-0.1, 0.5), (0.5, 1.5)):
+        with pytest.raises(ConfigError, match=rf"takeover_share must be \[low, high\] with 0 <= low <= high <= 1, got \[{bad[0]}, {bad[1]}\]"):
+            DataConfig(takeover_share=bad)
+    path.write_text("data:\n  takeover_share: [0.4]\n")
+    with pytest.raises(ConfigError, match="'data.takeover_share' has the wrong type"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"temperature": float("inf")}, "temperature must be a number from 0 .greedy. to 100"),
     ({"temperature": 3.5e38}, "temperature must be a number from 0 .greedy. to 100"),

@@ -533,3 +533,7 @@ def test_takeover_inputs_give_one_instrument_a_stretch_of_note_rows(encoding):
         assert 3 <= len(moved) <= 10 and len(set(row[moved.min():moved.max() + 1].tolist())) == 1
         spans.add((int(moved.min()), int(moved.max()), int(row[moved[0]])))
     assert len(spans) > 20 and {s[2] for s in spans} == {piano, violin}
+    # share (1, 1): every note row shows one instrument; (0, 0): none changes
+    whole = takeover_inputs(codes[:1], mask[:1], 1.0, np.random.default_rng(0), share=(1.0, 1.0))
+    assert len(set(whole[0, notes, Field.INSTRUMENT].tolist())) == 1
+    assert torch.equal(takeover_inputs(codes, mask, 1.0, np.random.default_rng(0), share=(0.0, 0.0)), codes)

@@ -185,13 +185,15 @@ def test_resume_reproduces_the_uninterrupted_losses(prepared, tmp_path, data):
 
 
 def test_takeover_changes_the_inputs_that_training_reads(prepared, tmp_path):
-    plain, taken = tiny_config(prepared, max_steps=2, valid_every=2), tiny_config(prepared, max_steps=2, valid_every=2)
-    taken["data"]["takeover"] = 1.0
-    train(load_config(write_config(tmp_path / "plain.yaml", plain)), tmp_path / "plain", progress=False)
-    train(load_config(write_config(tmp_path / "taken.yaml", taken)), tmp_path / "taken", progress=False)
-    first = [rows(tmp_path / run / "train_log.csv")[0] for run in ("plain", "taken")]
-    assert first[0]["loss_instrument"] != pytest.approx(first[1]["loss_instrument"], abs=1e-6)
-    assert first[0]["loss_pitch"] == pytest.approx(first[1]["loss_pitch"], abs=1e-2)  # the same batch
+    configs = {name: tiny_config(prepared, max_steps=2, valid_every=2) for name in ("plain", "taken", "none")}
+    configs["taken"]["data"]["takeover"] = 1.0
+    configs["none"]["data"].update(takeover=1.0, takeover_share=[0.0, 0.0])  # take-overs of no rows
+    for name, config in configs.items():
+        train(load_config(write_config(tmp_path / f"{name}.yaml", config)), tmp_path / name, progress=False)
+    first = {name: rows(tmp_path / name / "train_log.csv")[0] for name in configs}
+    assert first["plain"]["loss_instrument"] != pytest.approx(first["taken"]["loss_instrument"], abs=1e-6)
+    assert first["plain"]["loss_pitch"] == pytest.approx(first["taken"]["loss_pitch"], abs=1e-2)  # the same batch
+    assert first["none"]["loss_instrument"] == pytest.approx(first["plain"]["loss_instrument"], abs=1e-6)
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_losses(prepared, tmp_path):
