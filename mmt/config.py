@@ -192,6 +192,10 @@ class DataConfig:
             instruments whose register holds them, a chordal part maybe first split by register
             (`mmt.data.remap_instruments`), so that the model learns to play every instrument it
             is given. 0 (default): the pieces' own instruments. > 0 needs `augment`.
+        remap_ensemble: the probability that a relabelled item takes its instruments from one
+            ensemble of `mmt.constants.REMAP_ENSEMBLES` (string quartet, piano and strings, wind
+            quintet, brass, ...), drawn uniformly, instead of from every instrument: so that the
+            model sees the ensembles users ask for. 0 (default): from every instrument.
         remap_split: how a relabelled item splits its chordal part (a chorale's `voices`):
             "random" (default; 3 items in 4, into 2-4 parts at random) or "voices" (always,
             into as many parts as it has voices, so that each plays one line).
@@ -219,6 +223,7 @@ class DataConfig:
     controls: float = 0.0
     anticipation: float = 4.0
     instrument_remap: float = 0.0
+    remap_ensemble: float = 0.0
     remap_split: str = "random"
     rests: float = 0.0
     takeover: float = 0.0
@@ -226,7 +231,7 @@ class DataConfig:
     mix: dict | None = None
 
     def __post_init__(self) -> None:
-        for name in ("controls", "instrument_remap", "rests", "takeover"):  # drawn per item or step when augmenting
+        for name in ("controls", "instrument_remap", "remap_ensemble", "rests", "takeover"):  # drawn per item or step when augmenting
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
@@ -235,6 +240,8 @@ class DataConfig:
         low, high = self.takeover_share
         if not 0 <= low <= high <= 1:
             raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
+        if self.remap_ensemble > 0 and self.instrument_remap == 0:
+            raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")
         if self.remap_split not in REMAP_SPLITS:
             raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
         if not self.anticipation >= 0:

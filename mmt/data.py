@@ -39,7 +39,8 @@ import os
 
 import numpy as np
 
-from mmt.constants import DRUM_PROGRAM, INSTRUMENT_REGISTERS, REMAP_SPLITS, TAKEOVER_SHARE, Field, NoteCol, RowType
+from mmt.constants import (DRUM_PROGRAM, INSTRUMENT_REGISTERS, REMAP_ENSEMBLES, REMAP_SPLITS, TAKEOVER_SHARE, Field,
+                           NoteCol, RowType)
 from mmt.encoding import Encoding, encode_notes, onsets, song_with_controls
 from mmt.prepared import DataError, PreparedData
 
@@ -197,6 +198,12 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
         program[members] = encoding.instrument_programs[encoding.instruments.index(name)]
         pitch[members] = np.clip(pitch[members] + fits[name][int(rng.integers(len(fits[name])))], 0, 127)
     return notes
+
+
+def ensemble_registers(rng: np.random.Generator) -> dict[str, tuple[int, int]]:
+    """The registers of the instruments of one of `REMAP_ENSEMBLES`, drawn uniformly."""
+    ensemble = REMAP_ENSEMBLES[list(REMAP_ENSEMBLES)[int(rng.integers(len(REMAP_ENSEMBLES)))]]
+    return {name: INSTRUMENT_REGISTERS[name] for name in ensemble}
 
 
 def beat_window(notes: np.ndarray, start: int, n_beats: int) -> tuple[np.ndarray, bool]:
@@ -390,10 +397,12 @@ def make_item(
     remap: float = 0.0,
     remap_split: str = "random",
     rests: float = 0.0,
+    remap_ensemble: float = 0.0,
 ) -> np.ndarray:
     """One training item from a notes array: augment (when `rng` is given), window, relabel the
     parts as other instruments (with probability `remap`, when `rng` is given;
-    `remap_instruments`, splitting a chordal part as `remap_split` says), encode, select
+    `remap_instruments`, splitting a chordal part as `remap_split` says, the instruments those
+    of one ensemble with probability `remap_ensemble`: `ensemble_registers`), encode, select
     controls (with probability `controls`, when `rng` is given), crop, let a part rest (with
     probability `rests`, when `rng` is given; `rest_part`).
 
@@ -410,7 +419,10 @@ def make_item(
         start = int(starts[rng.integers(len(starts))])
     notes, ends = beat_window(notes, start, max_beat)
     if rng is not None and remap > 0 and rng.random() < remap:
-        notes = remap_instruments(notes, encoding, rng, measured=max_seq_len, split=remap_split)
+        registers = INSTRUMENT_REGISTERS
+        if remap_ensemble > 0 and rng.random() < remap_ensemble:
+            registers = ensemble_registers(rng)
+        notes = remap_instruments(notes, encoding, rng, registers, measured=max_seq_len, split=remap_split)
     codes = encode_notes(notes, encoding)
     if rng is not None and controls > 0 and rng.random() < controls:
         given, header, _ = select_controls(codes, encoding, rng)
@@ -490,6 +502,7 @@ class MusicDataset:
         remap: float = 0.0,
         remap_split: str = "random",
         rests: float = 0.0,
+        remap_ensemble: float = 0.0,
     ) -> None:
         self.data = PreparedData(prepared_dir)
         self.ids = self.data.split(split)
@@ -519,8 +532,10 @@ class MusicDataset:
             raise DataError(f"remap must be a probability in 0..1, got {remap}")
         if remap_split not in REMAP_SPLITS:
             raise DataError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {remap_split!r}")
-        if not 0 <= rests <= 1:
-            raise DataError(f"rests must be a probability in 0..1, got {rests}")
+        for name, value in (("rests", rests), ("remap_ensemble", remap_ensemble)):
+            if not 0 <= value <= 1:
+                raise DataError(f"{name} must be a probability in 0..1, got {value}")
+        self.remap_ensemble = float(remap_ensemble)
         self.controls = float(controls)
         self.remap = float(remap)
         self.rests = float(rests)
@@ -556,7 +571,7 @@ class MusicDataset:
         rng = self.rng(index) if self.augment else None
         return make_item(
             self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, rng, self.pitch_shift,
-            self.controls, self.remap, self.remap_split, self.rests)
+            self.controls, self.remap, self.remap_split, self.rests, self.remap_ensemble)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

@@ -526,7 +526,8 @@ class _Run:
         self.train_set = MusicDataset(data_path, config.data.train_split, encoding, config.data_max_seq_len,
                                       max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed,
                                       controls=config.data.controls, remap=config.data.instrument_remap,
-                                      remap_split=config.data.remap_split, rests=config.data.rests)
+                                      remap_split=config.data.remap_split, rests=config.data.rests,
+                                      remap_ensemble=config.data.remap_ensemble)
         self.encoding: Encoding = self.train_set.encoding
         self.valid_set = MusicDataset(data_path, config.data.valid_split, self.encoding, config.data_max_seq_len,
                                       max_beat=config.data.max_beat, augment=False, seed=tc.seed)

@@ -103,6 +103,14 @@ def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
         DataConfig(instrument_remap=2)
     with pytest.raises(ConfigError, match="instrument_remap > 0 needs augment: true"):
         DataConfig(instrument_remap=0.5, augment=False)
+
+
+def test_remap_ensemble_is_a_probability_among_relabelled_items():
+    assert DataConfig(instrument_remap=0.9, remap_ensemble=0.5).remap_ensemble == 0.5
+    with pytest.raises(ConfigError, match="remap_ensemble must be a probability in 0..1, got 1.5"):
+        DataConfig(instrument_remap=0.9, remap_ensemble=1.5)
+    with pytest.raises(ConfigError, match=r"remap_ensemble > 0 needs instrument_remap > 0"):
+        DataConfig(remap_ensemble=0.5)
     assert DataConfig().remap_split == "random" and DataConfig(remap_split="voices").remap_split == "voices"
     with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
         DataConfig(remap_split="pairs")

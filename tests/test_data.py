@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mmt import Encoding, Field, RowType, encode_notes
-from mmt.constants import INSTRUMENT_REGISTERS
+from mmt.constants import INSTRUMENT_REGISTERS, REMAP_ENSEMBLES
 from mmt.data import (
     MusicDataset,
     beat_window,
@@ -460,6 +460,31 @@ def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding)
     assert len(seen) > 4  # instruments the pieces themselves do not have
     with pytest.raises(DataError, match="remap must be a probability in 0..1, got 1.5"):
         MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.5)
+
+
+def test_remap_ensemble_draws_an_items_instruments_from_one_ensemble(tmp_path, encoding):
+    organ = CHORALE.copy()
+    organ[:, 4] = 19  # a church organ, of no ensemble: a part that no free instrument can play keeps it
+    root = make_prepared(tmp_path, {"a": organ}, encoding)
+    names = {encoding.instrument_code(name): name for name in encoding.instruments}
+
+    def ensembles_of_items(share: float) -> list[list[str]]:
+        """For 40 epochs' item, the ensembles holding all its instruments (a drummed or kept part aside)."""
+        ds = MusicDataset(root, "train", encoding, max_seq_len=64, augment=True, remap=1.0, remap_split="voices",
+                          remap_ensemble=share)
+        out = []
+        for epoch in range(40):
+            ds.set_epoch(epoch)
+            item = ds[0]
+            played = {names[c] for c in item[item[:, Field.TYPE] == RowType.NOTE, Field.INSTRUMENT].tolist()}
+            out.append([e for e, members in REMAP_ENSEMBLES.items() if played - {"drums", "church-organ"} <= set(members)])
+        return out
+
+    within = ensembles_of_items(1.0)
+    assert all(within) and len({e[0] for e in within if len(e) == 1}) >= 5  # one ensemble each, and they vary
+    assert sum(map(bool, ensembles_of_items(0.0))) < 10  # drawn from every instrument: seldom one ensemble's
+    with pytest.raises(DataError, match="remap_ensemble must be a probability in 0..1, got -1"):
+        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.0, remap_ensemble=-1)
 
 
 DUET = np.array([[b, 0, 60, 12, 0] for b in range(16)] + [[b, 0, 72, 12, 40] for b in range(16)])
