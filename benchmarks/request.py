@@ -7,6 +7,8 @@ mode's balance and quota, the model's pitch ranges), and prints for each:
 
 - `all_play`: the share of samples in which every requested instrument has at least
   `--min-notes` notes (target: 0.95 or more);
+- `plays`: for each requested instrument, the share of samples in which it has at least
+  `--min-notes` notes (`all_play` is at most the least of them);
 - `duplicates`: notes per sample that repeat an earlier note's beat, position, pitch and
   instrument (target: 0; the sampler's masks make them impossible);
 - the notes of each instrument (mean per sample) and the mean of H1, H4, GS and
@@ -142,6 +144,7 @@ def measure(model, instruments: tuple[str, ...], helped: bool, args) -> dict:
     leaps = [top_line_leap(codes, pitched) for codes in generation.samples]
     return {
         "all_play": float(np.mean(counts.min(axis=1) >= args.min_notes)),
+        "plays": dict(zip(instruments, (counts >= args.min_notes).mean(axis=0).round(4).tolist())),
         "duplicates": float(np.mean([duplicates(codes) for codes in generation.samples])),
         "notes_per_instrument": dict(zip(instruments, counts.mean(axis=0).round(1).tolist())),
         **{name: float(np.nanmean([m[name] for m in metrics])) for name in METRICS},
@@ -173,16 +176,18 @@ def main() -> None:
     print(f"{args.model}: sampling defaults {model.sampling.to_dict()}; pitch ranges for "
           f"{len(model.pitch_ranges)} instruments", file=sys.stderr)
     results = {}
-    header = f"| ensemble | help | all play | duplicates | notes per instrument | {' | '.join(COLUMNS)} |"
-    print(header + "\n|" + "---|" * (5 + len(COLUMNS)))
+    header = (f"| ensemble | help | all play | plays | duplicates | notes per instrument | "
+              f"{' | '.join(COLUMNS)} |")
+    print(header + "\n|" + "---|" * (6 + len(COLUMNS)))
     for name, instruments in ENSEMBLES.items():
         for helped in (False,) if args.plain else (False, True):
             result = measure(model, instruments, helped, args)
             results[f"{name} ({'helped' if helped else 'plain'})"] = result
             notes = ", ".join(f"{k} {v:g}" for k, v in result["notes_per_instrument"].items())
+            plays = ", ".join(f"{k} {v:.2f}" for k, v in result["plays"].items())
             values = " | ".join("n/a" if math.isnan(result[m]) else f"{result[m]:.3f}" for m in COLUMNS)
             print(f"| {name} | {'balance, quota, ranges' if helped else 'none'} | {result['all_play']:.2f} | "
-                  f"{result['duplicates']:.2f} | {notes} | {values} |", flush=True)
+                  f"{plays} | {result['duplicates']:.2f} | {notes} | {values} |", flush=True)
     if args.data is not None:
         results["ground truth"] = ground_truth_leap(args.data, args.bars)
         print(f"ground truth ({args.data} valid + test, {results['ground truth']['pieces']} pieces of 2+ instruments, "
