@@ -237,8 +237,7 @@ class DataConfig:
                 raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
             if value > 0 and not self.augment:
                 raise ConfigError(f"{name} > 0 needs augment: true (it is drawn with the augmentation)")
-        low, high = self.takeover_share
-        if not 0 <= low <= high <= 1:
+        if len(self.takeover_share) != 2 or not 0 <= self.takeover_share[0] <= self.takeover_share[1] <= 1:
             raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
         if self.remap_ensemble > 0 and self.instrument_remap == 0:
             raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")

@@ -524,17 +524,14 @@ class MusicDataset:
         low, high = (int(v) for v in pitch_shift)
         if low > 0 or high < 0:
             raise DataError(f"pitch_shift must contain 0, got ({low}, {high})")
-        if not 0 <= controls <= 1:
-            raise DataError(f"controls must be a probability in 0..1, got {controls}")
-        if controls > 0 and not encoding.knows_controls:
-            raise DataError("controls > 0 needs an encoding with control rows (set its anticipation)")
-        if not 0 <= remap <= 1:
-            raise DataError(f"remap must be a probability in 0..1, got {remap}")
-        if remap_split not in REMAP_SPLITS:
-            raise DataError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {remap_split!r}")
-        for name, value in (("rests", rests), ("remap_ensemble", remap_ensemble)):
+        for name, value in (("controls", controls), ("remap", remap), ("rests", rests),
+                            ("remap_ensemble", remap_ensemble)):
             if not 0 <= value <= 1:
                 raise DataError(f"{name} must be a probability in 0..1, got {value}")
+        if controls > 0 and not encoding.knows_controls:
+            raise DataError("controls > 0 needs an encoding with control rows (set its anticipation)")
+        if remap_split not in REMAP_SPLITS:
+            raise DataError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {remap_split!r}")
         self.remap_ensemble = float(remap_ensemble)
         self.controls = float(controls)
         self.remap = float(remap)

@@ -103,6 +103,9 @@ def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
         DataConfig(instrument_remap=2)
     with pytest.raises(ConfigError, match="instrument_remap > 0 needs augment: true"):
         DataConfig(instrument_remap=0.5, augment=False)
+    assert DataConfig().remap_split == "random" and DataConfig(remap_split="voices").remap_split == "voices"
+    with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
+        DataConfig(remap_split="pairs")
 
 
 def test_remap_ensemble_is_a_probability_among_relabelled_items():
@@ -111,9 +114,6 @@ def test_remap_ensemble_is_a_probability_among_relabelled_items():
         DataConfig(instrument_remap=0.9, remap_ensemble=1.5)
     with pytest.raises(ConfigError, match=r"remap_ensemble > 0 needs instrument_remap > 0"):
         DataConfig(remap_ensemble=0.5)
-    assert DataConfig().remap_split == "random" and DataConfig(remap_split="voices").remap_split == "voices"
-    with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
-        DataConfig(remap_split="pairs")
 
 
 def test_rests_is_a_probability_drawn_with_the_augmentation():
@@ -142,6 +142,8 @@ def test_takeover_share_is_a_range_of_shares(tmp_path):
     for bad in ((0.6, 0.2), (-0.1, 0.5), (0.5, 1.5)):
         with pytest.raises(ConfigError, match=rf"takeover_share must be \[low, high\] with 0 <= low <= high <= 1, got \[{bad[0]}, {bad[1]}\]"):
             DataConfig(takeover_share=bad)
+    with pytest.raises(ConfigError, match=r"takeover_share must be \[low, high\] .*, got \[0.4\]"):
+        DataConfig(takeover_share=(0.4,))
     path.write_text("data:\n  takeover_share: [0.4]\n")
     with pytest.raises(ConfigError, match="'data.takeover_share' has the wrong type"):
         load_config(path)
