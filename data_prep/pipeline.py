@@ -370,8 +370,21 @@ def _is_file(path: str) -> bool:
         return False
 
 
-def _lines(records: Iterable[dict]) -> str:
-    return "".join(json.dumps(r, sort_keys=False) + "\n" for r in records)
+def _line(record: dict) -> str:
+    """A record as its journal and manifest line."""
+    return json.dumps(record) + "\n"
+
+
+def _lines(records: Iterable[dict], known: dict[str, tuple[dict, str]] | None = None) -> str:
+    """The lines of `records`; `known`: (record, line) already made, by source: a record that is
+    the very object made into a line there is not dumped again."""
+    known = known or {}
+
+    def line(record: dict) -> str:
+        made = known.get(record["source"])
+        return made[1] if made is not None and made[0] is record else _line(record)
+
+    return "".join(map(line, records))
 
 
 # ---------------------------------------------------------------------- the run
@@ -459,8 +472,9 @@ def prepare(
             counts[record["status"]] += 1
         journal_existed = journal_path.exists()
         started = time.perf_counter()
+        lines: dict[str, tuple[dict, str]] = {}  # this run's records and journal lines, by source: the index reuses them
         if todo:
-            _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, len(mine), dataset)
+            _run(todo, out, encoding, filters, jobs, journal_path, done, lines, counts, progress, len(mine), dataset)
             _clean_temporaries(out)  # a worker killed mid-write (see `_convert_in_workers`) leaves one
         seconds = time.perf_counter() - started
         # Compact this run's journal (latest record per file, sorted), so a resumed run and an
@@ -470,9 +484,9 @@ def prepare(
         else:
             own = {s.rel: done[s.rel] for s in todo if s.rel in done}
         if own:
-            _write_if_changed(journal_path, _lines(own[k] for k in sorted(own)))
+            _write_if_changed(journal_path, _lines((own[k] for k in sorted(own)), lines))
         # When this run covered the whole listing, `done` holds every valid record: no need to re-read them.
-        missing = _write_index(sources, out, done if len(mine) == len(sources) else None)
+        missing = _write_index(sources, out, done if len(mine) == len(sources) else None, lines)
     ok_notes = sum(r["notes"] for r in done.values() if r["status"] == OK)
     return Summary(out=out, counts=counts, total=len(mine), notes=ok_notes, processed=len(todo),
                    seconds=seconds, missing=missing)
@@ -493,8 +507,9 @@ CHUNK_FILES = 128     # files per task sent to a worker: each task costs a fixed
                       # 1.65-1.68x, 128 1.57-1.77x, median 1.74x; one run the disk held up left out)
 
 
-def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progress, total, dataset) -> None:
-    """Convert `todo`, appending records to the journal as soon as they are known.
+def _run(todo, out, encoding, filters, jobs, journal_path, done, lines, counts, progress, total, dataset) -> None:
+    """Convert `todo`, appending records to the journal as soon as they are known (into `done`,
+    each with its journal line into `lines`, by source; `counts` by status).
 
     With workers, the records of a task (up to `CHUNK_FILES` files) come back together and go
     to the journal in one write: the main process, which shares the cores with the workers,
@@ -512,10 +527,12 @@ def _run(todo, out, encoding, filters, jobs, journal_path, done, counts, progres
         batches = _convert_in_workers(convert, todo, jobs) if jobs > 1 else ([convert(s)] for s in todo)
         with open(journal_path, "a", encoding="utf-8") as journal:
             for records in batches:
-                journal.write("".join(json.dumps(record) + "\n" for record in records))
+                text = [_line(record) for record in records]
+                journal.write("".join(text))
                 journal.flush()
-                for record in records:
+                for record, line in zip(records, text):
                     done[record["source"]] = record
+                    lines[record["source"]] = (record, line)
                     counts[record["status"]] += 1
                 if progress:  # tqdm formats the postfix even when disabled
                     bar.set_postfix(counts, refresh=False)
@@ -628,12 +645,14 @@ def _convert_alone(convert: Callable[[Source], dict], source: Source, context) -
         return _record(source, FAILED, WORKER_DIED)
 
 
-def _write_index(sources: list[Source], out: Path, valid: dict[str, dict] | None = None) -> int:
+def _write_index(sources: list[Source], out: Path, valid: dict[str, dict] | None = None,
+                 lines: dict[str, tuple[dict, str]] | None = None) -> int:
     """Write manifest.jsonl and the split lists from every record in OUT; returns how many sources have none.
 
     `valid`: the records of every source, by source path, already known to stand (None: read
-    them from OUT's journals and check each). Lines follow the listing's order (sorted by
-    source path); split lists are sorted ids.
+    them from OUT's journals and check each). `lines`: (record, line) already made, by source
+    path (this run's journal lines). Lines follow the listing's order (sorted by source
+    path); split lists are sorted ids.
     """
     records = _load_records(out) if valid is None else valid
     manifest, splits = [], {split: [] for split in SPLITS}
@@ -644,7 +663,7 @@ def _write_index(sources: list[Source], out: Path, valid: dict[str, dict] | None
         manifest.append(record)
         if record["status"] == OK:
             splits[record["split"]].append(record["id"])
-    _write_if_changed(out / "manifest.jsonl", _lines(manifest))
+    _write_if_changed(out / "manifest.jsonl", _lines(manifest, lines))
     for split, ids in splits.items():
         _write_if_changed(out / f"{split}.txt", "".join(f"{i}\n" for i in sorted(ids)))
     return len(sources) - len(manifest)

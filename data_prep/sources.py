@@ -108,9 +108,9 @@ def walk(root: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
 
     for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes:
-                found.append(Path(folder) / name)
+        base = Path(folder)  # one parse per folder: `base / name` parses only the name (listing Lakh)
+        found.extend(base / name for name in files
+                     if not name.startswith(".") and os.path.splitext(name)[1].lower() in suffixes)
     return sorted(found + unlisted, key=lambda p: relative(p, root))
 
 
