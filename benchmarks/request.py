@@ -195,7 +195,8 @@ def main() -> None:
     out = args.json or Path(__file__).resolve().parent / "results" / f"request-{Path(args.model).name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "n": args.n, "bars": args.bars, "min_notes": args.min_notes,
-                               "seed": args.seed, "sampling": args.sampling, "results": results}, indent=1) + "\n")
+                               "seed": args.seed, "sampling_defaults": model.sampling.to_dict(),
+                               "sampling": args.sampling, "results": results}, indent=1) + "\n")
     print(f"-> {out}", file=sys.stderr)
 
 

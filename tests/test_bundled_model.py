@@ -33,6 +33,7 @@ def test_bundled_model_is_the_music21_mix_config(model):
     assert model.config == config.model
     assert model.sampling == config.sampling  # top-p 0.9 on every field but the instrument
     assert model.sampling.per_field("top_p") == (0.9, 0.9, 0.9, 0.9, 0.9, None)
+    assert model.sampling.per_field("temperature") == (1.0, 1.0, 1.0, 1.0, 1.0, 1.5)
     folder = resolve_checkpoint(BUNDLED_MODEL)
     assert folder.parent.name == "models" and folder.parent.parent.name == "mmt"
     assert (folder / "README.md").is_file() and (folder / "log.csv").is_file()
