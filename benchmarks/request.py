@@ -154,7 +154,7 @@ def measure(model, instruments: tuple[str, ...], helped: bool, args) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="music21-small", help="checkpoint directory or bundled model name")
     parser.add_argument("-n", type=int, default=16, help="samples per ensemble and configuration")
@@ -170,7 +170,7 @@ def main() -> None:
                         help="a prepared directory: also the leap of its real valid and test pieces")
     parser.add_argument("--json", type=Path, help="where to write the figures (default: "
                         "benchmarks/results/request-<model>.json)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     print(f"{args.model}: sampling defaults {model.sampling.to_dict()}; pitch ranges for "
