@@ -30,6 +30,12 @@ run:
   ratio of the median runs' rates; `prepare_j2_over_j1_pairs` the ratio of each -j 1 run
   to the -j 2 run right after it (the machine's speed drifts less within a pair), and
   their median.
+- `split_j1`, `split_j2`: the machine's own ceiling for -j 2 at that moment: `convert_source`
+  (what a worker runs for each file: read, clean, filter, write) of every file in one process,
+  and in two forked processes that take every other file, with no listing, journal, pool or
+  index; run right after each pair of preparations. `split_j2_over_j1_pairs` is each repeat's
+  ratio, `prepare_over_split_pairs` each repeat's prepare ratio over its split ratio: the share
+  of what this machine gave two processes right then that `mmt prepare -j 2` got.
 
 `notes` is the number of notes symusic finds in the files a method read, so notes/s of
 every method counts the same notes. Results are printed as JSON (and written to `--json`).
@@ -204,6 +210,36 @@ def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, dict, dict]
     return seconds, {**cpu, "total": cpu["main"] + cpu["workers"]}, summary.counts
 
 
+def _convert_all(out: Path, sources: list) -> None:
+    """`convert_source` of each of `sources` into `out` (a split worker's work)."""
+    from data_prep.filters import Filters
+    from data_prep.pipeline import convert_source
+    from mmt.encoding import Encoding
+
+    encoding, filters = Encoding(), Filters()
+    for source in sources:
+        convert_source(source, out, encoding, filters)
+
+
+def split_seconds(sources: list, out: Path, jobs: int) -> float:
+    """Wall seconds of `_convert_all` over `sources` by `jobs` forked processes, each taking every
+    `jobs`-th source (1: in this process), into a fresh `out`."""
+    import functools
+    import multiprocessing
+
+    from mmt.meter import METER_DIR
+
+    for folder in ("notes", METER_DIR):
+        (out / folder).mkdir(parents=True)
+    started = time.perf_counter()
+    if jobs == 1:
+        _convert_all(out, sources)
+    else:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            pool.map(functools.partial(_convert_all, out), [sources[i::jobs] for i in range(jobs)], chunksize=1)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -236,13 +272,22 @@ def main() -> None:
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
+        from data_prep import list_sources
+
+        sources = list_sources("lmd", src)
         runs: dict[int, list[tuple[float, dict, dict]]] = {1: [], 2: []}
+        splits: dict[int, list[float]] = {1: [], 2: []}
         for repeat in range(args.repeats):  # alternating, so a slow spell of the disk hits both
             for jobs in (1, 2):
                 out = Path(tmp) / f"out-j{jobs}-{repeat}"
                 runs[jobs].append(prepare_seconds(src, out, jobs))
                 print(f"prepare -j {jobs} run {repeat + 1}: {runs[jobs][-1][0]:.3f} s", file=sys.stderr, flush=True)
                 shutil.rmtree(out)  # untimed: each run starts with the same files in the folder (and in RAM)
+            for jobs in (1, 2):
+                out = Path(tmp) / f"split-j{jobs}-{repeat}"
+                splits[jobs].append(split_seconds(sources, out, jobs))
+                print(f"split -j {jobs} run {repeat + 1}: {splits[jobs][-1]:.3f} s", file=sys.stderr, flush=True)
+                shutil.rmtree(out)
         for jobs, timed in runs.items():
             seconds, cpu, status = sorted(timed, key=lambda run: run[0])[len(timed) // 2]  # the median run
             result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu["total"], 3),
@@ -251,12 +296,22 @@ def main() -> None:
                                           "runs_seconds": [round(run[0], 3) for run in timed], "counts": status}
             print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
         result["prepare_j2_floor_seconds"] = round(result["prepare_j2"]["cpu_seconds"] / 2, 3)
+        for jobs, timed in splits.items():
+            result[f"split_j{jobs}"] = {**rate(len(paths), notes, sorted(timed)[len(timed) // 2]),
+                                        "runs_seconds": [round(t, 3) for t in timed]}
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
-    pairs = sorted(a[0] / b[0] for a, b in zip(runs[1], runs[2]))  # each run of -j 1 against the -j 2 run after it
+    in_order = [a[0] / b[0] for a, b in zip(runs[1], runs[2])]  # each run of -j 1 against the -j 2 run after it
+    pairs = sorted(in_order)
+    split_pairs = [a / b for a, b in zip(splits[1], splits[2])]
+    shares = sorted(p / s for p, s in zip(in_order, split_pairs))
     result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
                         "prepare_j2_over_j1_pairs": [round(r, 2) for r in pairs],
                         "prepare_j2_over_j1_pairs_median": round(pairs[len(pairs) // 2], 2),
+                        "split_j2_over_j1_pairs": [round(r, 2) for r in sorted(split_pairs)],
+                        "split_j2_over_j1_pairs_median": round(sorted(split_pairs)[len(split_pairs) // 2], 2),
+                        "prepare_over_split_pairs": [round(r, 2) for r in shares],
+                        "prepare_over_split_pairs_median": round(shares[len(shares) // 2], 2),
                         "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
                         "symusic_over_read_notes_symusic": round(bare / result["read_notes_symusic"]["files_per_s"], 2),
                         "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
