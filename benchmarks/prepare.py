@@ -131,6 +131,11 @@ def build_tree(root: Path, n_files: int, seed: int) -> dict:
             "bytes_max": int(max(sizes)), "bytes_total": int(sum(sizes))}
 
 
+def middle(values: list, key=None):
+    """The middle one of `values` once sorted (the upper of the two middle ones of an even count)."""
+    return sorted(values, key=key)[len(values) // 2]
+
+
 def rate(files: int, notes: int, seconds: float) -> dict:
     return {"files": files, "notes": notes, "seconds": round(seconds, 3), "files_per_s": round(files / seconds, 1),
             "notes_per_s": round(notes / seconds)}
@@ -289,7 +294,7 @@ def main() -> None:
                 print(f"split -j {jobs} run {repeat + 1}: {splits[jobs][-1]:.3f} s", file=sys.stderr, flush=True)
                 shutil.rmtree(out)
         for jobs, timed in runs.items():
-            seconds, cpu, status = sorted(timed, key=lambda run: run[0])[len(timed) // 2]  # the median run
+            seconds, cpu, status = middle(timed, key=lambda run: run[0])  # the median run
             result[f"prepare_j{jobs}"] = {**rate(len(paths), notes, seconds), "cpu_seconds": round(cpu["total"], 3),
                                           "main_cpu_seconds": round(cpu["main"], 3),
                                           "workers_cpu_seconds": round(cpu["workers"], 3),
@@ -297,21 +302,20 @@ def main() -> None:
             print(f"prepare_j{jobs}: {json.dumps(result[f'prepare_j{jobs}'])}", file=sys.stderr, flush=True)
         result["prepare_j2_floor_seconds"] = round(result["prepare_j2"]["cpu_seconds"] / 2, 3)
         for jobs, timed in splits.items():
-            result[f"split_j{jobs}"] = {**rate(len(paths), notes, sorted(timed)[len(timed) // 2]),
+            result[f"split_j{jobs}"] = {**rate(len(paths), notes, middle(timed)),
                                         "runs_seconds": [round(t, 3) for t in timed]}
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     j1, j2, bare = (result[k]["files_per_s"] for k in ("prepare_j1", "prepare_j2", "symusic"))
-    in_order = [a[0] / b[0] for a, b in zip(runs[1], runs[2])]  # each run of -j 1 against the -j 2 run after it
-    pairs = sorted(in_order)
+    pairs = [a[0] / b[0] for a, b in zip(runs[1], runs[2])]  # each run of -j 1 against the -j 2 run after it
     split_pairs = [a / b for a, b in zip(splits[1], splits[2])]
-    shares = sorted(p / s for p, s in zip(in_order, split_pairs))
+    shares = [p / s for p, s in zip(pairs, split_pairs)]
     result["ratios"] = {"symusic_over_prepare_j1": round(bare / j1, 2), "prepare_j2_over_j1": round(j2 / j1, 2),
-                        "prepare_j2_over_j1_pairs": [round(r, 2) for r in pairs],
-                        "prepare_j2_over_j1_pairs_median": round(pairs[len(pairs) // 2], 2),
+                        "prepare_j2_over_j1_pairs": [round(r, 2) for r in sorted(pairs)],
+                        "prepare_j2_over_j1_pairs_median": round(middle(pairs), 2),
                         "split_j2_over_j1_pairs": [round(r, 2) for r in sorted(split_pairs)],
-                        "split_j2_over_j1_pairs_median": round(sorted(split_pairs)[len(split_pairs) // 2], 2),
-                        "prepare_over_split_pairs": [round(r, 2) for r in shares],
-                        "prepare_over_split_pairs_median": round(shares[len(shares) // 2], 2),
+                        "split_j2_over_j1_pairs_median": round(middle(split_pairs), 2),
+                        "prepare_over_split_pairs": [round(r, 2) for r in sorted(shares)],
+                        "prepare_over_split_pairs_median": round(middle(shares), 2),
                         "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
                         "symusic_over_read_notes_symusic": round(bare / result["read_notes_symusic"]["files_per_s"], 2),
                         "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
