@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from analysis import AnalysisError
+from mmt.analysis import AnalysisError
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding
 

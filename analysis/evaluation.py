@@ -52,9 +52,9 @@ from typing import Iterable, Sequence
 import muspy
 import numpy as np
 
-from analysis import AnalysisError
-from analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
-from analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
+from mmt.analysis import AnalysisError
+from mmt.analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
+from mmt.analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
 from mmt.constants import DRUMS, Field, RowType
 from mmt.encoding import Encoding, decode
 from mmt.files import write_atomic, write_text_atomic

@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from analysis import AnalysisError
-from analysis.attention import (
+from mmt.analysis import AnalysisError
+from mmt.analysis.attention import (
     RELATIVE_FIELDS,
     GroupAttention,
     RelativeAttention,
@@ -36,7 +36,7 @@ from analysis.attention import (
     plot_mean_gain,
     split_sequences,
 )
-from analysis.embedding import (
+from mmt.analysis.embedding import (
     PIANO_HIGH,
     PIANO_LOW,
     cosine_similarity,

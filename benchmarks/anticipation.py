@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from analysis.evaluation import melody_instrument
+from mmt.analysis.evaluation import melody_instrument
 from mmt.checkpoint import load_model
 from mmt.constants import Field, RowType
 from mmt.data import beat_window

@@ -205,7 +205,7 @@ def _cpu_seconds() -> tuple[float, float]:
 def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, dict, dict]:
     """Wall seconds, CPU seconds (main, workers, total) and ok/skipped/failed counts of one
     preparation into a fresh `out`."""
-    from data_prep import prepare_dataset
+    from mmt.data_prep import prepare_dataset
 
     started, (main, workers) = time.perf_counter(), _cpu_seconds()
     summary = prepare_dataset("lmd", src, out, jobs=jobs, progress=False, log=None)
@@ -217,8 +217,8 @@ def prepare_seconds(src: Path, out: Path, jobs: int) -> tuple[float, dict, dict]
 
 def _convert_all(out: Path, sources: list) -> None:
     """`convert_source` of each of `sources` into `out` (a split worker's work)."""
-    from data_prep.filters import Filters
-    from data_prep.pipeline import convert_source
+    from mmt.data_prep.filters import Filters
+    from mmt.data_prep.pipeline import convert_source
     from mmt.encoding import Encoding
 
     encoding, filters = Encoding(), Filters()
@@ -277,7 +277,7 @@ def main() -> None:
         sample = paths[: args.reference_files]
         result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
         print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
-        from data_prep import list_sources
+        from mmt.data_prep import list_sources
 
         sources = list_sources("lmd", src)
         runs: dict[int, list[tuple[float, dict, dict]]] = {1: [], 2: []}

@@ -41,7 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.metrics import compute_metrics  # noqa: E402
+from mmt.analysis.metrics import compute_metrics  # noqa: E402
 from mmt import GenerationRequest, decode, encode_notes, load_model  # noqa: E402
 from mmt.constants import Field, NoteCol, RowType  # noqa: E402
 from mmt.request import run  # noqa: E402

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from data_prep.filters import Filters, PrepareError
+from mmt.data_prep.filters import Filters, PrepareError
 
 # dataset name (the CLI's DATASET) -> reader module
 READERS = {"lmd": "lmd", "sod": "sod", "pop1k7": "pop1k7", "music21": "music21_corpus",
@@ -23,7 +23,7 @@ def reader(dataset: str):
     """The reader module of `dataset`."""
     if dataset not in READERS:
         raise PrepareError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
-    return importlib.import_module(f"data_prep.{READERS[dataset]}")
+    return importlib.import_module(f"mmt.data_prep.{READERS[dataset]}")
 
 
 def list_sources(dataset: str, src: str | os.PathLike):
@@ -36,7 +36,7 @@ def prepare_dataset(dataset: str, src: str | os.PathLike, out: str | os.PathLike
 
     Returns the run's `pipeline.Summary`.
     """
-    from data_prep.pipeline import prepare
+    from mmt.data_prep.pipeline import prepare
 
     return prepare(list_sources(dataset, src), out, dataset=dataset, **kwargs)
 

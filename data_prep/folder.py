@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from data_prep.sources import Source, check_root, folder_sources
+from mmt.data_prep.sources import Source, check_root, folder_sources
 
 NAME = "folder"
 

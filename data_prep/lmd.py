@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from data_prep.sources import MIDI_SUFFIXES, Source, check_root, path_bytes, relative, walk
+from mmt.data_prep.sources import MIDI_SUFFIXES, Source, check_root, path_bytes, relative, walk
 
 NAME = "lmd"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")

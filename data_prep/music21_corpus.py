@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data_prep.sources import SUFFIXES, Source, check_root, hash_split, make_unique, path_id, relative, walk
+from mmt.data_prep.sources import SUFFIXES, Source, check_root, hash_split, make_unique, path_id, relative, walk
 from mmt.io import abc_tune_count
 
 NAME = "music21"

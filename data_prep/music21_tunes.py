@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from data_prep import music21_corpus
-from data_prep.sources import Source
+from mmt.data_prep import music21_corpus
+from mmt.data_prep.sources import Source
 
 NAME = "music21-tunes"
 

@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import numpy as np
 
-from data_prep.filters import Filters, PrepareError
-from data_prep.sources import SPLITS, Source, shard_of
+from mmt.data_prep.filters import Filters, PrepareError
+from mmt.data_prep.sources import SPLITS, Source, shard_of
 from mmt.constants import DRUM_PROGRAM, NoteCol
 from mmt.encoding import Encoding
 from mmt.files import replace_bytes, write_text_atomic

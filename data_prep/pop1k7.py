@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from data_prep.sources import MIDI_SUFFIXES, Source, check_root, hash_split, make_unique, path_id, relative, walk
+from mmt.data_prep.sources import MIDI_SUFFIXES, Source, check_root, hash_split, make_unique, path_id, relative, walk
 
 NAME = "pop1k7"
 VERSIONS = ("midi_analyzed", "midi_synchronized", "midi_transcribed")

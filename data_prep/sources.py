@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.filters import PrepareError
+from mmt.data_prep.filters import PrepareError
 from mmt.prepared import SPLITS  # the one definition of the split names
 from mmt.io import MIDI_SUFFIXES, SUFFIXES
 

@@ -144,7 +144,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from analysis.evaluation import DEFAULT_MODES, EvaluationConfig, evaluate
+    from mmt.analysis.evaluation import DEFAULT_MODES, EvaluationConfig, evaluate
 
     ground_truth_only = args.ground_truth_only or args.model == "-"
     if ground_truth_only and args.model not in (None, "-"):
@@ -290,7 +290,7 @@ def _add_analyze(sub) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from analysis.report import ReportConfig, write_report
+    from mmt.analysis.report import ReportConfig, write_report
 
     config = ReportConfig(n_sequences=args.n, split=args.split, seed=args.seed, batch_size=args.batch_size,
                           device=_device(args.device), max_samples=args.max_samples, beat_window=args.beat_window,
@@ -303,8 +303,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 # ============================================================================ prepare
 def _add_prepare(sub) -> None:
-    from data_prep import DATASETS, Filters  # light: no numpy or music imports
-    from data_prep.sources import SPLITS
+    from mmt.data_prep import DATASETS, Filters  # light: no numpy or music imports
+    from mmt.data_prep.sources import SPLITS
 
     defaults = Filters()
     p = sub.add_parser(
@@ -343,7 +343,7 @@ def _add_prepare(sub) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from data_prep import Filters, parse_shard, prepare_dataset
+    from mmt.data_prep import Filters, parse_shard, prepare_dataset
     from mmt.encoding import Encoding
 
     filters = Filters(min_notes=args.min_notes, min_beats=args.min_beats, max_beats=args.max_beats,

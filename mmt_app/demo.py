@@ -105,7 +105,7 @@ def _step(log: Callable[[str], None], text: str) -> float:
 
 def prepare_corpus(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
     """Prepare the test split's first files into `config.data` (and, to train, all of `train_data`)."""
-    from data_prep import prepare_dataset
+    from mmt.data_prep import prepare_dataset
 
     runs = [("music21", config.data, ("test",), config.prepare_limit)]
     if config.train:
@@ -161,7 +161,7 @@ def long_piece(data: PreparedData, ids: list[str], bars: float) -> str:
 
 def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print, model_name: str | None = None) -> Path:
     """Generate `n_samples` songs per mode into OUT/samples; returns that folder."""
-    from analysis.evaluation import melody_instrument
+    from mmt.analysis.evaluation import melody_instrument
     from mmt.constants import Field, RowType
     from mmt.encoding import encode
     from mmt.io import audio_available
@@ -210,7 +210,7 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
 
 def trim_music(music, bars: float):
     """`music` cut after its first `bars` bars (its own meter)."""
-    from analysis.evaluation import trim_music as trim
+    from mmt.analysis.evaluation import trim_music as trim
     from mmt.meter import Meter
     from mmt.request import bars_to_beats
 
@@ -230,8 +230,8 @@ def fill_bars(music, first: int, count: int) -> tuple[int, int]:
 
 def run_demo(config: DemoConfig = DemoConfig(), log: Callable[[str], None] = print) -> dict[str, Path]:
     """Run every step; returns the paths of what it wrote."""
-    from analysis.evaluation import EvaluationConfig, evaluate
-    from analysis.report import ReportConfig, write_report
+    from mmt.analysis.evaluation import EvaluationConfig, evaluate
+    from mmt.analysis.report import ReportConfig, write_report
     from mmt.checkpoint import load_model
 
     started = time.perf_counter()

@@ -136,7 +136,7 @@ def test_the_bundled_input_pitch_embedding_has_learned_octaves(model):
     """The paper's finding: pitches an octave apart are read alike (measured 0.326 for the
     bundled table, 0.311 for the one bundled before it; -0.009 for seeded random weights of the
     same shape, within 0.01 of 0 for seeds 0-4)."""
-    from analysis.embedding import octave_score, pitch_tables
+    from mmt.analysis.embedding import octave_score, pitch_tables
     from tests.factories import tiny_model
 
     untrained = tiny_model(model.config.pos_emb, dim=model.config.dim, depth=1, heads=model.config.heads,

@@ -93,7 +93,7 @@ def test_demo_refuses_bad_settings_before_any_work(tmp_path, capsys):
 
 
 def test_demo_train_prepares_every_tune_to_train_and_the_test_split_to_evaluate(tmp_path, monkeypatch):
-    import data_prep
+    import mmt.data_prep as data_prep
 
     from mmt_app import demo
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from test_midi import NASTY, fixture_files, random_tracks, write_events
 
-from data_prep.pipeline import _clean_notes, clean_notes
+from mmt.data_prep.pipeline import _clean_notes, clean_notes
 from mmt.encoding import _notes_from_ticks, notes_from_ticks
 from mmt.meter import MeterError
 from mmt.midi import read_midi_notes, scanned_notes, symusic_notes

@@ -8,7 +8,7 @@ import muspy
 import numpy as np
 import pytest
 
-from analysis import AnalysisError
+from mmt.analysis import AnalysisError
 from mmt import GenerationError, GenerationRequest, SamplingParams, generate
 from mmt.constants import Field, RowType
 from mmt.request import MODES, note_ranges, run
@@ -112,7 +112,7 @@ def test_an_unknown_instrument_is_a_generation_error():
 
 
 def test_every_mode_is_offered_by_the_command_and_the_evaluation():
-    from analysis.evaluation import parse_mode
+    from mmt.analysis.evaluation import parse_mode
     from mmt_app.cli import build_parser
 
     generate_parser = build_parser()._subparsers._group_actions[0].choices["generate"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.attention import (
+from mmt.analysis.attention import (
     RELATIVE_FIELDS,
     RelativeAttention,
     _highlight,

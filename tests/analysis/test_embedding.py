@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.embedding import (
+from mmt.analysis.embedding import (
     cosine_similarity,
     duration_labels,
     embedding_weights,

@@ -9,8 +9,8 @@ import muspy
 import numpy as np
 import pytest
 
-from analysis import AnalysisError
-from analysis.evaluation import (
+from mmt.analysis import AnalysisError
+from mmt.analysis.evaluation import (
     EvaluationConfig,
     bar_cut,
     evaluate,
@@ -20,8 +20,8 @@ from analysis.evaluation import (
     sample_seed,
     trim_music,
 )
-from analysis.metrics import METRICS, compute_metrics
-from analysis.structure import SI_METRICS
+from mmt.analysis.metrics import METRICS, compute_metrics
+from mmt.analysis.structure import SI_METRICS
 from mmt import Encoding, Meter, decode, encode_notes
 from mmt_app.cli import main
 from mmt.constants import DRUM_PROGRAM, NoteCol
@@ -274,7 +274,7 @@ def test_an_evaluation_of_another_model_is_refused_or_with_restart_made_afresh(p
 
 
 def test_si_columns_are_added_with_si_and_skipped_with_a_message_without_fluidsynth(prepared, tmp_path, monkeypatch):
-    from analysis import evaluation
+    from mmt.analysis import evaluation
 
     monkeypatch.setattr(evaluation, "si_unavailable_reason", lambda: None)
     monkeypatch.setattr(evaluation, "structure_indicators",

@@ -8,9 +8,9 @@ import muspy
 import numpy as np
 import pytest
 
-from analysis import metrics
+from mmt.analysis import metrics
 from mmt.meter import Meter
-from analysis.metrics import (
+from mmt.analysis.metrics import (
     METRICS,
     bars,
     compute_metrics,

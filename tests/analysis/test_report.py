@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.attention import GroupAttention, musical_groups
-from analysis.report import (
+from mmt.analysis.attention import GroupAttention, musical_groups
+from mmt.analysis.report import (
     _metrics_section,
     _samples_section,
     group_sentence,
@@ -277,7 +277,7 @@ def test_read_log_parses_numbers_and_drops_text(tmp_path):
 
 
 def test_request_label_says_what_a_sample_was_asked_for():
-    from analysis.report import request_label
+    from mmt.analysis.report import request_label
 
     run = {"mode": "continuation", "instruments": [], "prompt": "/songs/minuet.mid", "prompt_bars": 8,
            "prompt_beats": None, "bars": 24, "beats": None, "seed": 0, "prompt_ends_at_beat": 24.0}

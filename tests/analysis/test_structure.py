@@ -8,7 +8,7 @@ import muspy
 import numpy as np
 import pytest
 
-from analysis.structure import (
+from mmt.analysis.structure import (
     SAMPLE_RATE,
     SI_METRICS,
     fitness_scape_plot,

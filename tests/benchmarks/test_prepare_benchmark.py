@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from data_prep import list_sources, prepare_dataset
+from mmt.data_prep import list_sources, prepare_dataset
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 _spec = importlib.util.spec_from_file_location("prepare_benchmark", BENCHMARKS / "prepare.py")

@@ -12,7 +12,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from data_prep import Filters
+from mmt.data_prep import Filters
 
 TICKS = 480  # MIDI ticks per beat of the files written here
 
@@ -139,7 +139,7 @@ def copy_tree_into(src: Path, dst: Path) -> None:
 
 def copy_corpus_files(rels: list[str], dst: Path) -> None:
     """Copy music21 corpus files (paths relative to the corpus root) into `dst`, keeping their paths."""
-    from data_prep.music21_corpus import corpus_root
+    from mmt.data_prep.music21_corpus import corpus_root
 
     root = corpus_root()
     for rel in rels:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from prep_trees import output_files, write_bad_files, write_midi_file
 
-from data_prep import prepare_dataset
-from data_prep.filters import Filters
+from mmt.data_prep import prepare_dataset
+from mmt.data_prep.filters import Filters
 from mmt_app.cli import main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,9 +14,9 @@ import pytest
 from prep_trees import (FILTERS, PIECE, PIECE_NOTES, copy_tree_into, output_files, stats, write_bad_files,
                         write_midi_file, write_song)
 
-from data_prep import Filters, PrepareError, list_sources, prepare_dataset
-from data_prep.pipeline import clean_notes, select_sources, sort_order
-from data_prep.sources import Source
+from mmt.data_prep import Filters, PrepareError, list_sources, prepare_dataset
+from mmt.data_prep.pipeline import clean_notes, select_sources, sort_order
+from mmt.data_prep.sources import Source
 from mmt import Encoding
 
 
@@ -221,7 +221,7 @@ def test_a_worker_killed_by_the_os_fails_its_file_and_the_run_goes_on(tmp_path, 
     import signal
     import threading
 
-    from data_prep import pipeline
+    from mmt.data_prep import pipeline
 
     read = pipeline.read_notes
 
@@ -312,7 +312,7 @@ def test_splits_then_limit_then_a_full_run_complete_the_same_out(tmp_path):
 def test_an_out_of_an_older_program_table_is_updated_and_one_of_another_resolution_refused(tmp_path):
     import json
 
-    from data_prep.filters import PrepareError
+    from mmt.data_prep.filters import PrepareError
     from mmt import Encoding
 
     src = tmp_path / "src"

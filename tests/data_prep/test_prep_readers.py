@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from prep_trees import FILTERS, copy_corpus_files, md5_of, write_bad_files, write_midi_file, write_song
 
-from data_prep import PrepareError, list_sources, prepare_dataset
-from data_prep.lmd import md5_split
-from data_prep.sources import hash_split, path_id, relative
+from mmt.data_prep import PrepareError, list_sources, prepare_dataset
+from mmt.data_prep.lmd import md5_split
+from mmt.data_prep.sources import hash_split, path_id, relative
 
 
 def manifest(out: Path) -> dict[str, dict]:
@@ -216,7 +216,7 @@ def test_music21_bundled_listing():
     """`-` lists music21's own corpus (music21 10.5): every file, .rntxt analyses skipped."""
     import music21
 
-    from data_prep.music21_corpus import corpus_root
+    from mmt.data_prep.music21_corpus import corpus_root
 
     sources = list_sources("music21", "-")
     suffixes = collections.Counter(Path(s.rel).suffix.lower() for s in sources)
