@@ -58,7 +58,6 @@ from mmt.files import replace_bytes, write_text_atomic
 from mmt.io import MusicReadError, read_notes
 from mmt.locks import folder_lock
 from mmt.meter import METER_DIR, meter_file
-from mmt.native import native as _native
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -96,15 +95,6 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     Sorted by (beat, position, pitch, duration, program).
     """
     notes = np.ascontiguousarray(notes, dtype=np.int64).reshape(-1, 5)
-    if _native is not None:  # the same in C (mmt/_native.c), when built
-        cleaned = _native.clean_notes(notes)
-        if cleaned is not None:
-            return np.frombuffer(cleaned, dtype=np.int64).reshape(-1, 5)
-    return _clean_notes(notes)
-
-
-def _clean_notes(notes: np.ndarray) -> np.ndarray:
-    """`clean_notes` in numpy."""
     beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
                                                                       NoteCol.DURATION, NoteCol.PROGRAM))
     notes = notes[sort_order([beat, position, pitch, program, -duration])]

@@ -40,7 +40,6 @@ from mmt.constants import (
 from mmt.errors import MMTError
 from mmt.files import read_json, write_text_atomic
 from mmt.meter import Meter
-from mmt.native import native as _native
 
 DEFAULT_TEMPO = 100.0
 DEFAULT_VELOCITY = 64
@@ -222,15 +221,6 @@ def notes_from_ticks(raw: np.ndarray, source_resolution: int, resolution: int) -
     """`notes_from_music` of notes given as rows (onset, pitch, duration, program) in ticks at `source_resolution`."""
     raw = np.ascontiguousarray(raw, dtype=np.int64).reshape(-1, 4)
     scale = resolution / (source_resolution or resolution)
-    if _native is not None:  # the same in C (mmt/_native.c), when built
-        notes = _native.notes_from_ticks(raw, scale, resolution)
-        if notes is not None:
-            return np.frombuffer(notes, dtype=np.int64).reshape(-1, 5)
-    return _notes_from_ticks(raw, scale, resolution)
-
-
-def _notes_from_ticks(raw: np.ndarray, scale: float, resolution: int) -> np.ndarray:
-    """`notes_from_ticks` in numpy."""
     onset = np.round(raw[:, 0] * scale).astype(np.int64)
     end = np.round((raw[:, 0] + raw[:, 2]) * scale).astype(np.int64)
     duration = np.maximum(end - onset, 1)

@@ -1,4 +1,4 @@
-"""The one tiny-model factory and the one prepared-folder builder the tests share.
+"""The one tiny-model factory, the one prepared-folder builder and the one MIDI writer the tests share.
 
 After audiocraft's 'debug' models: built in code, no downloads, small enough that a
 forward pass takes milliseconds on one CPU thread.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import mido
 import numpy as np
 import torch
 
@@ -74,3 +75,46 @@ def write_prepared(root: Path, pieces: Mapping[str, np.ndarray], splits: Mapping
         (root / f"{split}.txt").write_text("".join(f"{piece}\n" for piece in ids))
     (encoding or Encoding()).save(root / "encoding.json")
     return root
+
+
+# ---------------------------------------------------------------------- MIDI files
+MIDI_TICKS = 480   # ticks per beat of the files written here
+MIDI_QPM = 120.0   # their tempo
+
+
+def write_midi_events(path: Path, tracks: Sequence[Sequence[tuple[int, mido.Message | mido.MetaMessage]]],
+                      midi_type: int = 1, ticks: int = MIDI_TICKS) -> Path:
+    """A MIDI file of (tick, message) lists, one per track, written in the order given: any
+    event order a test needs, stray note-offs and notes left sounding included."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi = mido.MidiFile(type=midi_type, ticks_per_beat=ticks)
+    for events in tracks:
+        track, now = mido.MidiTrack(), 0
+        for tick, message in events:
+            track.append(message.copy(time=tick - now))
+            now = tick
+        midi.tracks.append(track)
+    midi.save(str(path))
+    return path
+
+
+def write_midi_file(path: Path, tracks, ticks: int = MIDI_TICKS, velocity: int = 80) -> Path:
+    """A type-1 MIDI file at 120 bpm: a tempo track, then one track per (program, is_drum,
+    [(beat, pitch, length in beats), ...]) on its own channel (drums on channel 10).
+
+    At equal ticks note-offs come before note-ons, except that a zero-length note's off
+    follows its own on (so the file really holds a note of duration 0).
+    """
+    written = [[(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(MIDI_QPM)))]]
+    for index, (program, is_drum, notes) in enumerate(tracks):
+        channel = 9 if is_drum else index % 9
+        events = []
+        for beat, pitch, length in notes:
+            start, end = round(beat * ticks), round((beat + length) * ticks)
+            events.append((start, 1, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)))
+            events.append((end, 2 if end == start else 0, mido.Message("note_off", channel=channel, note=pitch)))
+        events.sort(key=lambda event: event[:2])
+        written.append([(0, mido.Message("program_change", channel=channel, program=program))]
+                       + [(tick, message) for tick, _, message in events])
+    return write_midi_events(path, written, ticks=ticks)

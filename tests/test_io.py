@@ -8,10 +8,10 @@ import muspy
 import numpy as np
 import pytest
 
-from conftest import write_pretty_midi
 from mmt import MusicReadError, decode, encode, read_music, write_csv, write_midi, write_musicxml, write_pianoroll_png
 from mmt.io import abc_tune_count, abc_tunes
 from mmt.meter import Meter
+from tests.factories import write_midi_file
 
 GRID_TRACKS = [
     (0, False, [(0, 60, 1), (1, 64, 0.5), (1.5, 67, 2), (4, 72, 4)]),        # piano
@@ -27,7 +27,7 @@ def note_set(music: muspy.Music):
 
 def test_midi_round_trip_is_exact(tmp_path, encoding):
     path = tmp_path / "song.mid"
-    write_pretty_midi(path, GRID_TRACKS)
+    write_midi_file(path, GRID_TRACKS)
     music = read_music(path)
     decoded = decode(encode(music, encoding), encoding)
     expected = sorted(
@@ -42,39 +42,17 @@ def test_off_grid_onsets_and_durations_snap(tmp_path, encoding):
     path = tmp_path / "offgrid.mid"
     # onset 13/48 beat = 3.25 ticks -> 3; onset 1 + 7/48 beat = 13.75 ticks -> 14;
     # length 13/12 beat = 13 ticks -> 12; length 17/12 beat = 17 ticks -> 16 (tie -> shorter)
-    write_pretty_midi(path, [(0, False, [(13 / 48, 60, 13 / 12), (1 + 7 / 48, 62, 17 / 12)])])
+    write_midi_file(path, [(0, False, [(13 / 48, 60, 13 / 12), (1 + 7 / 48, 62, 17 / 12)])])
     codes = encode(read_music(path), encoding)
     assert codes[3:5].tolist() == [[4, 1, 4, 61, 12, 1], [4, 2, 3, 63, 14, 1]]  # duration code 14 = 16 ticks
     assert note_set(decode(codes, encoding)) == [(3, 60, 12, 0, False), (14, 62, 16, 0, False)]
 
 
-def test_zero_length_notes_from_pretty_midi_stay_zero_length(tmp_path):
-    # pretty_midi writes a zero-length note as note-off then note-on at the same tick
-    write_pretty_midi(tmp_path / "z.mid", [(0, False, [(1, 60, 0), (2, 62, 1), (2, 60, 0), (3, 60, 1), (4, 60, 0)])])
+def test_zero_length_notes_written_on_then_off_stay_zero_length(tmp_path):
+    # (written off then on, a zero-length note is lost: tests/test_midi.py)
+    write_midi_file(tmp_path / "z.mid", [(0, False, [(1, 60, 0), (2, 62, 1), (2, 60, 0), (3, 60, 1), (4, 60, 0)])])
     notes = [(n.time, n.pitch, n.duration) for n in read_music(tmp_path / "z.mid").tracks[0].notes]
     assert sorted(notes) == [(480, 60, 0), (960, 60, 0), (960, 62, 480), (1440, 60, 480), (1920, 60, 0)]
-
-
-def test_fix_zero_length_notes_moves_only_orphan_note_offs():
-    import mido
-
-    from midi_reference import fix_zero_length_notes
-
-    track = mido.MidiTrack([
-        mido.Message("note_on", note=60, velocity=80, time=0),
-        mido.Message("note_off", note=60, time=10),  # ends the sounding 60: kept
-        mido.Message("note_on", note=60, velocity=80, time=0),  # a repeat of 60 at tick 10
-        mido.Message("note_off", note=64, time=5),  # 64 is not sounding: a zero-length 64 ...
-        mido.Message("note_on", note=62, velocity=80, time=0),
-        mido.Message("note_on", note=64, velocity=80, time=0),  # ... starting at the same tick 15
-        mido.Message("note_off", note=67, time=5),  # a stray note-off, no note-on: kept in place
-        mido.Message("note_off", note=60, time=0),
-        mido.Message("note_off", note=62, time=0),
-    ])
-    assert fix_zero_length_notes(track) == 1
-    assert [(m.type, m.note, m.time) for m in track] == [
-        ("note_on", 60, 0), ("note_off", 60, 10), ("note_on", 60, 0), ("note_on", 62, 5), ("note_on", 64, 0),
-        ("note_off", 64, 0), ("note_off", 67, 5), ("note_off", 60, 0), ("note_off", 62, 0)]
 
 
 def test_write_midi_then_read_back(tmp_path, encoding):
@@ -136,7 +114,7 @@ def test_read_music_reads_one_tune_of_a_many_tune_abc_file(tmp_path):
     assert read_music(path).tracks[0].notes == pieces[0].tracks[0].notes
     with pytest.raises(MusicReadError, match="three.abc: holds 3 tunes, so there is no piece 4"):
         read_music(path, 3)
-    write_pretty_midi(tmp_path / "one.mid", [(0, False, [(0, 60, 1)])])
+    write_midi_file(tmp_path / "one.mid", [(0, False, [(0, 60, 1)])])
     with pytest.raises(MusicReadError, match="one.mid: holds one piece, so there is no piece 2"):
         read_music(tmp_path / "one.mid", 1)
 

@@ -133,7 +133,7 @@ def test_a_continued_midi_file_keeps_its_tempo_meter_and_key(tmp_path):
                         key_signatures=[muspy.KeySignature(480 * 3, root=2, mode="major", fifths=2)],
                         tracks=[muspy.Track(program=0, notes=[muspy.Note(480 * b, 62 + b % 5, 480)
                                                               for b in range(24)])])
-    muspy.write_midi(tmp_path / "waltz.mid", music)
+    mmt.write_midi(tmp_path / "waltz.mid", music)
     generation = run(tiny_model(), GenerationRequest(mode="continuation", prompt=str(tmp_path / "waltz.mid"),
                                                      prompt_bars=2, bars=2, seed=0, max_new_rows=20))
     assert generation.prompt.start_beats == 6.0 and generation.max_beats == 12.0

@@ -17,8 +17,7 @@ from mmt.encoding import decode, grammar_violations
 from mmt.request import instrument_prompt, prompt_from_music, start_of_song
 from mmt.sampling import sample, sample_masked
 from mmt_app.cli import main
-from tests.conftest import write_pretty_midi
-from tests.factories import march, tiny_model
+from tests.factories import march, tiny_model, write_midi_file
 
 ENCODING = Encoding(max_beat=64)
 
@@ -179,7 +178,7 @@ def test_instrument_mode_uses_exactly_the_given_instruments():
 
 def test_continuation_keeps_the_prompt_rows_exactly(tmp_path):
     path = tmp_path / "song.mid"
-    write_pretty_midi(path, [(0, False, [(0, 60, 1), (1, 62, 1), (2.5, 64, 1), (5, 65, 1)]),
+    write_midi_file(path, [(0, False, [(0, 60, 1), (1, 62, 1), (2.5, 64, 1), (5, 65, 1)]),
                              (40, False, [(6, 67, 2)])])
     music = muspy.read_midi(path)
     prompt = prompt_from_music(music, ENCODING, n_beats=3)
@@ -254,7 +253,7 @@ def checkpoint(tmp_path):
 def test_the_command_writes_every_file_of_every_sample(checkpoint, tmp_path, mode, extra, capsys):
     song = tmp_path / "song.mid"
     violin = [(40, False, [(b, 72 + b, 1) for b in range(0, 12, 2)])] if mode in ("accompaniment", "infill") else []
-    write_pretty_midi(song, [(0, False, [(b, 60 + b, 1) for b in range(8)]), *violin])
+    write_midi_file(song, [(0, False, [(b, 60 + b, 1) for b in range(8)]), *violin])
     if mode in ("continuation", "accompaniment", "infill"):
         extra = ["--prompt", str(song), *extra]
     out = tmp_path / "out"
@@ -482,12 +481,12 @@ def test_argument_errors_come_before_the_weights_load(checkpoint, tmp_path, caps
 
 def test_a_prompt_without_usable_notes_is_an_error_and_a_short_one_a_warning(checkpoint, tmp_path, capsys):
     effects = tmp_path / "effects.mid"  # GM 120-127 are sound effects: the encoding drops them
-    write_pretty_midi(effects, [(122, False, [(0, 60, 1), (1, 62, 1)])])
+    write_midi_file(effects, [(122, False, [(0, 60, 1), (1, 62, 1)])])
     assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(effects),
                  "--out", str(tmp_path / "o")]) == 2
     assert "effects.mid: the prompt has no notes of an instrument this model knows" in capsys.readouterr().err
     short = tmp_path / "short.mid"
-    write_pretty_midi(short, [(0, False, [(b, 60 + b, 1) for b in range(4)])])
+    write_midi_file(short, [(0, False, [(b, 60 + b, 1) for b in range(4)])])
     assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(short), "--prompt-bars",
                  "2", "--bars", "1", "--seed", "0", "--max-rows", "10", "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert ("short.mid: the prompt is 4 beats long, shorter than the 8 asked for; the new music starts at beat 8"

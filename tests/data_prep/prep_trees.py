@@ -9,12 +9,10 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import mido
 import numpy as np
 
 from mmt.data_prep import Filters
-
-TICKS = 480  # MIDI ticks per beat of the files written here
+from tests.factories import write_midi_file  # noqa: F401 (the trees are written with the tests' one writer)
 
 # Small filters so that small fixture pieces pass: at least 4 notes and 4 beats.
 FILTERS = Filters(min_notes=4, min_beats=4)
@@ -40,36 +38,6 @@ PIECE_NOTES = [
     [3, 0, 62, 1, 0],
     [4, 0, 72, 12, 0],
 ]
-
-
-def write_midi_file(path: Path, tracks, ticks: int = TICKS) -> Path:
-    """Write a type-1 MIDI file at 120 bpm; `tracks` as in `PIECE`.
-
-    At equal ticks note-offs come before note-ons, except that a zero-length note's off
-    follows its own on (so the file really holds a note of duration 0).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    midi = mido.MidiFile(type=1, ticks_per_beat=ticks)
-    tempo = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000, time=0)])
-    midi.tracks.append(tempo)
-    for index, (program, is_drum, notes) in enumerate(tracks):
-        channel = 9 if is_drum else index % 9
-        events = []
-        for beat, pitch, length in notes:
-            start, end = round(beat * ticks), round((beat + length) * ticks)
-            events.append((start, 1, mido.Message("note_on", channel=channel, note=pitch, velocity=80)))
-            events.append((end, 2 if end == start else 0,
-                           mido.Message("note_off", channel=channel, note=pitch, velocity=0)))
-        events.sort(key=lambda e: (e[0], e[1]))
-        track = mido.MidiTrack([mido.Message("program_change", channel=channel, program=program, time=0)])
-        now = 0
-        for tick, _, message in events:
-            track.append(message.copy(time=tick - now))
-            now = tick
-        midi.tracks.append(track)
-    midi.save(str(path))
-    return path
 
 
 def melody(seed: int, n_notes: int = 8, program: int = 0, step: float = 0.5) -> list:
@@ -101,7 +69,7 @@ def write_bad_files(folder: Path) -> dict[str, str]:
     return {
         "corrupt.mid": "cannot read (not a MIDI file (no MThd header))",
         "empty.mid": "empty file",
-        "truncated.mid": "cannot read (truncated MIDI file: track 2 ends early (19 of its 79 bytes present))",
+        "truncated.mid": "cannot read (malformed MIDI data (Invalid chunk length 79 (remaining bytes after header: 19)))",
         "drums.mid": "",
         "short.mid": "too short (3 < 4 beats)",
         "sparse.mid": "too few notes (2 < 4)",
