@@ -8,14 +8,8 @@ among them a few corrupt ones (random bytes, cut short). Then, on the same files
 run:
 
 - `symusic`: `symusic.Score(path)` of every file, nothing else (the bare parse rate);
-- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (the C scanner of
-  `mmt/_native.c`, symusic for the files it declines; see `mmt/midi.py`) to the notes
-  array at 12 per beat, nothing written;
-- `read_notes_symusic`: `mmt.midi.symusic_notes` of every file's bytes: the symusic path
-  alone (the old reader's note pairing by an instrumented parse), as without the C
-  extension, ticks not converted;
-- `reference_mido`: the reader `mmt` had before (mido + muspy, `tests/midi_reference.py`),
-  on the first `--reference-files` files only (it is slow);
+- `read_notes`: `mmt.io.read_notes(path, 12)` of every file: our reader (symusic's parse,
+  its notes to an array; see `mmt/midi.py`) to the notes array at 12 per beat, nothing written;
 - `prepare_j1`, `prepare_j2`: `prepare_dataset("lmd", ...)` (what `mmt prepare lmd` runs)
   into a fresh OUT with 1 and 2 worker processes: read, clean, filter, write the notes
   files, the journal and the manifest. Seconds are the whole call, listing included;
@@ -41,7 +35,7 @@ run:
 every method counts the same notes. Results are printed as JSON (and written to `--json`).
 The machine may be shared: `load_average` says how busy it was.
 
-Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--reference-files 100] [--repeats 5]
+Usage: python benchmarks/prepare.py [--files 3000] [--seed 0] [--repeats 5]
        [--json benchmarks/results/prepare-cpu.json] [--tmp /dev/shm]
 """
 
@@ -155,21 +149,6 @@ def symusic_counts(paths: list[Path]) -> tuple[dict[Path, int], float]:
     return counts, time.perf_counter() - started
 
 
-def reference_seconds(paths: list[Path]) -> float:
-    """Seconds the mido reader (`tests/midi_reference.py`) takes for `paths`."""
-    # from the repository root: tests/ on sys.path would shadow the data_prep package with tests/data_prep
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.midi_reference import read_midi_reference
-
-    started = time.perf_counter()
-    for path in paths:
-        try:
-            read_midi_reference(path)
-        except Exception:
-            pass
-    return time.perf_counter() - started
-
-
 def read_notes_seconds(paths: list[Path]) -> float:
     """Seconds `mmt.io.read_notes` takes for `paths` (failures included)."""
     from mmt.io import read_notes
@@ -178,19 +157,6 @@ def read_notes_seconds(paths: list[Path]) -> float:
     for path in paths:
         try:
             read_notes(path, 12)
-        except Exception:
-            pass
-    return time.perf_counter() - started
-
-
-def symusic_notes_seconds(paths: list[Path]) -> float:
-    """Seconds `mmt.midi.symusic_notes` (the symusic path) takes for `paths` (bytes read, failures included)."""
-    from mmt.midi import symusic_notes
-
-    started = time.perf_counter()
-    for path in paths:
-        try:
-            symusic_notes(path.read_bytes())
         except Exception:
             pass
     return time.perf_counter() - started
@@ -250,7 +216,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--reference-files", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5, help="runs of each preparation, alternating -j 1 and -j 2")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--tmp", type=Path, help="build the tree and the OUTs here (default: the system's temp "
@@ -260,10 +225,7 @@ def main() -> None:
         src = Path(tmp) / "lmd"
         tree = build_tree(src, args.files, args.seed)
         paths = sorted(src.rglob("*.mid"))
-        from mmt.native import native
-
         result = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                  "native_extension": native is not None,  # mmt/_native.c built: the C scanner reads
                   "folder": str(Path(tmp).parent), "load_average_before": [round(x, 2) for x in os.getloadavg()],
                   "tree": tree}
         counts, seconds = symusic_counts(paths)
@@ -272,11 +234,6 @@ def main() -> None:
         print(f"symusic: {json.dumps(result['symusic'])}", file=sys.stderr, flush=True)
         result["read_notes"] = rate(len(paths), notes, read_notes_seconds(paths))
         print(f"read_notes: {json.dumps(result['read_notes'])}", file=sys.stderr, flush=True)
-        result["read_notes_symusic"] = rate(len(paths), notes, symusic_notes_seconds(paths))
-        print(f"read_notes_symusic: {json.dumps(result['read_notes_symusic'])}", file=sys.stderr, flush=True)
-        sample = paths[: args.reference_files]
-        result["reference_mido"] = rate(len(sample), sum(counts[p] for p in sample), reference_seconds(sample))
-        print(f"reference_mido: {json.dumps(result['reference_mido'])}", file=sys.stderr, flush=True)
         from mmt.data_prep import list_sources
 
         sources = list_sources("lmd", src)
@@ -316,9 +273,7 @@ def main() -> None:
                         "split_j2_over_j1_pairs_median": round(middle(split_pairs), 2),
                         "prepare_over_split_pairs": [round(r, 2) for r in sorted(shares)],
                         "prepare_over_split_pairs_median": round(middle(shares), 2),
-                        "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2),
-                        "symusic_over_read_notes_symusic": round(bare / result["read_notes_symusic"]["files_per_s"], 2),
-                        "prepare_j1_over_reference_mido": round(j1 / result["reference_mido"]["files_per_s"], 1)}
+                        "symusic_over_read_notes": round(bare / result["read_notes"]["files_per_s"], 2)}
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
