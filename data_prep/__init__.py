@@ -27,7 +27,7 @@ def reader(dataset: str):
 
 
 def list_sources(dataset: str, src: str | os.PathLike):
-    """The sources (`data_prep.sources.Source`) of `dataset` at `src` (music21: `-` is the bundled corpus)."""
+    """The sources (`mmt.data_prep.sources.Source`) of `dataset` at `src` (music21: `-` is the bundled corpus)."""
     return reader(dataset).list_sources(src)
 
 

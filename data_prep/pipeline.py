@@ -183,7 +183,7 @@ def _not_a_file(path: Path, mode: int) -> str:
     """The reason a listed path that is not a regular file is not read.
 
     Never opened: a FIFO blocks, `/dev/zero` never ends. A folder is listed only when it
-    could not be listed itself (see `data_prep.sources.walk`).
+    could not be listed itself (see `mmt.data_prep.sources.walk`).
     """
     if stat.S_ISDIR(mode):
         try:

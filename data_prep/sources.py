@@ -1,7 +1,7 @@
 """What every dataset reader returns: a sorted list of `Source`s, and the helpers to build it.
 
 A reader only lists files; reading, cleaning, filtering and writing happen once, in
-`data_prep.pipeline`, for every dataset alike.
+`mmt.data_prep.pipeline`, for every dataset alike.
 """
 
 from __future__ import annotations

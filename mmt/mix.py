@@ -23,7 +23,7 @@ import numpy as np
 
 from mmt.errors import MMTError
 
-GROUP_SEPARATOR = "__"  # `data_prep.sources.path_id` joins path parts with it
+GROUP_SEPARATOR = "__"  # `mmt.data_prep.sources.path_id` joins path parts with it
 
 
 class MixError(MMTError, ValueError):
