@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import types
 import typing
@@ -25,11 +26,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Union
 
 from mmt.constants import FIELDS, PITCH_SHIFT, REMAP_SPLITS, TAKEOVER_SHARE
-from mmt.errors import MMTError
+from mmt.errors import GenerationError, MMTError
 
 __all__ = [
     "ConfigError", "ModelConfig", "TrainingConfig", "Augmentation", "DataConfig", "SamplingParams",
-    "ExperimentConfig", "load_config", "config_from_dict",
+    "ExperimentConfig", "load_config", "config_from_dict", "check_arguments",
 ]
 
 LR_SCHEDULES = ("linear", "cosine", "constant")
@@ -334,7 +335,7 @@ class SamplingParams:
                 unknown = sorted(set(value) - set(FIELDS))
                 if unknown:
                     raise ConfigError(f"{name}: unknown field(s) {', '.join(map(str, unknown))}; "
-                                      f"fields are {', '.join(FIELDS)}")
+                                      f"fields are {', '.join(FIELDS)}", argument=name)
                 for key, item in value.items():
                     _check_sampling_value(f"{name} of {key}", name, item)
                 # a read-only copy: the caller's dict cannot change the settings afterwards
@@ -363,17 +364,61 @@ def _check_sampling_value(label: str, kind: str, value) -> None:
     if kind == "temperature":
         if not number or not 0 <= value <= SamplingParams.MAX_TEMPERATURE:
             raise ConfigError(f"{label} must be a number from 0 (greedy) to {SamplingParams.MAX_TEMPERATURE:g}, "
-                              f"got {value!r}")
+                              f"got {value!r}", argument=kind)
     elif kind == "top_k":
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{label} must be an integer >= 1 or null (off), got {value!r}")
+            raise ConfigError(f"{label} must be an integer >= 1 or null (off), got {value!r}", argument=kind)
     elif kind == "top_p":
         if value is not None and (not number or not 0 < value <= 1):
-            raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}")
+            raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}", argument=kind)
     elif kind == "repetition_penalty":
         if not number or not 1 <= value <= SamplingParams.MAX_PENALTY:
             raise ConfigError(f"{label} must be a number from 1 (off) to {SamplingParams.MAX_PENALTY:g}, "
-                              f"got {value!r}")
+                              f"got {value!r}", argument=kind)
+
+
+# ---------------------------------------------------------------------- generation arguments
+MAX_BALANCE = 10.0
+MAX_SEED = 2**63 - 1
+
+# argument -> (kind, lowest, highest, what the range says): the one set of bounds of the
+# arguments of `mmt.sampling.sample` and of a `GenerationRequest` (`check_arguments`)
+ARGUMENTS: dict[str, tuple[str, float, float | None, str]] = {
+    "n_samples": ("integer", 1, None, ">= 1"),
+    "max_new_rows": ("integer", 1, None, ">= 1"),
+    "min_new_rows": ("integer", 0, None, ">= 0"),
+    "window_shift": ("integer", 1, None, ">= 1"),
+    "seed": ("integer", 0, MAX_SEED, "in 0 .. 2**63-1"),
+    "quota": ("integer", 0, None, ">= 0 (0: off)"),
+    "balance": ("number", 0.0, MAX_BALANCE, f"from 0 (off) to {MAX_BALANCE:g}"),
+    "max_beats": ("positive", 0.0, None, ""),
+    "beats": ("positive", 0.0, None, ""),
+    "bars": ("positive", 0.0, None, ""),
+    "prompt_beats": ("positive", 0.0, None, ""),
+    "prompt_bars": ("positive", 0.0, None, ""),
+}
+
+
+def check_arguments(**values) -> None:
+    """Check generation arguments against their bounds (`ARGUMENTS`); None (a default) passes.
+
+    `mmt.sampling.sample` and `mmt.request.GenerationRequest` both check theirs here. Raises:
+        GenerationError: naming the argument and its allowed range (its `argument` says which).
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        kind, low, high, allowed = ARGUMENTS[name]
+        if kind == "integer":
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                  and (high is None or value <= high))
+            what = f"an integer {allowed}"
+        else:
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            ok = number and (value > low if kind == "positive" else low <= value <= high)
+            what = "a positive number" if kind == "positive" else f"a number {allowed}"
+        if not ok:
+            raise GenerationError(f"{name} must be {what}, got {value!r}", argument=name)
 
 
 @dataclass(frozen=True)

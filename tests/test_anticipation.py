@@ -253,7 +253,7 @@ def test_the_modes_refuse_what_they_cannot_do(tmp_path):
         (dict(mode="accompaniment", keep=("violin",), instruments=("violin",)), "either kept .* or written"),
         (dict(mode="accompaniment", keep=("violin", "cello")), "every instrument is kept"),
         (dict(mode="infill", bars_to_fill="9-10"),
-         r"bar 9 starts at beat 32, after the music ends .beat 32.; the bars to fill .bars_to_fill, --bars-to-fill. "
+         r"bar 9 starts at beat 32, after the music ends .beat 32.; the bars to fill .bars_to_fill. "
          "must lie inside it"),
     ]
     for fields, message in cases:
