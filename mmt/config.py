@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import types
 import typing
@@ -24,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Union
 
-from mmt.constants import FIELDS, REMAP_SPLITS, TAKEOVER_SHARE
-from mmt.errors import MMTError
+from mmt.constants import FIELDS, PITCH_SHIFT, REMAP_SPLITS, TAKEOVER_SHARE
+from mmt.errors import GenerationError, MMTError
 
 __all__ = [
-    "ConfigError", "ModelConfig", "TrainingConfig", "DataConfig", "SamplingParams",
-    "ExperimentConfig", "load_config", "config_from_dict",
+    "ConfigError", "ModelConfig", "TrainingConfig", "Augmentation", "DataConfig", "SamplingParams",
+    "ExperimentConfig", "load_config", "config_from_dict", "check_arguments",
 ]
 
 LR_SCHEDULES = ("linear", "cosine", "constant")
@@ -172,26 +173,25 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """Which prepared directory to train on and how items are cut.
+class Augmentation:
+    """How training items are varied: the one home of the augmentation settings.
+
+    `mmt.data.MusicDataset` and `mmt.data.make_item` draw each item's variation from these
+    with the functions of `mmt.augment`; training draws the take-over of each step's inputs
+    (`mmt.augment.step_takeover`). In a config file they are keys of the `data:` section
+    (`DataConfig.augmentation`), read only when `data.augment` is true.
 
     Attributes:
-        path: a directory written by `mmt prepare` (None: must be given with `--data`).
-        max_seq_len: rows per training item (None: the model's `max_seq_len`).
-        max_beat: drop notes from this beat on (None: keep all the encoding allows);
-            the original MMT trained on the first 256 beats.
-        augment: random pitch shift and start beat per item (a pure function of
-            seed, epoch and index).
-        train_split, valid_split: split names (files `<split>.txt`).
+        pitch_shift: [low, high]: every pitched note of an item moves by one shift drawn from
+            low..high semitones (inclusive; it must contain 0), narrowed so that no pitch leaves
+            0..127 (`mmt.augment.pitch_shift_bounds`); drums are never shifted.
         controls: the probability that a training item gets control rows (given notes:
-            whole instruments, time spans, or everything from a beat on; `mmt.data.select_controls`).
-            0 (default): a model without control rows. > 0 needs `augment`.
-        anticipation: beats ahead of their time that control rows are placed; the
-            checkpoint's encoding keeps it (used only with `controls` > 0).
+            whole instruments, time spans, or everything from a beat on; `mmt.augment.select_controls`).
+            0 (default): a model without control rows.
         instrument_remap: the probability that a training item's parts are relabelled as other
             instruments whose register holds them, a chordal part maybe first split by register
-            (`mmt.data.remap_instruments`), so that the model learns to play every instrument it
-            is given. 0 (default): the pieces' own instruments. > 0 needs `augment`.
+            (`mmt.augment.remap_instruments`), so that the model learns to play every instrument it
+            is given. 0 (default): the pieces' own instruments.
         remap_ensemble: the probability that a relabelled item takes its instruments from one
             ensemble of `mmt.constants.REMAP_ENSEMBLES` (string quartet, piano and strings, wind
             quintet, brass, ...), drawn uniformly, instead of from every instrument: so that the
@@ -200,15 +200,61 @@ class DataConfig:
             "random" (default; 3 items in 4, into 2-4 parts at random) or "voices" (always,
             into as many parts as it has voices, so that each plays one line).
         rests: the probability that one part of a training item rests for 4-32 beats and then
-            plays again (`mmt.data.rest_part`), so that a model learns that a declared
-            instrument gone quiet returns. 0 (default): the parts as they are. > 0 needs `augment`.
+            plays again (`mmt.augment.rest_part`), so that a model learns that a declared
+            instrument gone quiet returns. 0 (default): the parts as they are.
         takeover: the probability that a training item's inputs show one of its instruments
             playing a stretch of its notes alone, its targets unchanged
-            (`mmt.data.takeover_inputs`), so that a model learns to bring the other parts back
+            (`mmt.augment.takeover_inputs`), so that a model learns to bring the other parts back
             when its own sample lets one instrument take over. 0 (default): inputs as they are.
-            > 0 needs `augment`.
         takeover_share: [low, high]: the stretch covers a share of the item's note rows drawn
             uniformly between these (0 <= low <= high <= 1; default 0.2-0.6).
+    """
+
+    pitch_shift: tuple[int, int] = PITCH_SHIFT
+    controls: float = 0.0
+    instrument_remap: float = 0.0
+    remap_ensemble: float = 0.0
+    remap_split: str = "random"
+    rests: float = 0.0
+    takeover: float = 0.0
+    takeover_share: tuple[float, float] = TAKEOVER_SHARE
+
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("controls", "instrument_remap", "remap_ensemble", "rests", "takeover")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pitch_shift", tuple(self.pitch_shift))
+        object.__setattr__(self, "takeover_share", tuple(self.takeover_share))
+        if len(self.pitch_shift) != 2 or not self.pitch_shift[0] <= 0 <= self.pitch_shift[1]:
+            raise ConfigError(f"pitch_shift must be [low, high] with low <= 0 <= high, got {list(self.pitch_shift)}")
+        for name in self.PROBABILITIES:
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
+        if len(self.takeover_share) != 2 or not 0 <= self.takeover_share[0] <= self.takeover_share[1] <= 1:
+            raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
+        if self.remap_ensemble > 0 and self.instrument_remap == 0:
+            raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")
+        if self.remap_split not in REMAP_SPLITS:
+            raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which prepared directory to train on and how items are cut.
+
+    Attributes:
+        path: a directory written by `mmt prepare` (None: must be given with `--data`).
+        max_seq_len: rows per training item (None: the model's `max_seq_len`).
+        max_beat: drop notes from this beat on (None: keep all the encoding allows);
+            the original MMT trained on the first 256 beats.
+        augment: vary the items as `augmentation` says (a pure function of seed, epoch and
+            index); false: every item as stored, from beat 0, and every probability of
+            `augmentation` must be 0.
+        train_split, valid_split: split names (files `<split>.txt`).
+        anticipation: beats ahead of their time that control rows are placed; the
+            checkpoint's encoding keeps it (used only with `augmentation.controls` > 0).
+        augmentation: the `Augmentation` settings; in a config file their keys stand in the
+            `data:` section itself (`data: {augment: true, controls: 0.25, rests: 0.5}`).
         mix: source group -> weight (`mmt.mix`): a training piece of a group of weight w
             is drawn w times as often as one of weight 1 (groups not named: 1; 0 leaves a
             group out). None: every piece once an epoch. E.g. `{bach: 12, essenFolksong: 0.25}`.
@@ -220,29 +266,17 @@ class DataConfig:
     augment: bool = True
     train_split: str = "train"
     valid_split: str = "valid"
-    controls: float = 0.0
     anticipation: float = 4.0
-    instrument_remap: float = 0.0
-    remap_ensemble: float = 0.0
-    remap_split: str = "random"
-    rests: float = 0.0
-    takeover: float = 0.0
-    takeover_share: tuple[float, float] = TAKEOVER_SHARE
+    augmentation: Augmentation = field(default_factory=Augmentation)
     mix: dict | None = None
 
     def __post_init__(self) -> None:
-        for name in ("controls", "instrument_remap", "remap_ensemble", "rests", "takeover"):  # drawn per item or step when augmenting
-            value = getattr(self, name)
-            if not 0 <= value <= 1:
-                raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
-            if value > 0 and not self.augment:
-                raise ConfigError(f"{name} > 0 needs augment: true (it is drawn with the augmentation)")
-        if len(self.takeover_share) != 2 or not 0 <= self.takeover_share[0] <= self.takeover_share[1] <= 1:
-            raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
-        if self.remap_ensemble > 0 and self.instrument_remap == 0:
-            raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")
-        if self.remap_split not in REMAP_SPLITS:
-            raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
+        if not isinstance(self.augmentation, Augmentation):
+            raise ConfigError(f"augmentation must be an Augmentation, got {self.augmentation!r}")
+        if not self.augment:
+            for name in Augmentation.PROBABILITIES:  # drawn per item or step when augmenting
+                if getattr(self.augmentation, name) > 0:
+                    raise ConfigError(f"{name} > 0 needs augment: true (it is drawn with the augmentation)")
         if not self.anticipation >= 0:
             raise ConfigError(f"anticipation must be a number of beats >= 0, got {self.anticipation}")
         for name in ("max_seq_len", "max_beat"):
@@ -258,6 +292,11 @@ class DataConfig:
                 raise ConfigError("mix: at least one group must have a weight above 0")
             # a read-only copy: the caller's dict cannot change the config afterwards
             object.__setattr__(self, "mix", types.MappingProxyType(dict(self.mix)))
+
+    @property
+    def item_augmentation(self) -> Augmentation | None:
+        """What the training items are varied by: `augmentation`, or None without `augment`."""
+        return self.augmentation if self.augment else None
 
 
 @dataclass(frozen=True)
@@ -296,7 +335,7 @@ class SamplingParams:
                 unknown = sorted(set(value) - set(FIELDS))
                 if unknown:
                     raise ConfigError(f"{name}: unknown field(s) {', '.join(map(str, unknown))}; "
-                                      f"fields are {', '.join(FIELDS)}")
+                                      f"fields are {', '.join(FIELDS)}", argument=name)
                 for key, item in value.items():
                     _check_sampling_value(f"{name} of {key}", name, item)
                 # a read-only copy: the caller's dict cannot change the settings afterwards
@@ -325,17 +364,61 @@ def _check_sampling_value(label: str, kind: str, value) -> None:
     if kind == "temperature":
         if not number or not 0 <= value <= SamplingParams.MAX_TEMPERATURE:
             raise ConfigError(f"{label} must be a number from 0 (greedy) to {SamplingParams.MAX_TEMPERATURE:g}, "
-                              f"got {value!r}")
+                              f"got {value!r}", argument=kind)
     elif kind == "top_k":
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ConfigError(f"{label} must be an integer >= 1 or null (off), got {value!r}")
+            raise ConfigError(f"{label} must be an integer >= 1 or null (off), got {value!r}", argument=kind)
     elif kind == "top_p":
         if value is not None and (not number or not 0 < value <= 1):
-            raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}")
+            raise ConfigError(f"{label} must be a number in (0, 1] or null (off), got {value!r}", argument=kind)
     elif kind == "repetition_penalty":
         if not number or not 1 <= value <= SamplingParams.MAX_PENALTY:
             raise ConfigError(f"{label} must be a number from 1 (off) to {SamplingParams.MAX_PENALTY:g}, "
-                              f"got {value!r}")
+                              f"got {value!r}", argument=kind)
+
+
+# ---------------------------------------------------------------------- generation arguments
+MAX_BALANCE = 10.0
+MAX_SEED = 2**63 - 1
+
+# argument -> (kind, lowest, highest, what the range says): the one set of bounds of the
+# arguments of `mmt.sampling.sample` and of a `GenerationRequest` (`check_arguments`)
+ARGUMENTS: dict[str, tuple[str, float, float | None, str]] = {
+    "n_samples": ("integer", 1, None, ">= 1"),
+    "max_new_rows": ("integer", 1, None, ">= 1"),
+    "min_new_rows": ("integer", 0, None, ">= 0"),
+    "window_shift": ("integer", 1, None, ">= 1"),
+    "seed": ("integer", 0, MAX_SEED, "in 0 .. 2**63-1"),
+    "quota": ("integer", 0, None, ">= 0 (0: off)"),
+    "balance": ("number", 0.0, MAX_BALANCE, f"from 0 (off) to {MAX_BALANCE:g}"),
+    "max_beats": ("positive", 0.0, None, ""),
+    "beats": ("positive", 0.0, None, ""),
+    "bars": ("positive", 0.0, None, ""),
+    "prompt_beats": ("positive", 0.0, None, ""),
+    "prompt_bars": ("positive", 0.0, None, ""),
+}
+
+
+def check_arguments(**values) -> None:
+    """Check generation arguments against their bounds (`ARGUMENTS`); None (a default) passes.
+
+    `mmt.sampling.sample` and `mmt.request.GenerationRequest` both check theirs here. Raises:
+        GenerationError: naming the argument and its allowed range (its `argument` says which).
+    """
+    for name, value in values.items():
+        if value is None:
+            continue
+        kind, low, high, allowed = ARGUMENTS[name]
+        if kind == "integer":
+            ok = (isinstance(value, int) and not isinstance(value, bool) and value >= low
+                  and (high is None or value <= high))
+            what = f"an integer {allowed}"
+        else:
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            ok = number and (value > low if kind == "positive" else low <= value <= high)
+            what = "a positive number" if kind == "positive" else f"a number {allowed}"
+        if not ok:
+            raise GenerationError(f"{name} must be {what}, got {value!r}", argument=name)
 
 
 @dataclass(frozen=True)
@@ -358,13 +441,13 @@ class ExperimentConfig:
         out = {"name": self.name}
         for section in ("model", "training", "data", "sampling"):
             values = {}
-            for f in dataclasses.fields(getattr(self, section)):
-                value = getattr(getattr(self, section), f.name)
+            for name in _section_keys(SECTION_CLASSES[section]):
+                value = _section_value(getattr(self, section), name)
                 if isinstance(value, tuple):
                     value = list(value)
                 elif isinstance(value, typing.Mapping):
                     value = dict(value)
-                values[f.name] = value
+                values[name] = value
             out[section] = values
         return out
 
@@ -374,6 +457,26 @@ SECTIONS = ("model", "training", "data", "sampling")
 
 
 SECTION_CLASSES = {"model": ModelConfig, "training": TrainingConfig, "data": DataConfig, "sampling": SamplingParams}
+
+# a section's field whose own fields are keys of the section itself (`data: {augment: true, rests: 0.5}`)
+INLINE_FIELDS = {DataConfig: ("augmentation", Augmentation)}
+
+
+def _section_keys(cls: type) -> list[str]:
+    """The keys a section of class `cls` takes, in order (an inline field's own keys in its place)."""
+    inline_name, inline_cls = INLINE_FIELDS.get(cls, (None, None))
+    names = []
+    for f in dataclasses.fields(cls):
+        names += [g.name for g in dataclasses.fields(inline_cls)] if f.name == inline_name else [f.name]
+    return names
+
+
+def _section_value(section, key: str):
+    """The value of config key `key` in a section's dataclass (an inline field's keys read from it)."""
+    inline_name, inline_cls = INLINE_FIELDS.get(type(section), (None, None))
+    if inline_name is not None and key in {f.name for f in dataclasses.fields(inline_cls)}:
+        return getattr(getattr(section, inline_name), key)
+    return getattr(section, key)
 
 
 def _type_ok(value, annotation) -> tuple[bool, Any]:
@@ -430,8 +533,9 @@ def _build_section(cls: type, data, source: str, section: str):
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: section '{section}' must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    inline_name, inline_cls = INLINE_FIELDS.get(cls, (None, None))
+    hints = {**typing.get_type_hints(cls), **(typing.get_type_hints(inline_cls) if inline_cls else {})}
+    names = _section_keys(cls)
     unknown = [key for key in data if key not in names]
     if unknown:
         raise ConfigError(
@@ -446,6 +550,9 @@ def _build_section(cls: type, data, source: str, section: str):
             raise ConfigError(f"{source}: '{section}.{key}' has the wrong type: {value!r}")
         values[key] = coerced
     try:
+        if inline_cls is not None:
+            inline_names = {f.name for f in dataclasses.fields(inline_cls)}
+            values[inline_name] = inline_cls(**{key: values.pop(key) for key in list(values) if key in inline_names})
         return cls(**values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{source}: section '{section}': {error}") from error

@@ -30,12 +30,15 @@ fields before it here (`mmt.model.MusicTransformer`)."""
 
 NOTE_COLUMNS: tuple[str, ...] = ("beat", "position", "pitch", "duration", "program")
 
+PITCH_SHIFT: tuple[int, int] = (-5, 6)
+"""The semitones a training item's pitches move by, one shift drawn from low..high (`Augmentation.pitch_shift`)."""
+
 REMAP_SPLITS: tuple[str, ...] = ("random", "voices")
-"""How the training augmentation splits a relabelled item's chordal part (`mmt.data.remap_instruments`)."""
+"""How the training augmentation splits a relabelled item's chordal part (`mmt.augment.remap_instruments`)."""
 
 TAKEOVER_SHARE: tuple[float, float] = (0.2, 0.6)
 """The share of an item's note rows that a simulated take-over covers, drawn uniformly between
-these (`mmt.data.takeover_inputs`; `DataConfig.takeover_share`)."""
+these (`mmt.augment.takeover_inputs`; `Augmentation.takeover_share`)."""
 
 
 class NoteCol(IntEnum):
@@ -134,7 +137,7 @@ INSTRUMENT_REGISTERS: dict[str, tuple[int, int]] = {
 """The sounding range (lowest, highest MIDI pitch) of the instruments a user is likely to ask
 for, as orchestration tables give them (e.g. violin G3-G7, cello C2-E5, flute C4-C7, B-flat
 clarinet D3-B-flat6 sounding, tuba E1-D4, voices: a bass's E2 to a soprano's C6). Used by the
-training augmentation that relabels parts as other instruments (`mmt.data.remap_instruments`)."""
+training augmentation that relabels parts as other instruments (`mmt.augment.remap_instruments`)."""
 
 REMAP_ENSEMBLES: dict[str, tuple[str, ...]] = {
     "string quartet": ("violin", "viola", "cello", "contrabass"),
@@ -146,7 +149,7 @@ REMAP_ENSEMBLES: dict[str, tuple[str, ...]] = {
     "band": ("steel-string-guitar", "piano", "bass"),
 }
 """Ensembles that chamber and band music is written for. The relabelling augmentation draws an
-item's instruments from one of them (`DataConfig.remap_ensemble`). Drawn from every instrument
+item's instruments from one of them (`Augmentation.remap_ensemble`). Drawn from every instrument
 of `INSTRUMENT_REGISTERS`, 3,000 items drawn as the bundled model's training mix draws them
 held three or more of flute, oboe, clarinet and bassoon 5 times and all four never: a model
 asked for those four had not seen them together. With `remap_ensemble` 0.5: 49 and 5 times,

@@ -210,7 +210,7 @@ def compute_loss(model: MusicTransformer, codes: Tensor, mask: Tensor,
                  inputs: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Sum over fields of the cross-entropy of the next row, ignoring padding.
 
-    Inputs are rows 0..L-2 (of `inputs` when given, e.g. `mmt.data.takeover_inputs`), targets
+    Inputs are rows 0..L-2 (of `inputs` when given, e.g. `mmt.augment.takeover_inputs`), targets
     rows 1..L-1 of `codes` (which a row-conditioned model's heads also read, each the fields
     before its own); a target counts where its mask is True.
 

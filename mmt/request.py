@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import random
 import re
@@ -30,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mmt.config import SamplingParams
+from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError, GenerationWarning
@@ -265,8 +264,8 @@ def _infill(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     start, end = bars_to_beats(meter, first - 1), bars_to_beats(meter, last)
     length = _end_of_notes(notes, encoding)
     if start >= length:
-        raise GenerationError(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
-                              f"music ends (beat {length:g}); {REQUEST_INPUTS['bars_to_fill']} must lie inside it")
+        raise _input_error(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
+                           f"music ends (beat {length:g}); ", "bars_to_fill", " must lie inside it")
     codes = cut_codes(song, encoding, start)
     after = notes[onsets(notes, encoding.resolution) >= round(end * encoding.resolution)]
     return Prompt(codes, start, meter.beats_per_bar(start), music, meter, as_controls(after), end)
@@ -323,10 +322,16 @@ MODES: dict[str, Mode] = {mode.name: mode for mode in (
 REQUEST_INPUTS: dict[str, str] = {
     "instruments": "instruments (names or GM programs)", "prompt": "a prompt (a music file)",
     "prompt_beats": "prompt_beats (the prompt's cut)", "prompt_bars": "prompt_bars (the prompt's cut)",
-    "keep": "the instruments to keep (keep, --keep)", "bars_to_fill": "the bars to fill (bars_to_fill, --bars-to-fill)",
+    "keep": "the instruments to keep (keep)", "bars_to_fill": "the bars to fill (bars_to_fill)",
     "beats": "a length in beats", "bars": "a length in bars",
 }
-"""The request fields a mode needs or takes, and how an error names them."""
+"""The request fields a mode needs or takes, and how an error names them (the field's name last)."""
+
+
+def _input_error(before: str, name: str, after: str = "") -> GenerationError:
+    """The error `before` + how `REQUEST_INPUTS` names field `name` + `after`, knowing where it names the field."""
+    text = REQUEST_INPUTS[name]
+    return GenerationError(before + text + after, argument=name, at=len(before) + text.rindex(name))
 
 
 def parse_bars(value) -> tuple[int, int]:
@@ -334,15 +339,18 @@ def parse_bars(value) -> tuple[int, int]:
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", value)
         if not match:
-            raise GenerationError(f"bars_to_fill must look like 9-12 (first and last bar), got {value!r}")
+            raise GenerationError(f"bars_to_fill must look like 9-12 (first and last bar), got {value!r}",
+                                  argument="bars_to_fill")
         value = (int(match.group(1)), int(match.group(2) or match.group(1)))
     try:
         first, last = value
     except (TypeError, ValueError):
-        raise GenerationError(f"bars_to_fill must be a first and a last bar, got {value!r}") from None
+        raise GenerationError(f"bars_to_fill must be a first and a last bar, got {value!r}",
+                              argument="bars_to_fill") from None
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (first, last)) \
             or not 1 <= first <= last:
-        raise GenerationError(f"bars_to_fill must be whole bars with 1 <= first <= last, got {value!r}")
+        raise GenerationError(f"bars_to_fill must be whole bars with 1 <= first <= last, got {value!r}",
+                              argument="bars_to_fill")
     return int(first), int(last)
 
 
@@ -365,8 +373,8 @@ class GenerationRequest:
         n_samples: samples drawn together as one batch.
         sampling: `SamplingParams` fields that override the model's sampling defaults
             (`model.sampling`), e.g. {"top_p": 0.9}.
-        balance: how strongly instruments that have played least are favoured (None: the
-            mode's default; 0: off).
+        balance: how strongly instruments that have played least are favoured, 0 (off) to 10
+            (None: the mode's default).
         quota: new notes each instrument gets, on a schedule over the song's length (None:
             the mode's default; 0: off).
         seed: the random seed (None: a random one, recorded in the `Generation`).
@@ -402,32 +410,16 @@ class GenerationRequest:
             value = getattr(self, name)
             given = value is not None and not (isinstance(value, tuple) and len(value) == 0)
             if name in mode.needs and not given:
-                raise GenerationError(f"mode {self.mode} needs {REQUEST_INPUTS[name]}")
+                raise _input_error(f"mode {self.mode} needs ", name)
             if given and name not in mode.takes:
                 owners = [m.name for m in MODES.values() if name in m.takes]
                 raise GenerationError(f"{name} is for the {' and '.join(owners)} mode{'s' if len(owners) > 1 else ''}, "
-                                      f"not {self.mode}")
+                                      f"not {self.mode}", argument=name)
         for a, b in (("prompt_beats", "prompt_bars"), ("beats", "bars")):
             if getattr(self, a) is not None and getattr(self, b) is not None:
                 raise GenerationError(f"give {a} or {b}, not both")
-        for name in ("prompt_beats", "prompt_bars", "beats", "bars"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value) or value <= 0):
-                raise GenerationError(f"{name} must be a positive number, got {value!r}")
-        for name in ("n_samples", "max_new_rows"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GenerationError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)
-                                      or not 0 <= self.seed < 2**63):
-            raise GenerationError(f"seed must be an integer in 0 .. 2**63-1, got {self.seed!r}")
-        if self.balance is not None and (isinstance(self.balance, bool) or not isinstance(self.balance, (int, float))
-                                         or not 0 <= self.balance <= 10):
-            raise GenerationError(f"balance must be a number from 0 (off) to 10, got {self.balance!r}")
-        if self.quota is not None and (isinstance(self.quota, bool) or not isinstance(self.quota, int)
-                                       or self.quota < 0):
-            raise GenerationError(f"quota must be an integer >= 0 (0: off), got {self.quota!r}")
+        check_arguments(**{name: getattr(self, name) for name in (
+            "prompt_beats", "prompt_bars", "beats", "bars", "n_samples", "max_new_rows", "seed", "balance", "quota")})
         if not isinstance(self.sampling, Mapping):
             raise GenerationError(f"sampling must map SamplingParams fields to values, got {self.sampling!r}")
         unknown = sorted(set(self.sampling) - set(SamplingParams.DEFAULTS))
@@ -436,8 +428,8 @@ class GenerationRequest:
                                   f"settings are {', '.join(SamplingParams.DEFAULTS)}")
         try:
             SamplingParams(**self.sampling)
-        except ValueError as error:
-            raise GenerationError(str(error)) from None
+        except ConfigError as error:
+            raise GenerationError(str(error), argument=error.argument) from None
         object.__setattr__(self, "sampling", MappingProxyType(dict(self.sampling)))
 
     def sampling_params(self, defaults: SamplingParams) -> SamplingParams:

@@ -11,10 +11,12 @@ How a sample is drawn:
   for the whole batch at once (Gumbel-max over masked, filtered logits); there is no
   per-sample Python loop. A finished sample keeps being fed padding rows (all zeros),
   which cannot influence the other samples (attention is per sample).
-- Fields are sampled in the order type, beat, position, pitch, duration, instrument.
-  The model predicts all six fields of the next row from the same hidden state, so a
-  field cannot be conditioned on the fields already drawn for that row except through
-  the grammar masks (as in the original MMT). The masks:
+- Fields are sampled in the order type, beat, position, instrument, pitch, duration
+  (`mmt.constants.ROW_ORDER`: the instrument before the pitch, so that the pitch can keep
+  to the instrument's range). A row-conditioned model's head reads the fields already
+  drawn for the row (`RowLogits`); otherwise all six fields come from the same hidden
+  state (as in the original MMT) and a field follows the ones drawn before it only
+  through the grammar masks. The masks:
 
   * start-of-song only as the first row (it is always given, never sampled);
   * before start-of-notes: instrument rows (each instrument at most once, codes
@@ -64,7 +66,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mmt.config import SamplingParams
+from mmt.config import SamplingParams, check_arguments
 from mmt.constants import FIELDS, Field, RowType
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
@@ -461,8 +463,8 @@ def sample(
         start_beats: no new note starts before this beat (a continuation's cut).
         pitch_ranges: instrument name -> (low, high) MIDI pitch its notes keep to
             (default: none; `mmt.generate` passes the model's `pitch_ranges`).
-        balance: > 0 favours the declared instruments that have played least
-            (`balance_bias`); 0: the model's own choice.
+        balance: 0 (the model's own choice) to 10: how strongly the declared instruments
+            that have played least are favoured (`balance_bias`).
         quota: with `max_beats`, new notes each declared instrument gets: one behind the
             schedule of `quota` notes by the limit (`lagging`) takes the next note, and
             end-of-song waits until every instrument has its quota. 0: off.
@@ -486,24 +488,14 @@ def sample(
         every control is in it, those the notes never reached just before end-of-song.
 
     Raises:
-        GenerationError: bad arguments, a malformed prompt, or (absolute position
+        GenerationError: bad arguments (`mmt.config.check_arguments`), a malformed prompt, or (absolute position
             embedding) a sample that needs more rows than the model's context.
     """
     from tqdm.auto import tqdm
 
     encoding: Encoding = model.encoding
-    for name, value, low in (("n_samples", n_samples, 1), ("max_new_rows", max_new_rows, 1),
-                             ("min_new_rows", min_new_rows, 0), ("window_shift", window_shift, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise GenerationError(f"{name} must be an integer >= {low}, got {value!r}")
-    if not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise GenerationError(f"seed must be an integer in 0 .. 2**63-1, got {seed!r}")
-    if max_beats is not None and not (math.isfinite(max_beats) and max_beats > 0):
-        raise GenerationError(f"max_beats must be a positive number, got {max_beats!r}")
-    if not (math.isfinite(balance) and balance >= 0):
-        raise GenerationError(f"balance must be a number >= 0, got {balance!r}")
-    if isinstance(quota, bool) or not isinstance(quota, int) or quota < 0:
-        raise GenerationError(f"quota must be an integer >= 0, got {quota!r}")
+    check_arguments(n_samples=n_samples, max_new_rows=max_new_rows, min_new_rows=min_new_rows,
+                    window_shift=window_shift, seed=seed, max_beats=max_beats, balance=balance, quota=quota)
     start_ticks = 0 if start_beats is None else round(start_beats * encoding.resolution)
     limit_ticks = None if max_beats is None else round(max_beats * encoding.resolution)
     prompt = check_prompt(prompt, encoding)

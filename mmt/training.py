@@ -48,7 +48,8 @@ from torch import Tensor, nn
 from mmt.checkpoint import read_checkpoint_info, recover_directory, save_model
 from mmt.config import ExperimentConfig, TrainingConfig, config_from_dict
 from mmt.constants import FIELDS
-from mmt.data import MusicDataset, collate, pitch_ranges, takeover_inputs
+from mmt.augment import step_takeover
+from mmt.data import MusicDataset, collate, pitch_ranges
 from mmt.encoding import Encoding
 from mmt.errors import MMTError
 from mmt.files import atomic_path, write_text_atomic
@@ -521,16 +522,14 @@ class _Run:
     def _data(self, saved: dict | None) -> None:
         config, tc, data_path = self.config, self.tc, self.data_path
         encoding = PreparedData(data_path).encoding
-        if config.data.controls > 0:  # the checkpoint's encoding says it knows control rows, and where they go
+        if config.data.augmentation.controls > 0:  # the checkpoint's encoding knows control rows and where they go
             encoding = replace(encoding, anticipation=config.data.anticipation)
         self.train_set = MusicDataset(data_path, config.data.train_split, encoding, config.data_max_seq_len,
-                                      max_beat=config.data.max_beat, augment=config.data.augment, seed=tc.seed,
-                                      controls=config.data.controls, remap=config.data.instrument_remap,
-                                      remap_split=config.data.remap_split, rests=config.data.rests,
-                                      remap_ensemble=config.data.remap_ensemble)
+                                      max_beat=config.data.max_beat, augment=config.data.item_augmentation,
+                                      seed=tc.seed)
         self.encoding: Encoding = self.train_set.encoding
         self.valid_set = MusicDataset(data_path, config.data.valid_split, self.encoding, config.data_max_seq_len,
-                                      max_beat=config.data.max_beat, augment=False, seed=tc.seed)
+                                      max_beat=config.data.max_beat, seed=tc.seed)
         for split, dataset in (("training", self.train_set), ("validation", self.valid_set)):
             if len(dataset) == 0:
                 raise TrainingError(f"{data_path / (dataset.split + '.txt')}: the {split} split is empty")
@@ -663,25 +662,16 @@ class _Run:
             history=self.history,
         )
 
-    def _takeover_inputs(self, batch: dict) -> torch.Tensor | None:
-        """The step's inputs with simulated take-overs (`DataConfig.takeover`), or None: the codes.
-
-        Drawn from (seed, step, rank), so a resumed run draws what an uninterrupted one did.
-        """
-        if self.config.data.takeover == 0:
-            return None
-        rng = np.random.default_rng([self.tc.seed, self.state.step, self.dist.rank])
-        data = self.config.data
-        inputs = takeover_inputs(batch["codes"], batch["mask"], data.takeover, rng, data.takeover_share)
-        return inputs.to(self.device, non_blocking=True)
-
     def train_step(self, batch: dict) -> tuple[list[float], float]:
         """One optimiser step; returns ([loss, each field's loss, stop request], tokens) summed over processes."""
         model, tc = self.model, self.tc
         self.ddp_model.train()
         codes = batch["codes"].to(self.device, non_blocking=True)
         mask = batch["mask"].to(self.device, non_blocking=True)
-        inputs = self._takeover_inputs(batch)
+        inputs = step_takeover(batch["codes"], batch["mask"], self.config.data.item_augmentation, self.tc.seed,
+                               self.state.step, self.dist.rank)
+        if inputs is not None:
+            inputs = inputs.to(self.device, non_blocking=True)
         with self.autocast():
             loss, losses = compute_loss(self.ddp_model, codes, mask, inputs)
         self.optimizer.zero_grad(set_to_none=True)

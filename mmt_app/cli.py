@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -50,14 +49,13 @@ FLAGS = {"prompt_beats": "--prompt-beats", "prompt_bars": "--prompt-bars", "beat
 
 @contextlib.contextmanager
 def _flags_named():
-    """Re-raise a request's `GenerationError` with its field names replaced by their flags."""
-    from mmt.errors import GenerationError
-
+    """Re-raise an error about one request field (its `argument`) as a `CommandError` naming that field's flag."""
     try:
         yield
-    except GenerationError as error:
-        pattern = r"(?<![\w-])(" + "|".join(sorted(FLAGS, key=len, reverse=True)) + r")(?![\w-])"
-        raise CommandError(re.sub(pattern, lambda m: FLAGS[m.group(1)], str(error))) from None
+    except MMTError as error:
+        if error.argument not in FLAGS:
+            raise
+        raise CommandError(error.naming(FLAGS[error.argument])) from None
 
 
 def _device(name: str | None) -> str:
@@ -436,7 +434,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             quota=args.quota, sampling=_sampling(args),
         )
     device = _device(args.device)
-    prompt = MODES[request.mode].build(request, Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]))
+    with _flags_named():
+        prompt = MODES[request.mode].build(request, Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]))
     model = load_model(args.model, device=device)
     generation = run(model, request, prompt=prompt, device=device, progress=not args.quiet)
     prompt = generation.prompt

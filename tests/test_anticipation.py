@@ -12,7 +12,9 @@ import torch
 import mmt
 from mmt import Encoding, GenerationError, GenerationRequest
 from mmt.constants import Field, RowType
-from mmt.data import MusicDataset, crop_codes, make_item, select_controls
+from mmt.augment import select_controls
+from mmt.config import Augmentation
+from mmt.data import MusicDataset, crop_codes, make_item
 from mmt.encoding import anticipate, decode, encode_notes, grammar_violations, onsets, song_with_controls
 from mmt.errors import GenerationWarning
 from mmt.request import run
@@ -142,7 +144,7 @@ def test_the_dataset_draws_the_same_controls_for_the_same_seed(tmp_path):
     root = write_prepared(tmp_path / "data", pieces, {"train": list(pieces)})
 
     def items(seed):
-        ds = MusicDataset(root, "train", ANTICIPATING, 64, augment=True, seed=seed, controls=1.0)
+        ds = MusicDataset(root, "train", ANTICIPATING, 64, augment=Augmentation(controls=1.0), seed=seed)
         return [ds[i] for i in range(len(ds))]
 
     first, second, other = items(0), items(0), items(1)
@@ -151,14 +153,15 @@ def test_the_dataset_draws_the_same_controls_for_the_same_seed(tmp_path):
     assert [int((item[:, Field.TYPE] == RowType.CONTROL).sum()) for item in first] == [2, 0, 8, 24, 9, 3]
     assert all(grammar_violations(item, ANTICIPATING, complete=False) == [] for item in first)
     with pytest.raises(mmt.prepared.DataError, match="needs an encoding with control rows"):
-        MusicDataset(root, "train", Encoding(), 64, augment=True, controls=0.5)
+        MusicDataset(root, "train", Encoding(), 64, augment=Augmentation(controls=0.5))
 
 
 def test_without_controls_items_are_as_before():
     notes = np.array([[b, 0, 60 + b % 7, 12, 0] for b in range(8)])
     for seed in range(3):
         plain = make_item(notes, Encoding(), 32, rng=np.random.default_rng(seed))
-        assert np.array_equal(plain, make_item(notes, Encoding(), 32, rng=np.random.default_rng(seed), controls=0.0))
+        assert np.array_equal(plain, make_item(notes, ANTICIPATING, 32, rng=np.random.default_rng(seed),
+                                               augmentation=Augmentation(controls=0.0)))
 
 
 # ---------------------------------------------------------------------- the sampler
@@ -250,7 +253,7 @@ def test_the_modes_refuse_what_they_cannot_do(tmp_path):
         (dict(mode="accompaniment", keep=("violin",), instruments=("violin",)), "either kept .* or written"),
         (dict(mode="accompaniment", keep=("violin", "cello")), "every instrument is kept"),
         (dict(mode="infill", bars_to_fill="9-10"),
-         r"bar 9 starts at beat 32, after the music ends .beat 32.; the bars to fill .bars_to_fill, --bars-to-fill. "
+         r"bar 9 starts at beat 32, after the music ends .beat 32.; the bars to fill .bars_to_fill. "
          "must lie inside it"),
     ]
     for fields, message in cases:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmt.config import (
-    ConfigError, DataConfig, ExperimentConfig, ModelConfig, SamplingParams, TrainingConfig,
+    Augmentation, ConfigError, DataConfig, ExperimentConfig, ModelConfig, SamplingParams, TrainingConfig,
     config_from_dict, load_config,
 )
 
@@ -80,6 +80,29 @@ def test_bad_value_names_section(tmp_path):
         load_config(write(tmp_path, "model: {pos_emb: learned}\n"))
 
 
+def test_the_augmentation_keys_stand_in_the_data_section(tmp_path):
+    path = write(tmp_path, "data: {augment: true, controls: 0.25, remap_split: voices, pitch_shift: [-3, 3]}\n")
+    data = load_config(path).data
+    assert data.augmentation == Augmentation(controls=0.25, remap_split="voices", pitch_shift=(-3, 3))
+    assert data.item_augmentation is data.augmentation
+    assert load_config(path).to_dict()["data"] == {
+        "path": None, "max_seq_len": None, "max_beat": None, "augment": True, "train_split": "train",
+        "valid_split": "valid", "anticipation": 4.0, "pitch_shift": [-3, 3], "controls": 0.25,
+        "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0, "takeover": 0.0,
+        "takeover_share": [0.2, 0.6], "mix": None}
+    assert load_config(write(tmp_path, "data: {augment: false}\n")).data.item_augmentation is None
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'data\.augmentation'"):
+        load_config(write(tmp_path, "data: {augmentation: {controls: 0.25}}\n"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'data\.remap'"):
+        load_config(write(tmp_path, "data: {remap: 0.5}\n"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml: 'data\.rests' has the wrong type: 'often'"):
+        load_config(write(tmp_path, "data: {rests: often}\n"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml: section 'data': rests must be a probability in 0..1, got 2"):
+        load_config(write(tmp_path, "data: {rests: 2}\n"))
+    with pytest.raises(ConfigError, match=r"exp\.yaml: section 'data': controls > 0 needs augment: true"):
+        load_config(write(tmp_path, "data: {augment: false, controls: 0.5}\n"))
+
+
 def test_row_conditioning_is_a_switch_and_init_from_a_path(tmp_path):
     config = load_config(write(tmp_path, "model: {row_conditioning: true}\ntraining: {init_from: runs/a/last}\n"))
     assert config.model.row_conditioning is True and config.training.init_from == "runs/a/last"
@@ -98,52 +121,59 @@ def test_tie_pitch_is_a_switch_off_by_default(tmp_path):
 
 
 def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
-    assert DataConfig(instrument_remap=0.6).instrument_remap == 0.6
+    assert Augmentation(instrument_remap=0.6).instrument_remap == 0.6
     with pytest.raises(ConfigError, match="instrument_remap must be a probability in 0..1, got 2"):
-        DataConfig(instrument_remap=2)
+        Augmentation(instrument_remap=2)
     with pytest.raises(ConfigError, match="instrument_remap > 0 needs augment: true"):
-        DataConfig(instrument_remap=0.5, augment=False)
-    assert DataConfig().remap_split == "random" and DataConfig(remap_split="voices").remap_split == "voices"
+        DataConfig(augmentation=Augmentation(instrument_remap=0.5), augment=False)
+    assert Augmentation().remap_split == "random" and Augmentation(remap_split="voices").remap_split == "voices"
     with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
-        DataConfig(remap_split="pairs")
+        Augmentation(remap_split="pairs")
 
 
 def test_remap_ensemble_is_a_probability_among_relabelled_items():
-    assert DataConfig(instrument_remap=0.9, remap_ensemble=0.5).remap_ensemble == 0.5
+    assert Augmentation(instrument_remap=0.9, remap_ensemble=0.5).remap_ensemble == 0.5
     with pytest.raises(ConfigError, match="remap_ensemble must be a probability in 0..1, got 1.5"):
-        DataConfig(instrument_remap=0.9, remap_ensemble=1.5)
+        Augmentation(instrument_remap=0.9, remap_ensemble=1.5)
     with pytest.raises(ConfigError, match=r"remap_ensemble > 0 needs instrument_remap > 0"):
-        DataConfig(remap_ensemble=0.5)
+        Augmentation(remap_ensemble=0.5)
 
 
 def test_rests_is_a_probability_drawn_with_the_augmentation():
-    assert DataConfig().rests == 0.0 and DataConfig(rests=0.5).rests == 0.5
+    assert Augmentation().rests == 0.0 and Augmentation(rests=0.5).rests == 0.5
     with pytest.raises(ConfigError, match="rests must be a probability in 0..1, got 1.5"):
-        DataConfig(rests=1.5)
+        Augmentation(rests=1.5)
     with pytest.raises(ConfigError, match="rests > 0 needs augment: true"):
-        DataConfig(rests=0.5, augment=False)
+        DataConfig(augmentation=Augmentation(rests=0.5), augment=False)
 
 
 def test_takeover_is_a_probability_drawn_with_the_augmentation():
-    assert DataConfig().takeover == 0.0 and DataConfig(takeover=0.5).takeover == 0.5
+    assert Augmentation().takeover == 0.0 and Augmentation(takeover=0.5).takeover == 0.5
     with pytest.raises(ConfigError, match="takeover must be a probability in 0..1, got -0.1"):
-        DataConfig(takeover=-0.1)
+        Augmentation(takeover=-0.1)
     with pytest.raises(ConfigError, match="takeover > 0 needs augment: true"):
-        DataConfig(takeover=0.5, augment=False)
+        DataConfig(augmentation=Augmentation(takeover=0.5), augment=False)
+
+
+def test_pitch_shift_is_a_range_that_holds_0():
+    assert Augmentation().pitch_shift == (-5, 6) and Augmentation(pitch_shift=[-2, 0]).pitch_shift == (-2, 0)
+    for bad in ((1, 6), (-5, -1), (0,)):
+        with pytest.raises(ConfigError, match=r"pitch_shift must be \[low, high\] with low <= 0 <= high, got \["):
+            Augmentation(pitch_shift=bad)
 
 
 def test_takeover_share_is_a_range_of_shares(tmp_path):
-    assert DataConfig().takeover_share == (0.2, 0.6)
+    assert Augmentation().takeover_share == (0.2, 0.6)
     path = tmp_path / "c.yaml"
     path.write_text("data:\n  takeover: 1.0\n  takeover_share: [0.4, 0.9]\n")
     config = load_config(path)
-    assert config.data.takeover_share == (0.4, 0.9)
+    assert config.data.augmentation.takeover_share == (0.4, 0.9)
     assert config.to_dict()["data"]["takeover_share"] == [0.4, 0.9]
     for bad in ((0.6, 0.2), (-0.1, 0.5), (0.5, 1.5)):
         with pytest.raises(ConfigError, match=rf"takeover_share must be \[low, high\] with 0 <= low <= high <= 1, got \[{bad[0]}, {bad[1]}\]"):
-            DataConfig(takeover_share=bad)
+            Augmentation(takeover_share=bad)
     with pytest.raises(ConfigError, match=r"takeover_share must be \[low, high\] .*, got \[0.4\]"):
-        DataConfig(takeover_share=(0.4,))
+        Augmentation(takeover_share=(0.4,))
     path.write_text("data:\n  takeover_share: [0.4]\n")
     with pytest.raises(ConfigError, match="'data.takeover_share' has the wrong type"):
         load_config(path)

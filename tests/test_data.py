@@ -10,21 +10,10 @@ from hypothesis import strategies as st
 
 from mmt import Encoding, Field, RowType, encode_notes
 from mmt.constants import INSTRUMENT_REGISTERS, REMAP_ENSEMBLES
-from mmt.data import (
-    MusicDataset,
-    beat_window,
-    chordal_share,
-    voice_count,
-    voice_lines,
-    collate,
-    crop_codes,
-    make_item,
-    pitch_shift_bounds,
-    remap_instruments,
-    rest_part,
-    takeover_inputs,
-    window_starts,
-)
+from mmt.augment import (chordal_share, pitch_shift_bounds, remap_instruments, rest_part, step_takeover,
+                         takeover_inputs, voice_count, voice_lines)
+from mmt.config import Augmentation, ConfigError
+from mmt.data import MusicDataset, beat_window, collate, crop_codes, make_item, window_starts
 from mmt.encoding import grammar_violations
 from mmt.prepared import DataError
 from tests.factories import write_prepared
@@ -450,7 +439,7 @@ def test_remap_measures_parts_on_the_notes_an_item_keeps(encoding):
 
 def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding):
     root = make_prepared(tmp_path, {"a": CHORALE, "b": long_piece(40)}, encoding)
-    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.0)
+    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=Augmentation(instrument_remap=1.0))
     seen = set()
     for epoch in range(10):
         ds.set_epoch(epoch)
@@ -458,8 +447,8 @@ def test_remapped_items_are_well_formed_and_remap_is_checked(tmp_path, encoding)
             assert grammar_violations(item, encoding, complete=False) == []  # cropped: no end-of-song
             seen |= set(np.unique(item[item[:, Field.TYPE] == RowType.NOTE, Field.INSTRUMENT]).tolist())
     assert len(seen) > 4  # instruments the pieces themselves do not have
-    with pytest.raises(DataError, match="remap must be a probability in 0..1, got 1.5"):
-        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.5)
+    with pytest.raises(ConfigError, match="instrument_remap must be a probability in 0..1, got 1.5"):
+        Augmentation(instrument_remap=1.5)
 
 
 def test_remap_ensemble_draws_an_items_instruments_from_one_ensemble(tmp_path, encoding):
@@ -470,8 +459,8 @@ def test_remap_ensemble_draws_an_items_instruments_from_one_ensemble(tmp_path, e
 
     def ensembles_of_items(share: float) -> list[list[str]]:
         """For 40 epochs' item, the ensembles holding all its instruments (a drummed or kept part aside)."""
-        ds = MusicDataset(root, "train", encoding, max_seq_len=64, augment=True, remap=1.0, remap_split="voices",
-                          remap_ensemble=share)
+        remapping = Augmentation(instrument_remap=1.0, remap_split="voices", remap_ensemble=share)
+        ds = MusicDataset(root, "train", encoding, max_seq_len=64, augment=remapping)
         out = []
         for epoch in range(40):
             ds.set_epoch(epoch)
@@ -483,8 +472,8 @@ def test_remap_ensemble_draws_an_items_instruments_from_one_ensemble(tmp_path, e
     within = ensembles_of_items(1.0)
     assert all(within) and len({e[0] for e in within if len(e) == 1}) >= 5  # one ensemble each, and they vary
     assert sum(map(bool, ensembles_of_items(0.0))) < 10  # drawn from every instrument: seldom one ensemble's
-    with pytest.raises(DataError, match="remap_ensemble must be a probability in 0..1, got -1"):
-        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, remap=1.0, remap_ensemble=-1)
+    with pytest.raises(ConfigError, match="remap_ensemble must be a probability in 0..1, got -1"):
+        Augmentation(instrument_remap=1.0, remap_ensemble=-1)
 
 
 DUET = np.array([[b, 0, 60, 12, 0] for b in range(16)] + [[b, 0, 72, 12, 40] for b in range(16)])
@@ -523,7 +512,7 @@ def test_rest_part_leaves_a_solo_and_a_part_that_would_not_return_alone(encoding
 
 def test_items_with_rests_are_well_formed_and_rests_is_checked(tmp_path, encoding):
     root = make_prepared(tmp_path, {"a": DUET, "b": CHORALE}, encoding)
-    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, rests=1.0)
+    ds = MusicDataset(root, "train", encoding, max_seq_len=24, augment=Augmentation(rests=1.0))
     plain = MusicDataset(root, "train", encoding, max_seq_len=24, augment=True)
     shorter = 0
     for epoch in range(20):
@@ -534,8 +523,8 @@ def test_items_with_rests_are_well_formed_and_rests_is_checked(tmp_path, encodin
         shorter += len(item) < len(plain[0])
     # the 24 rows hold the duet's first 10 beats: rests of up to 9 of the drawn 4..32 beats fit
     assert 0 < shorter < 20
-    with pytest.raises(DataError, match="rests must be a probability in 0..1, got -0.5"):
-        MusicDataset(root, "train", encoding, max_seq_len=24, augment=True, rests=-0.5)
+    with pytest.raises(ConfigError, match="rests must be a probability in 0..1, got -0.5"):
+        Augmentation(rests=-0.5)
 
 
 def test_takeover_inputs_give_one_instrument_a_stretch_of_note_rows(encoding):
@@ -562,3 +551,15 @@ def test_takeover_inputs_give_one_instrument_a_stretch_of_note_rows(encoding):
     whole = takeover_inputs(codes[:1], mask[:1], 1.0, np.random.default_rng(0), share=(1.0, 1.0))
     assert len(set(whole[0, notes, Field.INSTRUMENT].tolist())) == 1
     assert torch.equal(takeover_inputs(codes, mask, 1.0, np.random.default_rng(0), share=(0.0, 0.0)), codes)
+
+
+def test_a_steps_takeover_is_drawn_from_seed_step_and_rank(encoding):
+    batch = collate([encode_notes(DUET, encoding)] * 3)
+    codes, mask = batch["codes"], batch["mask"]
+    taking = Augmentation(takeover=0.5, takeover_share=(0.3, 0.5))
+    assert step_takeover(codes, mask, None, 0, 5) is None  # no augmentation
+    assert step_takeover(codes, mask, Augmentation(), 0, 5) is None  # takeover 0
+    drawn = takeover_inputs(codes, mask, 0.5, np.random.default_rng([7, 5, 1]), (0.3, 0.5))
+    assert torch.equal(step_takeover(codes, mask, taking, 7, 5, rank=1), drawn)
+    assert not torch.equal(drawn, codes)
+    assert not torch.equal(step_takeover(codes, mask, taking, 7, 6, rank=1), drawn)  # another step draws anew

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmt import Encoding, Meter, SamplingParams, sampling
+from mmt import Encoding, GenerationError, GenerationRequest, Meter, SamplingParams, sampling
 from mmt.checkpoint import save_model
 from mmt.constants import Field, RowType
 from mmt.encoding import decode, grammar_violations
@@ -214,6 +214,25 @@ def test_bad_prompts_and_settings_are_refused():
         generate(model, undeclared)
     with pytest.raises(ValueError, match="unknown field"):
         generate(model, temperature={"velocity": 1.0})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("balance", 11.0, "balance must be a number from 0 (off) to 10, got 11.0"),
+    ("balance", -1.0, "balance must be a number from 0 (off) to 10, got -1.0"),
+    ("balance", math.nan, "balance must be a number from 0 (off) to 10, got nan"),
+    ("quota", -1, "quota must be an integer >= 0 (0: off), got -1"),
+    ("seed", 2**63, "seed must be an integer in 0 .. 2**63-1, got 9223372036854775808"),
+    ("seed", True, "seed must be an integer in 0 .. 2**63-1, got True"),
+    ("n_samples", 0, "n_samples must be an integer >= 1, got 0"),
+    ("max_new_rows", 2.5, "max_new_rows must be an integer >= 1, got 2.5"),
+])
+def test_the_request_and_the_sampler_refuse_an_argument_alike(name, value, message):
+    with pytest.raises(GenerationError) as by_request:
+        GenerationRequest(**{name: value})
+    with pytest.raises(GenerationError) as by_sampler:
+        sample(tiny("rotary"), start_of_song(), **{name: value})
+    assert str(by_request.value) == str(by_sampler.value) == message
+    assert by_request.value.argument == by_sampler.value.argument == name
 
 
 # ---------------------------------------------------------------------- sampling and seeds
@@ -477,6 +496,33 @@ def test_argument_errors_come_before_the_weights_load(checkpoint, tmp_path, caps
     error = capsys.readouterr().err
     assert re.search(message, error) and "weights" not in error
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--mode", "continuation", "--prompt", "/tmp/x/prompt_dir/missing.mid"],
+     "mmt generate: error: /tmp/x/prompt_dir/missing.mid: no such file"),
+    (["--mode", "continuation", "--prompt", "/tmp/x/prompt/prompt_bars/missing.mid"],
+     "mmt generate: error: /tmp/x/prompt/prompt_bars/missing.mid: no such file"),
+    (["--mode", "infill", "--prompt", "song.mid", "--bars-to-fill", "prompt 9-12"],
+     "mmt generate: error: --bars-to-fill must look like 9-12 (first and last bar), got 'prompt 9-12'"),
+])
+def test_what_the_user_typed_comes_back_unchanged_in_an_error(checkpoint, tmp_path, capsys, extra, message):
+    # only the field an error is about becomes its flag: no word of a path or value is rewritten
+    assert main(["generate", str(checkpoint), *extra, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_error_names_the_flag_where_it_names_the_field_and_leaves_the_path(checkpoint, tmp_path, capsys):
+    song = tmp_path / "prompt" / "bars_to_fill" / "song.mid"
+    song.parent.mkdir(parents=True)
+    write_pretty_midi(song, [(0, False, [(b, 60, 1) for b in range(8)])])  # 8 beats: 2 bars of 4/4
+    assert main(["generate", str(checkpoint), "--mode", "infill", "--prompt", str(song), "--bars-to-fill", "9-10",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert (f"mmt generate: error: {song}: bar 9 starts at beat 32, after the music ends (beat 8); "
+            "the bars to fill (--bars-to-fill) must lie inside it") in capsys.readouterr().err
+    assert main(["generate", str(checkpoint), "--mode", "accompaniment", "--prompt", str(song),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "mmt generate: error: mode accompaniment needs the instruments to keep (--keep)\n" in capsys.readouterr().err
 
 
 def test_a_prompt_without_usable_notes_is_an_error_and_a_short_one_a_warning(checkpoint, tmp_path, capsys):

@@ -449,10 +449,10 @@ def test_a_run_with_controls_saves_an_encoding_that_knows_them_and_resumes(prepa
     ({"anticipation": -1}, "anticipation must be a number of beats >= 0"),
 ])
 def test_bad_control_settings_are_config_errors(data, message):
-    from mmt.config import ConfigError, DataConfig
+    from mmt.config import ConfigError, config_from_dict
 
     with pytest.raises(ConfigError, match=message):
-        DataConfig(**data)
+        config_from_dict({"data": data})
 
 
 # ---------------------------------------------------------------------- fine-tuning
