@@ -515,7 +515,7 @@ def test_what_the_user_typed_comes_back_unchanged_in_an_error(checkpoint, tmp_pa
 def test_an_error_names_the_flag_where_it_names_the_field_and_leaves_the_path(checkpoint, tmp_path, capsys):
     song = tmp_path / "prompt" / "bars_to_fill" / "song.mid"
     song.parent.mkdir(parents=True)
-    write_pretty_midi(song, [(0, False, [(b, 60, 1) for b in range(8)])])  # 8 beats: 2 bars of 4/4
+    write_midi_file(song, [(0, False, [(b, 60, 1) for b in range(8)])])  # 8 beats: 2 bars of 4/4
     assert main(["generate", str(checkpoint), "--mode", "infill", "--prompt", str(song), "--bars-to-fill", "9-10",
                  "--out", str(tmp_path / "o")]) == 2
     assert (f"mmt generate: error: {song}: bar 9 starts at beat 32, after the music ends (beat 8); "
