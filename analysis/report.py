@@ -53,7 +53,7 @@ from mmt.analysis.embedding import (
     plot_similarity,
 )
 from mmt.constants import FIELDS, pitch_name
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import save_figure, write_atomic, write_text_atomic
 
 SAMPLE_DIR = "samples"
 
@@ -217,10 +217,7 @@ def plot_training_curve(log: dict[str, np.ndarray], path: str | os.PathLike, tra
         ax.set_title("Validation loss of each field")
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- samples
