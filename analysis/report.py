@@ -54,6 +54,7 @@ from mmt.analysis.embedding import (
 )
 from mmt.constants import FIELDS, pitch_name
 from mmt.files import save_figure, write_atomic, write_text_atomic
+from mmt.training import read_log
 
 SAMPLE_DIR = "samples"
 
@@ -107,19 +108,13 @@ def find_training_log(checkpoint_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Numeric columns of a CSV log; blank or non-numeric cells become NaN, text columns are dropped."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+def log_columns(rows: Sequence[dict]) -> dict[str, np.ndarray]:
+    """The numeric columns of a training log's rows (`mmt.training.read_log`) as arrays: blank cells
+    become NaN; columns with no number at all (text, or nothing) are left out."""
     columns: dict[str, np.ndarray] = {}
     for name in rows[0].keys() if rows else []:
-        values = []
-        for row in rows:
-            try:
-                values.append(float(row.get(name) or "nan"))
-            except ValueError:
-                values.append(math.nan)
-        values = np.array(values)
+        values = np.array([value if isinstance(value, (int, float)) else math.nan
+                           for value in (row.get(name) for row in rows)], dtype=float)
         if np.isfinite(values).any():
             columns[name] = values
     return columns
@@ -582,9 +577,9 @@ def _training_section(checkpoint: Path, out_dir: Path, findings: list[str]) -> s
         return part + (f"<p class='note'>No training log: no <code>log.csv</code> in {html.escape(str(checkpoint))} "
                        "or its parent folder.</p>")
     try:
-        log = read_log(log_path)
+        log = log_columns(read_log(log_path))
         train_log_path = log_path.parent / "train_log.csv"
-        train_log = read_log(train_log_path) if train_log_path.is_file() else None
+        train_log = log_columns(read_log(train_log_path)) if train_log_path.is_file() else None
         image = plot_training_curve(log, out_dir / "training.png", train_log)
     except (OSError, csv.Error, UnicodeDecodeError) as error:
         return part + f"<p class='note'>Could not read {html.escape(str(log_path))}: {html.escape(str(error))}</p>"

@@ -16,13 +16,13 @@ from mmt.analysis.report import (
     _samples_section,
     group_sentence,
     markdown_to_html,
+    log_columns,
     octave_sentence,
-    read_log,
     training_sentence,
 )
 from mmt import Encoding, encode_notes, save_model
 from mmt.constants import FIELDS
-from mmt.training import LOG_COLUMNS
+from mmt.training import LOG_COLUMNS, read_log
 from mmt_app.cli import main
 from tests.factories import tiny_model, write_prepared
 
@@ -267,13 +267,15 @@ def test_markdown_table_and_list_to_html():
     )
 
 
-def test_read_log_parses_numbers_and_drops_text(tmp_path):
+def test_log_columns_of_a_training_log_parse_numbers_and_drop_text(tmp_path):
     path = tmp_path / "log.csv"
-    path.write_text("step,loss,best,note\n1,2.5,,hello\n2,,1,x\n")
-    log = read_log(path)
+    path.write_text("step,loss,best,note,empty\n1,2.5,,hello,\n2,,1,x,\n")
+    log = log_columns(read_log(path))
     assert sorted(log) == ["best", "loss", "step"]
     np.testing.assert_array_equal(log["step"], [1.0, 2.0])
     np.testing.assert_array_equal(log["loss"], [2.5, np.nan])
+    np.testing.assert_array_equal(log["best"], [np.nan, 1.0])
+    assert log_columns([]) == {}
 
 
 def test_request_label_says_what_a_sample_was_asked_for():
