@@ -277,7 +277,7 @@ def _add_analyze(sub) -> None:
     p.add_argument("--split", default="valid", help="split to analyse (default: valid)")
     p.add_argument("--eval", dest="eval_dir", help="an `mmt evaluate` output folder: show its metrics.md")
     p.add_argument("--samples", help="a folder of generated samples (PNG piano rolls, WAVs beside them, or .npy codes)")
-    p.add_argument("--max-samples", type=int, default=6, help="most samples shown (default: 6)")
+    p.add_argument("--max-samples", type=int, help="most samples shown, each request in turn (default: all)")
     p.add_argument("--batch-size", type=int, default=1, help="pieces per forward pass (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="picks the pieces (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
