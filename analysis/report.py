@@ -53,7 +53,7 @@ from mmt.analysis.embedding import (
     plot_similarity,
 )
 from mmt.constants import FIELDS, pitch_name
-from mmt.files import save_figure, write_atomic, write_text_atomic
+from mmt.files import read_json, save_figure, write_atomic, write_text_atomic
 from mmt.training import read_log
 
 SAMPLE_DIR = "samples"
@@ -207,8 +207,8 @@ def _amount(value: float, units: str) -> str:
 
 def _read_json_or_none(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json(path, AnalysisError, "settings")
+    except (AnalysisError, OSError):
         return None
 
 
@@ -517,14 +517,14 @@ def checkpoint_sentence(log: dict[str, np.ndarray], info: dict) -> str | None:
         return None
     rows = np.flatnonzero(log["step"] == step)
     if not rows.size:
-        return f"The checkpoint records step {step:,}, which this log does not have."
+        return f"The checkpoint records step {step}, which this log does not have."
     logged = float(log["valid_loss"][rows[-1]]) if "valid_loss" in log else math.nan
     if not math.isfinite(logged):
-        return f"The checkpoint is step {step:,} of this log."
+        return f"The checkpoint is step {step} of this log."
     if isinstance(loss, (int, float)) and not math.isclose(loss, logged, rel_tol=1e-6):
-        return (f"The checkpoint records step {step:,} and validation loss {loss:.3f}, but this log has "
-                f"{logged:.3f} at step {step:,}: the log is not this checkpoint's, or numbers its steps otherwise.")
-    return f"The checkpoint is step {step:,} of this log (validation loss {logged:.3f})."
+        return (f"The checkpoint records step {step} and validation loss {loss:.3f}, but this log has "
+                f"{logged:.3f} at step {step}: the log is not this checkpoint's, or numbers its steps otherwise.")
+    return f"The checkpoint is step {step} of this log (validation loss {logged:.3f})."
 
 
 def _strongest(result: RelativeAttention) -> tuple[str, float] | None:
@@ -794,8 +794,8 @@ def write_report(
         data_dir: a prepared data directory; `config.split` feeds the attention analysis.
         out_dir: where the report goes (created).
         config: what to compute and show.
-        eval_dir: an `mmt evaluate` output folder: its `metrics.md` is shown, and its
-            `samples/` when `samples_dir` is not given.
+        eval_dir: an `mmt evaluate` output folder: its metrics table is shown (from `metrics.csv`
+            and `settings.json`), and its `samples/` when `samples_dir` is not given.
         samples_dir: a folder of generated samples (PNGs, WAVs, or code arrays `.npy`).
         progress: show a progress bar.
 

@@ -275,7 +275,7 @@ def _add_analyze(sub) -> None:
     p.add_argument("--out", required=True, help="report directory (index.html and its images)")
     p.add_argument("-n", type=int, default=64, help="pieces of the split for the attention analysis (default: 64)")
     p.add_argument("--split", default="valid", help="split to analyse (default: valid)")
-    p.add_argument("--eval", dest="eval_dir", help="an `mmt evaluate` output folder: show its metrics.md")
+    p.add_argument("--eval", dest="eval_dir", help="an `mmt evaluate` output folder: show its metrics table")
     p.add_argument("--samples", help="a folder of generated samples (PNG piano rolls, WAVs beside them, or .npy codes)")
     p.add_argument("--max-samples", type=int, help="most samples shown, each request in turn (default: all)")
     p.add_argument("--batch-size", type=int, default=1, help="pieces per forward pass (default: 1)")

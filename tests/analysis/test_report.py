@@ -320,7 +320,7 @@ def test_the_training_section_says_which_step_of_the_log_the_checkpoint_is():
         "The checkpoint records step 100 and validation loss 2.500, but this log has 3.000 at step 100: the log "
         "is not this checkpoint's, or numbers its steps otherwise.")
     assert checkpoint_sentence(log, {"step": 300}) == "The checkpoint is step 300 of this log."
-    assert checkpoint_sentence(log, {"step": 1200}) == "The checkpoint records step 1,200, which this log does not have."
+    assert checkpoint_sentence(log, {"step": 1200}) == "The checkpoint records step 1200, which this log does not have."
     assert checkpoint_sentence(log, {}) is None
 
 
@@ -331,7 +331,7 @@ def test_the_bundled_model_records_the_step_of_its_own_log():
     info = read_checkpoint_info("music21-small")
     assert (info["step"], info["epoch"], info["metrics"]["best_step"]) == (17200, 30, 17200)
     log = log_columns(read_log(resolve_checkpoint("music21-small") / "log.csv"))
-    assert checkpoint_sentence(log, info) == "The checkpoint is step 17,200 of this log (validation loss 2.658)."
+    assert checkpoint_sentence(log, info) == "The checkpoint is step 17200 of this log (validation loss 2.658)."
 
 
 def test_analyze_reports_a_missing_model_or_split(tmp_path, prepared, capsys):
