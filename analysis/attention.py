@@ -42,6 +42,7 @@ from torch import Tensor
 from mmt.analysis import AnalysisError
 from mmt.constants import Field, RowType
 from mmt.encoding import Encoding
+from mmt.files import save_figure
 
 RELATIVE_FIELDS: tuple[str, ...] = ("beat", "position", "pitch", "instrument")
 INSTRUMENT_LABELS: tuple[str, ...] = ("same", "different")
@@ -409,17 +410,6 @@ def split_sequences(
 
 
 # --------------------------------------------------------------------------- plots
-def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from mmt.files import write_atomic
-
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
-
-
 # Bar colours and what they mean, per field: (colour, legend label, test on the offset k).
 HIGHLIGHTS: dict[str, tuple[tuple[str, str, object], ...]] = {
     "beat": (("tab:red", "whole 4/4 bars back (multiples of 4)", lambda k: k != 0 and k % 4 == 0),),
@@ -481,7 +471,7 @@ def plot_mean_gain(result: RelativeAttention, path, title: str, xlabel: str) -> 
     ax.set_title(title)
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_head_gain(result: RelativeAttention, path, title: str, xlabel: str) -> Path:
@@ -512,4 +502,4 @@ def plot_head_gain(result: RelativeAttention, path, title: str, xlabel: str) -> 
     ax.set_ylabel("layer, head")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention gain\n(red: more than uniform)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

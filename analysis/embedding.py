@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mmt.constants import PITCH_NAMES, pitch_name
-from mmt.files import write_atomic
+from mmt.files import save_figure
 
 # The piano's range, A0 (21) .. C8 (108). Pitches outside it are rare in the training
 # data, so their embeddings stay near their random initialisation and would only add
@@ -134,15 +134,6 @@ def duration_labels(known_durations, resolution: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- plots
-def _save(fig, path: str | os.PathLike) -> Path:
-    import matplotlib.pyplot as plt
-
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
-
-
 def plot_similarity(
     similarity: np.ndarray,
     labels: list[str],
@@ -171,7 +162,7 @@ def plot_similarity(
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="cosine similarity")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pitch_similarity(pitch_weights: np.ndarray, path: str | os.PathLike) -> Path:
@@ -211,7 +202,7 @@ def plot_pitch_pca(
     ax.set_ylabel(f"second principal component ({ratio[1]:.0%} of variance)")
     ax.set_title(f"Pitch embeddings {pitch_name(low)}..{pitch_name(high)}, first two principal components")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_interval_lines(
@@ -240,7 +231,7 @@ def plot_interval_lines(
     ax.set_title(f"Every table of pitch vectors, by interval ({pitch_name(low)}..{pitch_name(high)})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_interval_similarity(
@@ -263,4 +254,4 @@ def plot_interval_similarity(
     ax.set_ylabel("mean cosine similarity")
     ax.set_title(f"How alike are two pitches, by the interval between them ({pitch_name(low)}..{pitch_name(high)})")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -57,7 +57,7 @@ from mmt.analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
 from mmt.analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
 from mmt.constants import DRUMS, Field, RowType
 from mmt.encoding import Encoding, decode
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import read_json, write_atomic, write_text_atomic
 from mmt.meter import Meter
 from mmt.prepared import PreparedData
 from mmt.request import MODES, GenerationRequest, bars_to_beats, run
@@ -281,19 +281,22 @@ def _format_cell(mean: float, half: float, n: int, n_samples: int) -> str:
     return text if n == n_samples else f"{text} (n={n})"
 
 
+def table_cells(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str] = METRICS) -> list[list[str]]:
+    """The metrics table as text cells: a header (metric, then each mode), the samples per mode, then
+    one row per metric of mean ± 95% CI half-width, "(n=k)" where the metric is undefined for some
+    samples, "n/a" where for all of them."""
+    summary = summarize(rows, modes, names)
+    counts = {mode: sum(1 for row in rows if row["mode"] == mode) for mode in modes}
+    return [["metric", *modes], ["samples", *(str(counts[mode]) for mode in modes)],
+            *([name, *(_format_cell(*summary[mode][name], counts[mode]) for mode in modes)] for name in names)]
+
+
 def markdown_table(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str] = METRICS) -> str:
     """Mean ± 95% CI half-width per metric (rows) and mode (columns), as Markdown."""
-    summary = summarize(rows, modes, names)
     descriptions = {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS}
-    counts = {mode: sum(1 for row in rows if row["mode"] == mode) for mode in modes}
-    lines = [
-        "| metric | " + " | ".join(modes) + " |",
-        "|---|" + "---|" * len(modes),
-        "| samples | " + " | ".join(str(counts[mode]) for mode in modes) + " |",
-    ]
-    for name in names:
-        cells = [_format_cell(*summary[mode][name], counts[mode]) for mode in modes]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    header, *body = table_cells(rows, modes, names)
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * len(modes),
+             *("| " + " | ".join(cells) + " |" for cells in body)]
     notes = [
         "",
         f"Mean ± 95% CI half-width ({CI_DESCRIPTION}); "
@@ -333,6 +336,26 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
             {key: (float(value) if key in METRICS or key in SI_METRICS else value) for key, value in row.items()}
             for row in csv.DictReader(handle)
         ]
+
+
+def read_table(out_dir: str | os.PathLike) -> tuple[list[dict], list[str], list[str], dict]:
+    """What the table of `metrics.md` in an `evaluate` output folder is made of, from the values
+    behind it: (rows, columns, metric names, settings) for `table_cells`, read from `metrics.csv`,
+    `settings.json` and `failures.csv`. As in `metrics.md`, a mode that left pieces out (ran on
+    neither nor failed on them) has the ground truth of the pieces it ran on beside it."""
+    out_dir = Path(out_dir)
+    settings = read_json(out_dir / "settings.json", AnalysisError, "evaluation settings")
+    rows = read_metrics_csv(out_dir / "metrics.csv")
+    failed: set[tuple[str, str]] = set()
+    if (out_dir / "failures.csv").is_file():
+        with open(out_dir / "failures.csv", newline="", encoding="utf-8") as handle:
+            failed = {(row["id"], row["mode"]) for row in csv.DictReader(handle)}
+    modes = list(settings["modes"])
+    truth = {row["id"] for row in rows if row["mode"] == GROUND_TRUTH}
+    left_out = [mode for mode in modes if mode != GROUND_TRUTH and truth - {
+        row["id"] for row in rows if row["mode"] == mode} - {piece for piece, where in failed if where == mode}]
+    table_rows, table_modes = with_subset_truth(rows, modes, left_out)
+    return table_rows, table_modes, list(settings["metrics"]), settings
 
 
 # ---------------------------------------------------------------------- the job

@@ -217,7 +217,7 @@ def grooving_similarity(music: muspy.Music, slots_per_beat: int | None = GS_SLOT
     the `B(B-1)/2` pairs of bars `i < j`,
 
     .. math::
-        GS = rac{2}{B(B-1)} \sum_{i<j} \Big(1 - rac{1}{Q}\sum_{s=0}^{Q-1} g_i(s) \oplus g_j(s)\Big)
+        GS = \frac{2}{B(B-1)} \sum_{i<j} \Big(1 - \frac{1}{Q}\sum_{s=0}^{Q-1} g_i(s) \oplus g_j(s)\Big)
 
     Every pair is taken (MusDr's code draws 1000 random pairs when a piece has more; their
     mean estimates this one). Bars of different lengths (a time-signature change) are

@@ -53,7 +53,8 @@ from mmt.analysis.embedding import (
     plot_similarity,
 )
 from mmt.constants import FIELDS, pitch_name
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import read_json, save_figure, write_atomic, write_text_atomic
+from mmt.training import read_log
 
 SAMPLE_DIR = "samples"
 
@@ -72,7 +73,7 @@ class ReportConfig:
         pitch_window: show pitch offsets -pitch_window..+pitch_window.
         beat_similarity_beats: how many beats the beat-embedding similarity matrix shows.
         pitch_low, pitch_high: the pitch range of the octave score and the PCA plot.
-        max_samples: the most generated samples shown.
+        max_samples: the most generated samples shown (None: all of them).
     """
 
     n_sequences: int | None = 64
@@ -85,7 +86,7 @@ class ReportConfig:
     beat_similarity_beats: int = 64
     pitch_low: int = PIANO_LOW
     pitch_high: int = PIANO_HIGH
-    max_samples: int = 6
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.n_sequences is not None and self.n_sequences < 1:
@@ -93,7 +94,7 @@ class ReportConfig:
         for name, least in (("batch_size", 1), ("beat_window", 4), ("pitch_window", 12), ("beat_similarity_beats", 1)):
             if getattr(self, name) < least:
                 raise AnalysisError(f"{name} must be >= {least}, got {getattr(self, name)}")
-        if self.max_samples < 0:
+        if self.max_samples is not None and self.max_samples < 0:
             raise AnalysisError(f"max_samples must be >= 0, got {self.max_samples}")
 
 
@@ -107,74 +108,16 @@ def find_training_log(checkpoint_dir: str | os.PathLike) -> Path | None:
     return None
 
 
-def read_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Numeric columns of a CSV log; blank or non-numeric cells become NaN, text columns are dropped."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+def log_columns(rows: Sequence[dict]) -> dict[str, np.ndarray]:
+    """The numeric columns of a training log's rows (`mmt.training.read_log`) as arrays: blank cells
+    become NaN; columns with no number at all (text, or nothing) are left out."""
     columns: dict[str, np.ndarray] = {}
     for name in rows[0].keys() if rows else []:
-        values = []
-        for row in rows:
-            try:
-                values.append(float(row.get(name) or "nan"))
-            except ValueError:
-                values.append(math.nan)
-        values = np.array(values)
+        values = np.array([value if isinstance(value, (int, float)) else math.nan
+                           for value in (row.get(name) for row in rows)], dtype=float)
         if np.isfinite(values).any():
             columns[name] = values
     return columns
-
-
-def markdown_to_html(text: str) -> str:
-    """The Markdown subset `mmt evaluate` writes: headings, pipe tables, bullet lists, paragraphs,
-    `code` and **bold** inline. Everything is HTML-escaped first."""
-
-    def inline(value: str) -> str:
-        value = html.escape(value.strip())
-        value = re.sub(r"`([^`]+)`", r"<code>\1</code>", value)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", value)
-
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
-
-    out: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif line.lstrip().startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 3) + 2  # h3..h5 inside the report
-            out.append(f"<h{level}>{inline(line.lstrip('#'))}</h{level}>")
-            i += 1
-        elif line.lstrip().startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            rows = [cells(row) for row in block if not re.fullmatch(r"[\s|:\-]+", row)]
-            head, body = rows[0], rows[1:]
-            table = ["<table class='metrics'><thead><tr>"]
-            table += [f"<th>{inline(c)}</th>" for c in head]
-            table.append("</tr></thead><tbody>")
-            for row in body:
-                table.append("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>")
-            table.append("</tbody></table>")
-            out.append("".join(table))
-        elif re.match(r"\s*[-*] ", line):
-            items = []
-            while i < len(lines) and re.match(r"\s*[-*] ", lines[i]):
-                items.append("<li>" + inline(re.sub(r"^\s*[-*] ", "", lines[i])) + "</li>")
-                i += 1
-            out.append("<ul>" + "".join(items) + "</ul>")
-        else:
-            paragraph = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"\s*([#|]|[-*] )", lines[i]):
-                paragraph.append(lines[i])
-                i += 1
-            out.append(f"<p>{inline(' '.join(paragraph))}</p>")
-    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- plots
@@ -217,10 +160,7 @@ def plot_training_curve(log: dict[str, np.ndarray], path: str | os.PathLike, tra
         ax.set_title("Validation loss of each field")
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    try:
-        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- samples
@@ -234,22 +174,25 @@ class Sample:
 
 
 def request_label(run: dict) -> str:
-    """A generation run of `settings.json` in words, e.g. "instrument mode: violin, cello; 16 bars; seed 3"."""
+    """A generation run of `settings.json` in words, e.g. "instrument mode: violin, cello; 16 bars added; seed 3".
+
+    The prompt is named by the run's `source` when it has one (what the demo records for a piece of
+    prepared data), else by its file name."""
     parts = [f"{run.get('mode', '?')} mode"]
     if run.get("instruments"):
         parts[0] += ": " + ", ".join(map(str, run["instruments"]))
-    source = Path(str(run.get("prompt"))).name
+    source = run.get("source") or Path(str(run.get("prompt"))).name
     if run.get("keep"):
         parts.append(f"{source} with {', '.join(map(str, run['keep']))} kept (pale on the piano roll)")
     if run.get("bars_to_fill"):
         first, last = run["bars_to_fill"]
-        parts.append(f"{source}: bars {first}-{last} rewritten, every other note kept (pale on the piano roll)")
+        bars = f"bar {first}" if first == last else f"bars {first}-{last}"
+        parts.append(f"{source}: {bars} rewritten, every other note kept (pale on the piano roll)")
     if run.get("prompt") and not run.get("keep") and not run.get("bars_to_fill"):
-        cut = next((f"first {run[k]:g} {k.removeprefix('prompt_')}" for k in ("prompt_bars", "prompt_beats")
+        cut = next((f"first {_amount(run[k], k.removeprefix('prompt_'))}" for k in ("prompt_bars", "prompt_beats")
                     if run.get(k) is not None), "whole")
-        parts.append(f"prompt: {cut} of {Path(str(run['prompt'])).name}, ending at beat "
-                     f"{run.get('prompt_ends_at_beat', 0):g}")
-    length = next((f"{run[k]:g} {k} added" for k in ("bars", "beats") if run.get(k) is not None), None)
+        parts.append(f"prompt: {cut} of {source}, ending at beat {run.get('prompt_ends_at_beat', 0):g}")
+    length = next((f"{_amount(run[k], k)} added" for k in ("bars", "beats") if run.get(k) is not None), None)
     if length:
         parts.append(length)
     if run.get("seed") is not None:
@@ -257,32 +200,60 @@ def request_label(run: dict) -> str:
     return "; ".join(parts)
 
 
-def _request_labels(folder: Path) -> dict[str, str]:
-    """Sample stem -> request label, from `folder/settings.json` (as `mmt generate` writes it)."""
+def _amount(value: float, units: str) -> str:
+    """E.g. "1 bar", "2.5 beats"."""
+    return f"{value:g} {units.removesuffix('s') if value == 1 else units}"
+
+
+def _read_json_or_none(path: Path):
     try:
-        runs = json.loads((folder / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(runs, list):
-        return {}
-    return {stem: request_label(run) for run in runs if isinstance(run, dict) for stem in run.get("samples", [])}
+        return read_json(path, AnalysisError, "settings")
+    except (AnalysisError, OSError):
+        return None
+
+
+def _sample_requests(folder: Path) -> dict[str, tuple[int, str]]:
+    """Sample stem -> (its run's place in `folder/settings.json`, the request in words): the runs
+    `mmt generate` (and the demo) recorded there, or, in a mode's folder of an `mmt evaluate` output
+    (`samples/<mode>/<piece id>.npy`), the mode and the piece each sample was drawn for."""
+    runs = _read_json_or_none(folder / "settings.json")
+    if isinstance(runs, list):
+        return {stem: (index, request_label(run)) for index, run in enumerate(runs) if isinstance(run, dict)
+                for stem in run.get("samples", [])}
+    evaluation = _read_json_or_none(folder.parent.parent / "settings.json")
+    if isinstance(evaluation, dict) and folder.name in evaluation.get("modes", []):
+        where = f"of the {evaluation.get('split', '?')} split of {evaluation.get('data', '?')}"
+        return {path.stem: (0, f"{folder.name} mode; piece {path.stem} {where}")
+                for path in sorted(folder.glob("*.npy"))}
+    return {}
 
 
 def _copy(src: Path, dst: Path) -> Path:
     return write_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))
 
 
-def _round_robin(found: list[tuple[Path, Path | None]]) -> list[tuple[Path, Path | None]]:
-    """Order samples one folder at a time in turn (e.g. `mmt evaluate`'s modes), each folder sorted."""
-    folders: dict[Path, list] = {}
+def _in_order(found: list[tuple[Path, Path | None]], places: dict[Path, dict[str, tuple[int, str]]],
+              limit: int | None) -> list[tuple[Path, Path | None]]:
+    """Samples by request (a run of `settings.json`, else a folder: the modes of `mmt evaluate`), the
+    requests in the order they were made, each one's samples sorted: all of them one request after
+    another, or up to `limit` one request at a time in turn (so that each shows before any shows two).
+    `places`: folder -> `_sample_requests(folder)`."""
+    requests: dict[tuple, list] = {}
     for item in sorted(found, key=lambda item: item[0]):
-        folders.setdefault(item[0].parent, []).append(item)
-    queues = list(folders.values())
-    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+        folder = item[0].parent
+        place = places[folder].get(item[0].stem, (len(places[folder]), ""))[0]
+        requests.setdefault((folder, place), []).append(item)
+    queues = [requests[key] for key in sorted(requests)]
+    if limit is None:
+        return [item for queue in queues for item in queue]
+    turns = [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+    return turns[:limit]
 
 
-def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, limit: int) -> list[Sample]:
-    """Copy up to `limit` piano rolls (and WAVs beside them) into the report's `samples/`.
+def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, limit: int | None = None
+                    ) -> list[Sample]:
+    """Copy the piano rolls (and the WAVs and MIDI files beside them) into the report's `samples/`:
+    all of them, or up to `limit` (see `_in_order`), each with the request it was drawn for in words.
 
     Piano rolls are the `*.png` files under `samples_dir` (what `mmt generate` writes); a
     code array `*.npy` (L x 6) with no PNG beside it is decoded and drawn here.
@@ -298,9 +269,8 @@ def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, lim
         if not codes_path.with_suffix(".png").exists():
             found.append((codes_path.with_suffix(".png"), codes_path))
     samples = []
-    for image_path, codes_path in _round_robin(found):
-        if len(samples) == limit:
-            break
+    labels = {folder: _sample_requests(folder) for folder in {image.parent for image, _ in found}}
+    for image_path, codes_path in _in_order(found, labels, limit):
         relative = image_path.relative_to(samples_dir).with_suffix("")
         name = relative.as_posix()
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name)
@@ -320,7 +290,7 @@ def collect_samples(samples_dir: str | os.PathLike, out_dir: Path, encoding, lim
             if source.is_file():
                 _copy(source, out_dir / SAMPLE_DIR / f"{stem}{suffix}")
                 copied[suffix] = f"{SAMPLE_DIR}/{stem}{suffix}"
-        label = _request_labels(image_path.parent).get(image_path.stem)
+        label = labels[image_path.parent].get(image_path.stem, (0, None))[1]
         samples.append(Sample(name, f"{SAMPLE_DIR}/{stem}.png", copied.get(".wav"), copied.get(".mid"), label))
     return samples
 
@@ -539,6 +509,24 @@ def training_sentence(log: dict[str, np.ndarray]) -> str | None:
     )
 
 
+def checkpoint_sentence(log: dict[str, np.ndarray], info: dict) -> str | None:
+    """Where the checkpoint stands in its training log: the log's row at the step its `config.json`
+    records, checked against the validation loss it records too (None without a step to look up)."""
+    step, loss = info.get("step"), (info.get("metrics") or {}).get("valid_loss")
+    if not isinstance(step, int) or "step" not in log:
+        return None
+    rows = np.flatnonzero(log["step"] == step)
+    if not rows.size:
+        return f"The checkpoint records step {step}, which this log does not have."
+    logged = float(log["valid_loss"][rows[-1]]) if "valid_loss" in log else math.nan
+    if not math.isfinite(logged):
+        return f"The checkpoint is step {step} of this log."
+    if isinstance(loss, (int, float)) and not math.isclose(loss, logged, rel_tol=1e-6):
+        return (f"The checkpoint records step {step} and validation loss {loss:.3f}, but this log has "
+                f"{logged:.3f} at step {step}: the log is not this checkpoint's, or numbers its steps otherwise.")
+    return f"The checkpoint is step {step} of this log (validation loss {logged:.3f})."
+
+
 def _strongest(result: RelativeAttention) -> tuple[str, float] | None:
     """(label, gain) of the offset with the largest mean gain (for beat/position/pitch, 0 excluded)."""
     gain = result.mean_gain
@@ -578,16 +566,16 @@ def _model_section(model, checkpoint: Path, info: dict) -> str:
     return "<h2 id='model'>Model</h2>" + _table(rows)
 
 
-def _training_section(checkpoint: Path, out_dir: Path, findings: list[str]) -> str:
+def _training_section(checkpoint: Path, info: dict, out_dir: Path, findings: list[str]) -> str:
     log_path = find_training_log(checkpoint)
     part = "<h2 id='training'>Training</h2>" + _p(EXPLAIN["training"])
     if log_path is None:
         return part + (f"<p class='note'>No training log: no <code>log.csv</code> in {html.escape(str(checkpoint))} "
                        "or its parent folder.</p>")
     try:
-        log = read_log(log_path)
+        log = log_columns(read_log(log_path))
         train_log_path = log_path.parent / "train_log.csv"
-        train_log = read_log(train_log_path) if train_log_path.is_file() else None
+        train_log = log_columns(read_log(train_log_path)) if train_log_path.is_file() else None
         image = plot_training_curve(log, out_dir / "training.png", train_log)
     except (OSError, csv.Error, UnicodeDecodeError) as error:
         return part + f"<p class='note'>Could not read {html.escape(str(log_path))}: {html.escape(str(error))}</p>"
@@ -596,7 +584,10 @@ def _training_section(checkpoint: Path, out_dir: Path, findings: list[str]) -> s
     sentence = training_sentence(log)
     if sentence is not None:
         findings.append(sentence)
-        part += f"<p class='finding'>{html.escape(sentence)}</p>"
+    where = checkpoint_sentence(log, info)
+    shown = " ".join(text for text in (sentence, where) if text is not None)
+    if shown:
+        part += f"<p class='finding'>{html.escape(shown)}</p>"
     return part + _figure("training.png", "training curve") + f"<p class='note'>From {html.escape(str(log_path))}.</p>"
 
 
@@ -710,22 +701,50 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
     return part
 
 
+def metrics_table_html(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str]) -> str:
+    """The metrics table of `analysis.evaluation.table_cells` as an HTML table (every cell escaped)."""
+    from mmt.analysis.evaluation import table_cells
+
+    header, *body = table_cells(rows, modes, names)
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    lines = "".join("<tr><th>" + html.escape(cells[0]) + "</th>"
+                    + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells[1:]) + "</tr>" for cells in body)
+    return f"<table class='metrics'><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>"
+
+
 def _metrics_section(eval_dir, out_dir: Path) -> str:
+    from mmt.analysis.evaluation import CI_DESCRIPTION, read_table
+
     part = "<h2 id='metrics'>Evaluation metrics</h2>" + _p(EXPLAIN["metrics"])
     if eval_dir is None:
         return part + ("<p class='note'>No evaluation given (run <code>mmt evaluate MODEL --data DIR --out EVAL"
                        "</code> and pass <code>--eval EVAL</code>).</p>")
-    metrics_path = Path(eval_dir) / "metrics.md"
-    if not metrics_path.is_file():
-        return part + f"<p class='note'>No metrics.md in {html.escape(str(eval_dir))}.</p>"
-    part += markdown_to_html(metrics_path.read_text(encoding="utf-8"))
-    if (Path(eval_dir) / "metrics.csv").is_file():
-        _copy(Path(eval_dir) / "metrics.csv", out_dir / "metrics.csv")
-        part += "<p class='note'>Every sample's values: <a href='metrics.csv'>metrics.csv</a>.</p>"
-    return part
+    eval_dir = Path(eval_dir)
+    if not (eval_dir / "metrics.csv").is_file():
+        return part + f"<p class='note'>No metrics.csv in {html.escape(str(eval_dir))}.</p>"
+    try:
+        rows, modes, names, settings = read_table(eval_dir)
+    except (AnalysisError, OSError, KeyError, TypeError, ValueError, csv.Error) as error:
+        return part + f"<p class='note'>Could not read {html.escape(str(eval_dir))}: {html.escape(str(error))}</p>"
+    part += (f"<p class='note'>{html.escape(str(settings.get('n', '?')))} pieces of the "
+             f"<code>{html.escape(str(settings.get('split', '?')))}</code> split of "
+             f"{html.escape(str(settings.get('data', '?')))}; every sample trimmed to the last bar line at or "
+             f"before {html.escape(str(settings.get('n_beats', '?')))} beats; seed "
+             f"{html.escape(str(settings.get('seed', '?')))}. Mean ± 95% CI half-width "
+             f"({html.escape(CI_DESCRIPTION)}); (n=k) where the metric is undefined for some samples.</p>")
+    part += metrics_table_html(rows, modes, names)
+    descriptions = settings.get("metrics") or {}
+    part += "<ul>" + "".join(f"<li><code>{html.escape(name)}</code>: {html.escape(str(descriptions[name]))}</li>"
+                             for name in names if name in descriptions) + "</ul>"
+    links = []
+    for name in ("metrics.csv", "metrics.md"):
+        if (eval_dir / name).is_file():
+            links.append(f"<a href='{name}'>{name}</a>")
+            _copy(eval_dir / name, out_dir / name)
+    return part + f"<p class='note'>Every sample's values and the evaluation's notes: {', '.join(links)}.</p>"
 
 
-def _samples_section(samples_dir, eval_dir, out_dir: Path, encoding, limit: int, numbers: dict) -> str:
+def _samples_section(samples_dir, eval_dir, out_dir: Path, encoding, limit: int | None, numbers: dict) -> str:
     part = "<h2 id='samples'>Generated samples</h2>" + _p(EXPLAIN["samples"])
     if samples_dir is None and eval_dir is not None and (Path(eval_dir) / "samples").is_dir():
         samples_dir = Path(eval_dir) / "samples"  # what `mmt evaluate` generated
@@ -737,7 +756,8 @@ def _samples_section(samples_dir, eval_dir, out_dir: Path, encoding, limit: int,
     if not samples:
         return part + (f"<p class='note'>No piano rolls (.png) or code arrays (.npy) in "
                        f"{html.escape(str(samples_dir))}.</p>")
-    part += f"<p class='note'>From {html.escape(str(samples_dir))}.</p><div class='samples'>"
+    part += (f"<p class='note'>{len(samples)} samples from {html.escape(str(samples_dir))}, each with what was "
+             "asked for.</p><div class='samples'>")
     for sample in samples:
         part += f"<div class='sample'><h4>{html.escape(sample.name)}</h4>"
         if sample.request:
@@ -774,8 +794,8 @@ def write_report(
         data_dir: a prepared data directory; `config.split` feeds the attention analysis.
         out_dir: where the report goes (created).
         config: what to compute and show.
-        eval_dir: an `mmt evaluate` output folder: its `metrics.md` is shown, and its
-            `samples/` when `samples_dir` is not given.
+        eval_dir: an `mmt evaluate` output folder: its metrics table is shown (from `metrics.csv`
+            and `settings.json`), and its `samples/` when `samples_dir` is not given.
         samples_dir: a folder of generated samples (PNGs, WAVs, or code arrays `.npy`).
         progress: show a progress bar.
 
@@ -796,7 +816,7 @@ def write_report(
     numbers: dict = {"model": str(checkpoint), "data": str(data_dir), "settings": asdict(config),
                      "parameters": sum(p.numel() for p in model.parameters())}
 
-    sections = [_model_section(model, checkpoint, info), _training_section(checkpoint, out_dir, findings)]
+    sections = [_model_section(model, checkpoint, info), _training_section(checkpoint, info, out_dir, findings)]
     results = model_relative_attention(model, sequences, RELATIVE_FIELDS, config.batch_size, config.device,
                                        progress=progress, total=count)
     sections.append(_attention_section(results, config, encoding, data_dir, model.config.max_seq_len, out_dir,

@@ -1,4 +1,5 @@
-"""Atomic file writes (a temp file in the same folder, then a rename), and JSON files read with clear errors."""
+"""Atomic file writes (a temp file in the same folder, then a rename; figures as PNG too), and JSON files read
+with clear errors."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> P
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def save_figure(fig, path: str | os.PathLike) -> Path:
+    """Write a matplotlib figure to `path` as PNG atomically, then close it (closed on failure too)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def replace_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -24,6 +24,7 @@ Steps (each one resumable: a second run reuses what the first one wrote):
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -197,6 +198,8 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
         generation = run(model, request, device=config.device)
         for codes, paths in zip(generation.samples, generation.write(out, audio=audio, model_name=model_name)):
             log(f"{paths['midi'].stem}: {len(codes)} rows -> {', '.join(p.name for p in paths.values())}")
+        if request.prompt is not None:
+            name_source(out, f"test piece {piece}")
         if request.mode == "continuation":
             log(f"continuation prompt: the first {config.prompt_bars} bars of test piece {piece} "
                 f"({len(generation.prompt.codes)} rows)")
@@ -206,6 +209,17 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
                 + (f"anticipation {anticipation:g} beats" if anticipation is not None else
                    "anticipation 0 (this model was trained without control rows)"))
     return out
+
+
+def name_source(out: Path, source: str) -> None:
+    """Name the piece the last run recorded in `out/settings.json` took its prompt from (a prompt
+    given as music, not as a file, is recorded as "<Music>"): the report's captions read it."""
+    from mmt.files import read_json, write_text_atomic
+    from mmt.request import SETTINGS_FILE
+
+    runs = read_json(out / SETTINGS_FILE, DemoError, "samples settings")
+    runs[-1]["source"] = source
+    write_text_atomic(out / SETTINGS_FILE, json.dumps(runs, indent=1) + "\n")
 
 
 def trim_music(music, bars: float):

@@ -60,6 +60,19 @@ def test_demo_writes_samples_evaluation_and_report(tmp_path, tiny_checkpoint, ca
     parser.feed(paths["report"].read_text())
     local = [s for s in parser.sources if not s.startswith(("http", "#", "mailto:"))]
     assert local and all((paths["report"].parent / s).exists() for s in local)
+    # every sample of every mode is shown, named by its request and the piece it was drawn from
+    page = paths["report"].read_text()
+    piece = runs[2]["source"]
+    assert piece == "test piece airdsAirs__book2.abc"  # the first of the three pieces long enough
+    assert re.findall(r"<p class='note'>([^<]* mode[^<]*)</p>", page) == [
+        "unconditioned mode; 2 bars added; seed 0",
+        "instrument mode: violin, viola, cello; 2 bars added; seed 0",
+        f"continuation mode; prompt: first 1 bar of {piece}, ending at beat 2.5; 1 bar added; seed 0",
+        f"infill mode; {piece}: bar 2 rewritten, every other note kept (pale on the piano roll); seed 0",
+        f"accompaniment mode: viola, cello; {piece} with piano kept (pale on the piano roll); seed 0"]
+    assert [run.get("source") for run in runs] == [None, None, piece, piece, piece]
+    for mode in modes:
+        assert f"<h4>{mode}-000</h4>" in page and f"src='samples/{mode}-000.png'" in page
     assert "Open" in capsys.readouterr().out
 
 

@@ -44,3 +44,28 @@ def test_replace_bytes_replaces_through_a_temporary_with_the_permissions_of_a_pl
     assert path.read_bytes() == b"new" * 100_000
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
+
+
+def test_save_figure_writes_a_png_atomically_and_closes_the_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmt.files import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = save_figure(fig, tmp_path / "plots" / "line.png")
+    assert path == tmp_path / "plots" / "line.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.fignum_exists(fig.number) is False
+    assert sorted(p.name for p in path.parent.iterdir()) == ["line.png"]  # no temp file left
+
+    fig = plt.figure()
+    fig.savefig = lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk full"))
+    with pytest.raises(OSError, match="disk full"):
+        save_figure(fig, tmp_path / "plots" / "line.png")
+    assert plt.fignum_exists(fig.number) is False
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the earlier file is left as it was
+    assert sorted(p.name for p in path.parent.iterdir()) == ["line.png"]

@@ -14,9 +14,11 @@ from mmt.analysis.evaluation import (
     EvaluationConfig,
     bar_cut,
     evaluate,
+    markdown_table,
     mean_ci,
     parse_mode,
     read_metrics_csv,
+    read_table,
     sample_seed,
     trim_music,
 )
@@ -151,6 +153,7 @@ def test_ground_truth_evaluation_writes_csv_table_and_settings(prepared, tmp_pat
     assert "| n_instruments | 1.500 ± 0.980 |" in table
     assert "| gs | 1.000 ± 0.000 |" in table
     assert table in capsys.readouterr().out
+    assert markdown_table(*read_table(out)[:3]) in table  # the table again, from the values behind it
 
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"] is None
@@ -314,6 +317,11 @@ def test_accompaniment_keeps_the_melody_and_infill_rewrites_bars_5_to_8_only(pre
     # H1: the whole split (triads log2(3) = 1.585, drums 0) against the drums piece alone (0)
     h1_row = next(line for line in table.splitlines() if line.startswith("| h1 |"))
     assert h1_row.split(" | ")[1:3] == ["0.792 ± 1.553", "0.000"]
+    # read back from metrics.csv and settings.json, the table has the same columns and cells
+    rows, modes, names, settings = read_table(out)
+    assert modes == ["ground-truth", "ground-truth (accompaniment's 1)", "accompaniment", "infill"]
+    assert names == list(METRICS) and settings["modes"] == ["ground-truth", "accompaniment", "infill"]
+    assert markdown_table(rows, modes, names) in table
 
     def notes_of(codes, program, before=None, after=None):
         rows = codes[(codes[:, Field.TYPE] == RowType.NOTE) | (codes[:, Field.TYPE] == RowType.CONTROL)]

@@ -150,6 +150,11 @@ def test_grooving_similarity_does_not_depend_on_the_resolution(resolution):
     assert grooving_similarity(music) == pytest.approx(1 - 14 / 3 / 64, abs=1e-9)
 
 
+def test_grooving_similarity_states_its_formula_in_latex():
+    assert (r"GS = \frac{2}{B(B-1)} \sum_{i<j} \Big(1 - \frac{1}{Q}\sum_{s=0}^{Q-1} g_i(s) \oplus g_j(s)\Big)"
+            in metrics.grooving_similarity.__doc__)
+
+
 def test_grooving_similarity_of_one_bar_is_nan():
     assert math.isnan(grooving_similarity(make_music(piano([(0, C, RES), (24, E, RES)]))))
 
