@@ -1,7 +1,7 @@
 """The evaluate job: metrics of ground truth and generated samples, per mode, with 95% CIs.
 
 For the first `n` pieces of a prepared split (in the split file's order) it computes the
-metrics of `analysis.metrics` on
+metrics of `mmt.analysis.metrics` on
 
 - `ground-truth`: the piece itself (`notes/<id>.npy` -> `mmt.encode_notes` -> `mmt.decode`);
 - `unconditioned`: a sample from start-of-song alone;
@@ -21,7 +21,7 @@ time signatures, kept by `mmt prepare` in `meters/<id>.json`), and so are the
 accompaniments and infills (they keep their prompt's meter); unconditioned and
 instrument samples have no meter of their own and take the model's default, 4/4. A data
 directory prepared before meters were kept gives 4/4 for every piece, and `metrics.md`
-says so. With `si`, the structureness indicators (`analysis.structure`) are computed
+says so. With `si`, the structureness indicators (`mmt.analysis.structure`) are computed
 from each trimmed piece rendered to audio with fluidsynth.
 
 It writes to its output folder `metrics.csv` (one row per sample: id, mode, every metric),

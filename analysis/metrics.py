@@ -139,7 +139,7 @@ def _entropy_bits(counts: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------- MusDr: H1, H4, GS
-def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1, short: str = "piece") -> float:
+def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1) -> float:
     r"""Pitch-class histogram entropy over windows of `n_bars` bars: H1 (n=1), H4 (n=4).
 
     Windows of `W = n_bars` consecutive bars slide one bar at a time over the piece's `B`
@@ -152,8 +152,7 @@ def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1, short: str = "
 
     windows without notes are skipped and the metric is the mean of `H_w` over the rest.
     A piece of fewer than `W` bars gets one window, the whole piece (MusDr shrinks the
-    window to the piece); `short="nan"` returns NaN for it instead (our former rule). NaN
-    when no window has a pitched note. A bar of a repeated C major triad gives log2(3).
+    window to the piece). NaN when no window has a pitched note. A bar of a repeated C major triad gives log2(3).
     Range [0, log2 12]. Lower: pitches more concentrated in a few classes.
 
     Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr,
@@ -161,17 +160,12 @@ def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1, short: str = "
     """
     if n_bars < 1:
         raise ValueError(f"n_bars must be >= 1, got {n_bars}")
-    if short not in ("piece", "nan"):
-        raise ValueError(f"short must be 'piece' or 'nan', got {short!r}")
     starts = bar_starts(music)
     notes = _notes(music)
     pitched = ~notes.is_drum
     if len(starts) == 0 or not pitched.any():
         return math.nan
-    if len(starts) < n_bars:
-        if short == "nan":
-            return math.nan
-        n_bars = len(starts)
+    n_bars = min(n_bars, len(starts))
     histogram = np.zeros((len(starts), 12), dtype=np.int64)
     np.add.at(histogram, (bar_index(starts, notes.time[pitched]), notes.pitch[pitched] % 12), 1)
     cumulative = np.vstack([np.zeros((1, 12), dtype=np.int64), np.cumsum(histogram, axis=0)])
@@ -180,13 +174,12 @@ def pitch_class_entropy_bars(music: muspy.Music, n_bars: int = 1, short: str = "
     return float(np.mean(entropies)) if entropies else math.nan
 
 
-def onset_grid(music: muspy.Music, slots_per_beat: int | None = GS_SLOTS_PER_BEAT) -> tuple[np.ndarray, np.ndarray]:
+def onset_grid(music: muspy.Music, slots_per_beat: int = GS_SLOTS_PER_BEAT) -> tuple[np.ndarray, np.ndarray]:
     """Binary onset vector of every bar on a grid of `slots_per_beat` slots per beat.
 
     Each onset (any track, drums included) goes to the nearest slot of the grid
     (`floor(tick * slots_per_beat / resolution + 1/2)`), then to the bar holding that slot;
-    the bars are those of `bars`, measured in slots. `slots_per_beat=None` uses the music's
-    own ticks as slots (our former GS, which depended on the file's resolution).
+    the bars are those of `bars`, measured in slots.
 
     Returns:
         (grid, lengths): `grid[b, s]` is True when an onset falls `s` slots into bar `b`;
@@ -196,19 +189,15 @@ def onset_grid(music: muspy.Music, slots_per_beat: int | None = GS_SLOTS_PER_BEA
     notes = _notes(music)
     if len(notes) == 0:
         return np.zeros((0, 0), dtype=bool), np.zeros(0, dtype=np.int64)
-    if slots_per_beat is None:
-        slots, unit = notes.time, music.resolution
-    else:
-        slots = np.floor(notes.time * slots_per_beat / music.resolution + 0.5).astype(np.int64)
-        unit = slots_per_beat
-    starts, lengths = _bars_to(Meter.from_music(music), int(slots.max()), unit)
+    slots = np.floor(notes.time * slots_per_beat / music.resolution + 0.5).astype(np.int64)
+    starts, lengths = _bars_to(Meter.from_music(music), int(slots.max()), slots_per_beat)
     grid = np.zeros((len(starts), int(lengths.max())), dtype=bool)
     index = bar_index(starts, slots)
     grid[index, np.minimum(slots - starts[index], lengths[index] - 1)] = True
     return grid, lengths
 
 
-def grooving_similarity(music: muspy.Music, slots_per_beat: int | None = GS_SLOTS_PER_BEAT) -> float:
+def grooving_similarity(music: muspy.Music, slots_per_beat: int = GS_SLOTS_PER_BEAT) -> float:
     r"""Grooving pattern similarity (GS): mean onset-pattern similarity of all pairs of bars.
 
     Each bar `b` gets a binary onset vector `g_b` of `Q` slots, 16 per quarter-note beat
@@ -223,7 +212,6 @@ def grooving_similarity(music: muspy.Music, slots_per_beat: int | None = GS_SLOT
     mean estimates this one). Bars of different lengths (a time-signature change) are
     compared on the longer bar's slots. Empty bars take part (all-zero vectors). NaN for
     pieces of fewer than two bars. Identical bars give 1; higher is a steadier rhythm.
-    `slots_per_beat=None` measures on the file's own ticks (our former, resolution-dependent GS).
 
     Reference: Wu and Yang, "The Jazz Transformer on the Front Line", ISMIR 2020 (MusDr,
     `compute_piece_groove_similarity`).

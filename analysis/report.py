@@ -2,7 +2,7 @@
 
 Sections: the model (config, size, checkpoint metadata), its training curve (from the
 run's `log.csv`), mean relative attention (beat, position, pitch, instrument; see
-`analysis.attention`), the learned embeddings (see `analysis.embedding`), the metrics
+`mmt.analysis.attention`), the learned embeddings (see `mmt.analysis.embedding`), the metrics
 table of an `mmt evaluate` run and generated samples as piano rolls with audio players.
 Every file is written atomically; the HTML needs no server, script or stylesheet from
 outside (open it straight from disk).
@@ -702,7 +702,7 @@ def _embedding_section(model, config: ReportConfig, out_dir: Path, findings: lis
 
 
 def metrics_table_html(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str]) -> str:
-    """The metrics table of `analysis.evaluation.table_cells` as an HTML table (every cell escaped)."""
+    """The metrics table of `mmt.analysis.evaluation.table_cells` as an HTML table (every cell escaped)."""
     from mmt.analysis.evaluation import table_cells
 
     header, *body = table_cells(rows, modes, names)
@@ -784,7 +784,7 @@ def write_report(
     """Analyse a trained model and write `index.html`, its PNGs, `findings.json` and `analysis.json`.
 
     `findings.json` holds the key numbers and the findings in words: for each musical
-    group of offsets (`analysis.attention.musical_groups`: whole bars back, unison /
+    group of offsets (`mmt.analysis.attention.musical_groups`: whole bars back, unison /
     fifth / octave, same position, same instrument) the share of attention against the
     uniform share, and the same two figures for the offsets it is compared with; the octave score; the
     training summary. `analysis.json` adds the plotted gains per offset.

@@ -18,7 +18,7 @@ import numpy as np
 from mmt.constants import FIELDS, Field, RowType
 from mmt.encoding import Encoding, decode, describe_rows, notes_from_music, notes_from_ticks, onsets
 from mmt.errors import MMTError
-from mmt.files import write_atomic, write_text_atomic
+from mmt.files import save_figure, write_atomic, write_text_atomic
 from mmt.meter import Meter
 from mmt.midi import MidiError, read_midi, read_midi_notes
 
@@ -415,14 +415,7 @@ def write_pianoroll_png(
     if handles:
         ax.legend(handles=handles, loc="upper right", fontsize="small", ncol=min(len(handles), 4))
     fig.tight_layout()
-
-    def save(tmp: Path) -> None:
-        fig.savefig(tmp, format="png")
-
-    try:
-        return write_atomic(path, save)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 SOUNDFONT_PATHS = (

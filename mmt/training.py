@@ -258,8 +258,10 @@ class _CsvLog:
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
-    """Rows of a `log.csv` or `train_log.csv` with numbers parsed."""
-    def parse(value: str):
+    """Rows of a `log.csv` or `train_log.csv` with numbers parsed (a cell missing from a short row is None)."""
+    def parse(value: str | None):
+        if value is None:
+            return None
         try:
             return int(value)
         except ValueError:

@@ -517,3 +517,10 @@ def test_init_from_refuses_weights_of_another_shape(prepared, tmp_path):
     wider["model"]["dim"] = 64
     with pytest.raises(TrainingError, match="its weights do not fit this model's config"):
         train(load_config(write_config(tmp_path / "wider.yaml", wider)), tmp_path / "wider", progress=False)
+
+
+def test_read_log_parses_numbers_and_leaves_a_short_rows_missing_cells_none(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("step,valid_loss,note\n10,2.5,best\n20,2.25\n")  # the last row cut short by a crash
+    assert read_log(path) == [{"step": 10, "valid_loss": 2.5, "note": "best"},
+                              {"step": 20, "valid_loss": 2.25, "note": None}]

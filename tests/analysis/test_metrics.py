@@ -76,7 +76,6 @@ def test_h4_of_a_piece_shorter_than_four_bars_takes_the_whole_piece():
     notes = [(bar * BAR, pitch, RES) for bar, pitch in enumerate([C, D, E])]
     music = make_music(piano(notes))
     assert pitch_class_entropy_bars(music, 4) == pytest.approx(math.log2(3))
-    assert math.isnan(pitch_class_entropy_bars(music, 4, short="nan"))  # our former rule, on request
 
 
 def test_a_trailing_bar_holding_only_a_tail_is_not_a_bar():
@@ -116,8 +115,6 @@ def test_two_bars_with_disjoint_onsets():
     # bar 0 onsets at beats 0 and 1, bar 1 at beats 2 and 3: 4 of MusDr's 64 slots differ.
     notes = [(0, C, RES), (12, C, RES), (BAR + 24, C, RES), (BAR + 36, C, RES)]
     assert grooving_similarity(make_music(piano(notes))) == pytest.approx(1 - 4 / 64)
-    # on the file's own 48 ticks per bar (our former GS): 4 of 48
-    assert grooving_similarity(make_music(piano(notes)), slots_per_beat=None) == pytest.approx(1 - 4 / 48)
 
 
 def test_grooving_similarity_averages_every_pair_and_counts_drums():
