@@ -203,7 +203,7 @@ def rest_part(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
 
     Why: taught only on pieces whose declared parts play throughout, a model that has let one
     instrument go quiet for a few notes while it samples reads the silence as the part's end,
-    and one instrument takes the piece over (`benchmarks/results/instrument-coverage.md`);
+    and one instrument takes the piece over (CHANGELOG.md, 2026-11-24);
     parts that rest and come back are meant to teach it that a declared instrument returns.
     Measured there: 2,000 steps with `rests: 0.5` delayed the take-over a little, did not stop it.
     """
@@ -240,7 +240,7 @@ def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
     Training reads the copy as its *inputs* and the true codes as its targets (`compute_loss`'s
     `inputs`), so the model learns to bring the other parts back after a stretch in which one
     instrument seemed to have everything: what its own samples look like when one instrument takes
-    them over (`benchmarks/results/instrument-coverage.md`). Measured there: 900 steps of it with
+    them over (CHANGELOG.md, 2026-11-24). Measured there: 900 steps of it with
     p 0.5 raised the share of free-running samples in which every requested instrument plays from
     35% to 67%, and the parts' top lines step further.
     """

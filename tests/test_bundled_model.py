@@ -52,27 +52,6 @@ def test_instrument_sample_uses_the_string_quartet(model):
     assert grammar_violations(codes, model.encoding, complete=False) == []
 
 
-def test_left_alone_every_requested_instrument_plays_in_most_samples(model):
-    """The issue's criterion at the model's own sampling defaults (the instrument at temperature
-    1.5), without the sampler's help: no quota, no balance, no pitch ranges. As
-    `benchmarks/request.py --plain` draws piano + violin + cello (16 samples of 16 bars, seed 0),
-    each instrument has 8+ notes in at least 13 of the 16 (81%); drawn at temperature 1 the
-    piano had them in 12."""
-    instruments = ("piano", "violin", "cello")
-    ranges, model.pitch_ranges = model.pitch_ranges, {}
-    try:
-        request = mmt.GenerationRequest(mode="instrument", instruments=instruments, bars=16, n_samples=16,
-                                        seed=0, balance=0.0, quota=0)
-        samples = mmt.request.run(model, request).samples
-    finally:
-        model.pitch_ranges = ranges
-    codes = [model.encoding.instrument_code(name) for name in instruments]
-    notes = np.array([[int(((s[:, Field.TYPE] == RowType.NOTE) & (s[:, Field.INSTRUMENT] == c)).sum()) for c in codes]
-                      for s in samples])
-    assert notes.shape == (16, 3)
-    assert ((notes >= 8).sum(axis=0) >= 13).all(), notes.tolist()
-
-
 def test_continuation_keeps_the_prompt(model):
     notes = np.array([[beat, 0, pitch, 12, 0] for beat, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72])])
     music = decode(encode_notes(notes, model.encoding), model.encoding)
