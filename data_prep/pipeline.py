@@ -95,34 +95,48 @@ def clean_notes(notes: np.ndarray) -> np.ndarray:
     Sorted by (beat, position, pitch, duration, program).
     """
     notes = np.ascontiguousarray(notes, dtype=np.int64).reshape(-1, 5)
-    beat, position, pitch, duration, program = (notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH,
-                                                                      NoteCol.DURATION, NoteCol.PROGRAM))
-    notes = notes[sort_order([beat, position, pitch, program, -duration])]
+    if len(notes) < 2:
+        return notes
+    columns = [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM, NoteCol.DURATION]
+    by_column = np.ascontiguousarray(notes.T)   # a column per row: reductions and shifts run on contiguous memory
+    low = by_column.min(axis=1)
+    widths = [int(span).bit_length() for span in (by_column.max(axis=1) - low)[columns].tolist()]
+    if sum(widths) > 62:  # too wide to pack into one key (not a piece of music): sort by the columns
+        return _clean_notes_by_columns(notes)
+    # one int64 per note: onset and pitch, then program, then duration in the lowest bits
+    code = np.zeros(len(notes), dtype=np.int64)
+    for column, width in zip(columns, widths):
+        code <<= width
+        code |= by_column[column] - low[column]
+    order = np.argsort(code, kind="stable")   # stable: timsort, fast on the tracks' runs of sorted onsets
+    code = code[order]
+    duration_bits, program_bits = widths[4], widths[3]
+    onset_and_pitch = code >> (duration_bits + program_bits)
+    note_key = code >> duration_bits
+    longest = np.ones(len(code), dtype=bool)   # the last of each run of one onset, pitch and program
+    longest[:-1] = note_key[1:] != note_key[:-1]
+    order, code, onset_and_pitch = order[longest], code[longest], onset_and_pitch[longest]
+    duration = code & ((1 << duration_bits) - 1)
+    # sorted by (onset, pitch, program): by (onset, pitch, duration, program) too unless some note
+    # is shorter than the one before it at the same onset and pitch (another program's)
+    if ((onset_and_pitch[1:] == onset_and_pitch[:-1]) & (duration[1:] < duration[:-1])).any():
+        program = (code >> duration_bits) & ((1 << program_bits) - 1)
+        order = order[np.argsort((onset_and_pitch << (duration_bits + program_bits)) | (duration << program_bits)
+                                 | program, kind="stable")]
+    return notes[order]
+
+
+def _clean_notes_by_columns(notes: np.ndarray) -> np.ndarray:
+    """`clean_notes` by `np.lexsort` of the columns, for values too wide to pack."""
+    def by(*columns):
+        return np.lexsort([notes[:, c] for c in columns[::-1]])
+
+    notes = notes[by(NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM, NoteCol.DURATION)]
     key = notes[:, [NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.PROGRAM]]
-    first = np.ones(len(notes), dtype=bool)
-    first[1:] = np.any(key[1:] != key[:-1], axis=1)
-    notes = notes[first]
-    return notes[sort_order([notes[:, c] for c in (NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION,
-                                                   NoteCol.PROGRAM)])]
-
-
-def sort_order(columns: list[np.ndarray]) -> np.ndarray:
-    """The order that sorts rows by `columns` (first column most significant), as `np.lexsort` of them reversed.
-
-    One argsort of the columns packed into an int64 when their ranges fit in 62 bits (a
-    piece's notes usually do: one sort instead of one per column), else `np.lexsort`. Rows equal in every
-    column may come in any order.
-    """
-    code = np.zeros(len(columns[0]), dtype=np.int64)
-    bits = 0
-    for column in columns:
-        low = int(column.min()) if len(column) else 0
-        width = (int(column.max()) - low).bit_length() if len(column) else 0
-        bits += width
-        if bits > 62:
-            return np.lexsort(columns[::-1])
-        code = (code << width) | (column - low)
-    return np.argsort(code)
+    longest = np.ones(len(notes), dtype=bool)
+    longest[:-1] = (key[1:] != key[:-1]).any(axis=1)
+    notes = notes[longest]
+    return notes[by(NoteCol.BEAT, NoteCol.POSITION, NoteCol.PITCH, NoteCol.DURATION, NoteCol.PROGRAM)]
 
 
 def piece_beats(notes: np.ndarray, resolution: int) -> int:
