@@ -102,6 +102,8 @@ def test_an_end_of_track_inside_a_text_event_ends_nothing(tmp_path):
         (16 * i, 60 + i, 16) for i in range(8)]
     resolution, notes, _ = read_midi_notes(path)
     assert (resolution, notes.tolist()) == (480, [[16 * i, 60 + i, 16, 0] for i in range(8)])
+    notes, _ = read_notes(path, 480)   # preparation's reader: (beat, position, pitch, duration, program)
+    assert notes.tolist() == [[0, 16 * i, 60 + i, 16, 0] for i in range(8)]
 
 
 def test_tempo_meter_and_key_maps(tmp_path):
