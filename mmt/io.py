@@ -512,7 +512,7 @@ def given_notes(rows: np.ndarray, encoding: Encoding) -> set:
 def write_codes(
     out_dir: str | os.PathLike, stem: str, codes: np.ndarray, encoding: Encoding, audio: bool = False,
     prompt_end: float | None = None, meter: Meter | None = None, key_signatures=(),
-    given: np.ndarray | None = None,
+    given: np.ndarray | None = None, music: muspy.Music | None = None, given_keys: set | None = None,
 ) -> dict[str, Path]:
     """Write one sample as MIDI, CSV, piano-roll PNG (and WAV if `audio`); returns the paths.
 
@@ -522,16 +522,20 @@ def write_codes(
         key_signatures: `muspy.KeySignature`s to write (at their ticks in `encoding.resolution`).
         given: rows of notes that were given, not written (drawn pale on the piano roll;
             default: the control rows of `codes`).
+        music: the piece to write instead of `codes` decoded (an edit's: the source's own notes
+            outside its regions); `given_keys` then names its kept notes for the piano roll,
+            as (track name, tick, pitch).
     """
     out_dir = Path(out_dir)
-    music = decode(codes, encoding, meter=meter)
-    music.key_signatures = list(key_signatures)
+    if music is None:
+        music = decode(codes, encoding, meter=meter)
+        music.key_signatures = list(key_signatures)
+        given_keys = given_notes(codes[codes[:, Field.TYPE] == RowType.CONTROL] if given is None else given, encoding)
     paths = {
         "midi": write_midi(out_dir / f"{stem}.mid", music),
         "csv": write_csv(out_dir / f"{stem}.csv", codes, encoding),
         "png": write_pianoroll_png(out_dir / f"{stem}.png", music, title=stem, prompt_end=prompt_end,
-                                   given=given_notes(codes[codes[:, Field.TYPE] == RowType.CONTROL]
-                                                     if given is None else given, encoding)),
+                                   given=given_keys or frozenset()),
     }
     if audio:
         paths["wav"] = write_wav(out_dir / f"{stem}.wav", music)

@@ -9,6 +9,11 @@ The modes live in `MODES`, one `Mode` each (what it takes, how its prompt is bui
 new mode is added there and nowhere else: the command line's `--mode` choices, the
 request's checks and the evaluation's mode names all read that table.
 
+Editing is one gesture: regions of parts x bars of a piece rewritten, every other note kept
+as it was (`mmt.edit`). The edit mode takes any regions; infill (every part over some bars),
+accompaniment (new parts over the whole piece beside kept ones) and the continuation of a
+music file cut after whole bars are presets of it, on the same path: each builds one region.
+
 Lengths (`bars`, `beats`) count what is added after the prompt: for continuation, after
 the prompt's cut; otherwise from the song's start. Bars follow the prompt's first time
 signature (4/4 without one).
@@ -32,6 +37,8 @@ import numpy as np
 from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.encoding import Encoding, as_controls, encode, onsets
+from mmt.edit import ALL_PARTS, Region, RegionPlan, bars_to_beats, drawn_notes, end_of_music, merge, parse_region
+from mmt.edit import piece_bars, plan_region
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.meter import Meter
 
@@ -39,19 +46,6 @@ DEFAULT_BEATS_PER_BAR = 4.0
 
 
 # ---------------------------------------------------------------------- prompts
-def bars_to_beats(meter: Meter, bars: float) -> float:
-    """Where the first `bars` bars of a piece end, in beats (a pickup comes on top: it is no bar).
-
-    Whole bars follow the meter's time signatures (`Meter.iter_bars`); a fraction is that
-    share of the next bar.
-    """
-    whole = int(bars)
-    skip = 1 if meter.pickup > 0 else 0
-    start = meter.bar_start(whole + skip)
-    fraction = bars - whole
-    return start + fraction * meter.beats_per_bar(start) if fraction else start
-
-
 def cut_codes(codes: np.ndarray, encoding: Encoding, n_beats: float | None) -> np.ndarray:
     """A song's rows without end-of-song and without the notes starting at or after `n_beats`.
 
@@ -128,8 +122,11 @@ class Prompt:
         controls: the given notes the model never writes (accompaniment: the kept
             instruments; infill: every note after the gap), as control rows; the sampler
             inserts each when its time comes. None: none.
-        end_beats: where the new music must end (infill: the gap's end; accompaniment:
-            the end of the given part); None: `start_beats` plus the request's length.
+        end_beats: where the new music must end (an edit: its region's end); None:
+            `start_beats` plus the request's length.
+        plan: an edit's region as the sampler gets it (`mmt.edit.RegionPlan`); the written
+            piece is then `music` with the region rewritten (`mmt.edit.merge`). None: not an edit.
+        regions: an edit's regions after the first, applied to each sample in turn.
     """
 
     codes: np.ndarray
@@ -139,6 +136,16 @@ class Prompt:
     meter: Meter | None = None
     controls: np.ndarray | None = None
     end_beats: float | None = None
+    plan: RegionPlan | None = None
+    regions: tuple[Region, ...] = ()
+
+
+def edit_prompt(music, regions: Sequence[Region], encoding: Encoding) -> Prompt:
+    """The prompt of an edit of `music`: its first region planned for the sampler (`plan_region`)."""
+    plan = plan_region(music, regions[0], encoding)
+    meter = Meter.from_music(music)
+    return Prompt(plan.prompt, plan.start_beats, meter.beats_per_bar(plan.start_beats), music, meter, plan.controls,
+                  plan.end_beats, plan, tuple(regions[1:]))
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,28 @@ def _instrument(request: "GenerationRequest", encoding: Encoding) -> Prompt:
 
 
 def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
+    """A music file or `muspy.Music` cut after whole bars (or not cut) is the edit `all@P+1-P+N` of its
+    first P bars (P: all its bars when not cut; N: `bars`); code rows and cuts or lengths in beats
+    are continued from their cut as they stand."""
     source = request.prompt
+    if not isinstance(source, np.ndarray) and request.prompt_beats is None and request.beats is None:
+        music, meter, _, _ = _given_song(request, encoding)
+        whole = piece_bars(meter, end_of_music(music, encoding.resolution))
+        kept = whole if request.prompt_bars is None else request.prompt_bars
+        if kept != int(kept):
+            raise GenerationError(f"prompt_bars must be whole bars to continue a piece, got {kept:g}",
+                                  argument="prompt_bars")
+        if kept > whole:
+            warnings.warn(f"{_describe(source)}: the prompt is {_bars(whole)} long, shorter than the {int(kept)} asked "
+                          f"for; the new music starts at bar {int(kept) + 1}", GenerationWarning, stacklevel=2)
+        cut = _cut_music(music, bars_to_beats(meter, kept))
+        if not any(t.notes for t in cut.tracks):
+            raise GenerationError(f"{_describe(source)}: the prompt has no notes before its cut, so there is "
+                                  "nothing to continue")
+        bars = DEFAULT_BARS if request.bars is None else request.bars
+        if bars != int(bars):
+            raise GenerationError(f"bars must be whole bars to continue a piece, got {bars:g}", argument="bars")
+        return edit_prompt(cut, [Region((ALL_PARTS,), int(kept) + 1, int(kept + bars))], encoding)
     if isinstance(source, np.ndarray):
         if request.prompt_bars is not None:
             raise GenerationError("a prompt of code rows has no time signature: cut it with prompt_beats")
@@ -230,7 +258,8 @@ def _codes_of(names: Sequence[str | int], encoding: Encoding) -> list[int]:
 
 
 def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
-    """The kept instruments' notes become controls; the header declares the instruments to write."""
+    """The edit `W@1-` (W: the parts to write) of the piece reduced to its kept parts K: every bar
+    of W written beside K, which stays note for note. A length cuts the piece first."""
     music, meter, _, notes = _given_song(request, encoding)
     played = np.unique(notes[:, Field.INSTRUMENT]).tolist()
     names = {code: encoding.instruments[code - 1] for code in played}
@@ -246,29 +275,48 @@ def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     if not write:
         raise GenerationError(f"{_describe(request.prompt)}: every instrument is kept; name the parts to write "
                               "with instruments (--instruments)")
-    given = notes[np.isin(notes[:, Field.INSTRUMENT], keep)]
-    end = _end_of_notes(given, encoding)
+    from mmt.edit import instrument_of
+
+    kept = copy.deepcopy(music)
+    kept.tracks = [t for t in kept.tracks if instrument_of(t, encoding) in keep]
+    last = None
     if request.length_given:
         limit = request.beats if request.bars is None else bars_to_beats(meter, request.bars)
-        end = min(end, limit)
-        given = given[onsets(given, encoding.resolution) < round(limit * encoding.resolution)]
-    return Prompt(instrument_prompt([encoding.instruments[c - 1] for c in write], encoding), 0.0,
-                  meter.beats_per_bar(0), music, meter, as_controls(given), end)
+        kept = _cut_music(kept, limit)
+        last = max(piece_bars(meter, limit), 1)
+    region = Region(tuple(encoding.instruments[c - 1] for c in write), 1, last)
+    return edit_prompt(kept, [region], encoding)
 
 
 def _infill(request: "GenerationRequest", encoding: Encoding) -> Prompt:
-    """The notes before the gap are the prompt, those from its end on are controls; the header
-    declares every instrument of the song."""
-    music, meter, song, notes = _given_song(request, encoding)
+    """The edit `all@FIRST-LAST` of the prompt's bars to fill."""
+    music, meter, _, notes = _given_song(request, encoding)
     first, last = request.bars_to_fill
-    start, end = bars_to_beats(meter, first - 1), bars_to_beats(meter, last)
+    start = bars_to_beats(meter, first - 1)
     length = _end_of_notes(notes, encoding)
     if start >= length:
         raise _input_error(f"{_describe(request.prompt)}: bar {first} starts at beat {start:g}, after the "
                            f"music ends (beat {length:g}); ", "bars_to_fill", " must lie inside it")
-    codes = cut_codes(song, encoding, start)
-    after = notes[onsets(notes, encoding.resolution) >= round(end * encoding.resolution)]
-    return Prompt(codes, start, meter.beats_per_bar(start), music, meter, as_controls(after), end)
+    return edit_prompt(music, [Region((ALL_PARTS,), first, last)], encoding)
+
+
+def _edit(request: "GenerationRequest", encoding: Encoding) -> Prompt:
+    """The request's regions of its prompt piece, the first planned for the sampler."""
+    music, _, _, _ = _given_song(request, encoding)
+    return edit_prompt(music, request.edit, encoding)
+
+
+def _bars(n: int) -> str:
+    return f"{n} bar" if n == 1 else f"{n} bars"
+
+
+def _cut_music(music, beats: float):
+    """A copy of `music` without the notes starting at or after `beats`."""
+    cut = copy.deepcopy(music)
+    limit = round(beats * music.resolution)
+    for track in cut.tracks:
+        track.notes = [note for note in track.notes if note.time < limit]
+    return cut
 
 
 def _end_of_notes(notes: np.ndarray, encoding: Encoding) -> float:
@@ -315,14 +363,17 @@ MODES: dict[str, Mode] = {mode.name: mode for mode in (
     Mode("accompaniment", "new parts for a prompt whose --keep instruments are kept note for note "
          "(--instruments: the parts to write; default: the prompt's others)", _accompaniment, ("prompt", "keep"),
          ("prompt", "keep", "instruments", *LENGTH), DEFAULT_BALANCE, DEFAULT_QUOTA),
-    Mode("infill", "the prompt's --bars-to-fill rewritten, every other note kept", _infill,
+    Mode("infill", "the prompt's --bars-to-fill rewritten, every other note kept (the edit all@FIRST-LAST)", _infill,
          ("prompt", "bars_to_fill"), ("prompt", "bars_to_fill")),
+    Mode("edit", "the prompt's --edit regions (PARTS@BARS: cello@5-8, flute@1-, all@9-12) rewritten, every other "
+         "note kept as it was", _edit, ("prompt", "edit"), ("prompt", "edit"), DEFAULT_BALANCE, DEFAULT_QUOTA),
 )}
 
 REQUEST_INPUTS: dict[str, str] = {
     "instruments": "instruments (names or GM programs)", "prompt": "a prompt (a music file)",
     "prompt_beats": "prompt_beats (the prompt's cut)", "prompt_bars": "prompt_bars (the prompt's cut)",
     "keep": "the instruments to keep (keep)", "bars_to_fill": "the bars to fill (bars_to_fill)",
+    "edit": "regions to rewrite (edit)",
     "beats": "a length in beats", "bars": "a length in bars",
 }
 """The request fields a mode needs or takes, and how an error names them (the field's name last)."""
@@ -368,6 +419,9 @@ class GenerationRequest:
         keep: accompaniment: the instruments whose notes are kept exactly (names or programs).
         bars_to_fill: infill: the first and last bar to rewrite (1-based, inclusive; bars
             follow the prompt's meter, a pickup is no bar), e.g. (9, 12) or "9-12".
+        edit: edit mode: the regions to rewrite, each `PARTS@BARS` text ("cello@5-8",
+            "flute@1-", "all@9-12"), a `mmt.edit.Region` or (parts, first bar, last bar);
+            applied in turn.
         prompt_beats, prompt_bars: keep the prompt's first N beats / bars (None: all of it).
         beats, bars: the most music added after the prompt (neither: `DEFAULT_BARS` bars).
         n_samples: samples drawn together as one batch.
@@ -388,6 +442,7 @@ class GenerationRequest:
     prompt_bars: float | None = None
     keep: tuple = ()
     bars_to_fill: tuple | str | None = None
+    edit: tuple = ()
     beats: float | None = None
     bars: float | None = None
     n_samples: int = 1
@@ -406,6 +461,8 @@ class GenerationRequest:
             object.__setattr__(self, name, (value,) if isinstance(value, (str, int)) else tuple(value or ()))
         if self.bars_to_fill is not None:
             object.__setattr__(self, "bars_to_fill", parse_bars(self.bars_to_fill))
+        edit = (self.edit,) if isinstance(self.edit, (str, Region)) else tuple(self.edit or ())
+        object.__setattr__(self, "edit", tuple(parse_region(region) for region in edit))
         for name in REQUEST_INPUTS:
             value = getattr(self, name)
             given = value is not None and not (isinstance(value, tuple) and len(value) == 0)
@@ -447,7 +504,8 @@ class GenerationRequest:
         continuation), and `temperature`, `top_k`,
         `top_p`, `repetition_penalty` (when not None) join `sampling`."""
         if mode is None:
-            mode = ("accompaniment" if fields.get("keep") else
+            mode = ("edit" if fields.get("edit") else
+                    "accompaniment" if fields.get("keep") else
                     "infill" if fields.get("bars_to_fill") is not None else
                     "instrument" if fields.get("instruments") else
                     "continuation" if fields.get("prompt") is not None else "unconditioned")
@@ -467,6 +525,7 @@ class GenerationRequest:
                 "prompt": None if prompt is None else str(prompt), "prompt_beats": self.prompt_beats,
                 "prompt_bars": self.prompt_bars, "keep": [str(i) for i in self.keep],
                 "bars_to_fill": None if self.bars_to_fill is None else list(self.bars_to_fill),
+                "edit": [str(region) for region in self.edit],
                 "beats": self.beats, "bars": self.bars,
                 "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
                 "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows}
@@ -492,6 +551,7 @@ class Generation:
     balance: float
     quota: int
     max_beats: float
+    pieces: list | None = None   # an edit's written pieces (`mmt.edit.merge`), one per sample
 
     def settings(self, model_name: str | None = None) -> dict:
         """Everything needed to draw these samples again (what `settings.json` records)."""
@@ -521,9 +581,11 @@ class Generation:
         stems = [f"{self.request.mode}-{first + k:03d}" for k in range(len(self.samples))]
         prompt_end = self.prompt.start_beats if self.prompt.start_beats > 0 else None
         keys = _key_signatures(self.prompt.music, self.encoding.resolution)
+        pieces = self.pieces or [None] * len(self.samples)
         paths = [write_codes(out_dir, stem, codes, self.encoding, audio=audio, prompt_end=prompt_end,
-                             meter=self.prompt.meter, key_signatures=keys, given=self._given(codes))
-                 for stem, codes in zip(stems, self.samples)]
+                             meter=self.prompt.meter, key_signatures=keys, given=self._given(codes), music=piece,
+                             given_keys=None if piece is None else _kept_keys(self.prompt.music, piece))
+                 for stem, codes, piece in zip(stems, self.samples, pieces)]
         runs.append({**self.settings(model_name), "samples": stems})
         write_text_atomic(settings_path, json.dumps(runs, indent=1) + "\n")
         return paths
@@ -539,6 +601,13 @@ class Generation:
 
 
 SETTINGS_FILE = "settings.json"
+
+
+def _kept_keys(source, piece) -> set:
+    """(track name, tick, pitch) of the notes of an edited `piece` that come from `source` (drawn pale)."""
+    ours = {(note.time, note.pitch, note.duration, note.velocity) for track in source.tracks for note in track.notes}
+    return {(track.name, note.time, note.pitch) for track in piece.tracks for note in track.notes
+            if (note.time, note.pitch, note.duration, note.velocity) in ours}
 
 
 def _key_signatures(music, resolution: int) -> list:
@@ -609,12 +678,25 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
         warnings.warn(f"mode {request.mode}: this model was trained without control rows, so the kept notes are "
                       "fed at their own time (anticipation 0): it sees the kept part's past only",
                       GenerationWarning, stacklevel=2)
-    samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
-                     max_new_rows=request.max_new_rows, max_beats=max_beats,
-                     start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
-                     pitch_ranges=note_ranges(model), balance=balance, quota=quota,
-                     controls=prompt.controls, device=device, progress=progress)
-    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
+    def draw(prompt: Prompt, n_samples: int, seed: int) -> list[np.ndarray]:
+        return sample(model, prompt.codes, n_samples=n_samples, params=params, seed=seed,
+                      max_new_rows=request.max_new_rows, max_beats=max_beats if prompt.plan is None else prompt.end_beats,
+                      start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
+                      pitch_ranges=note_ranges(model), balance=balance, quota=quota,
+                      controls=prompt.controls, write_instruments=None if prompt.plan is None else prompt.plan.write,
+                      end_from_beats=None if prompt.plan is None else prompt.plan.last_bar_beats,
+                      device=device, progress=progress)
+
+    samples = draw(prompt, request.n_samples, request.seed)
+    pieces = None
+    if prompt.plan is not None:  # an edit: the source's notes written back around each region
+        pieces = [merge(prompt.music, drawn_notes(s, prompt.plan, encoding), prompt.plan, encoding) for s in samples]
+        for k, region in enumerate(prompt.regions, start=1):  # later regions: one sample at a time
+            for i, piece in enumerate(pieces):
+                step = edit_prompt(piece, [region], encoding)
+                (samples[i],) = draw(step, 1, (request.seed + 7919 * k + i) % 2**63)
+                pieces[i] = merge(piece, drawn_notes(samples[i], step.plan, encoding), step.plan, encoding)
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, pieces)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

@@ -183,10 +183,13 @@ class GrammarState:
         pitch_ranges: instrument name -> (low, high) MIDI pitch; an instrument's notes stay
             inside its range (instruments not named: every pitch).
         start_beats: no new note may start before this beat (a continuation's cut).
+        write_instruments: the instrument codes new notes may take (an edit's parts; None: every
+            declared one). Quota and balance concern these alone.
     """
 
     def __init__(self, prompt: np.ndarray, batch: int, encoding: Encoding, device,
-                 pitch_ranges: Mapping[str, tuple[int, int]] | None = None, start_beats: float | None = None) -> None:
+                 pitch_ranges: Mapping[str, tuple[int, int]] | None = None, start_beats: float | None = None,
+                 write_instruments: Sequence[int] | None = None) -> None:
         types = prompt[:, Field.TYPE]
         n = encoding.n_tokens
         n_instruments = n["instrument"]
@@ -202,6 +205,11 @@ class GrammarState:
         declared = torch.zeros(batch, n_instruments, dtype=torch.bool, device=device)
         declared[:, torch.as_tensor(declared_codes, dtype=torch.long, device=device)] = True
         self.declared = declared
+        writable = torch.ones(n_instruments, dtype=torch.bool, device=device)
+        if write_instruments is not None:
+            writable[:] = False
+            writable[torch.as_tensor(list(write_instruments), dtype=torch.long, device=device)] = True
+        self.writable = writable
         self.last_instrument = full(declared_codes.max() if len(declared_codes) else 0)  # the header's
         last = _last_note(notes, encoding, start_beats)
         self.last_beat, self.last_position, self.last_pitch, self.last_duration, self.last_note_instrument = (
@@ -227,6 +235,11 @@ class GrammarState:
         self.device = device
 
     # ---- what the next note may be
+    @property
+    def writing(self) -> Tensor:
+        """(B, I): the instruments new notes may take: declared, and among the ones to write."""
+        return self.declared & self.writable
+
     def same_onset_instruments(self) -> Tensor:
         """(B, I): declared instruments that can still play a note at the last note's onset.
 
@@ -239,7 +252,7 @@ class GrammarState:
         duration_room = (self.last_duration < self.n["duration"] - 1)[:, None]
         same_pitch = ((self.pitch_high[None, :] >= last_pitch) & (self.pitch_low[None, :] <= last_pitch)
                       & ~self.used & (duration_room | (self.codes[None, :] > self.last_note_instrument[:, None])))
-        return self.declared & (higher | same_pitch)
+        return self.writing & (higher | same_pitch)
 
     def type_mask(self, allow_eos: bool, onset_full: Tensor) -> Tensor:
         """Allowed row types (B, n_types); `onset_full` (B,): no further note fits at the last note's onset."""
@@ -311,7 +324,7 @@ def _capped(allowed: Tensor, where: Tensor, highest: Tensor) -> Tensor:
 
 def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
               generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0,
-              quota: int = 0, start_ticks: int = 0) -> Tensor:
+              quota: int = 0, start_ticks: int = 0, end_from_ticks: int = 0) -> Tensor:
     """The next row (B, 6) of every sample, sampled field by field under the grammar masks.
 
     Fields are drawn in the order type, beat, position, instrument, pitch, duration, so
@@ -320,7 +333,9 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     limit, an instrument behind the schedule of `quota` new notes by the limit (`lagging`)
     gets the note, the onsets do not run more than one note's share of the song ahead of
     the instrument with the fewest notes, and end-of-song waits until every instrument has
-    its quota. Finished samples get padding rows (all zeros).
+    its quota. End-of-song also waits until the last note starts at or after `end_from_ticks`
+    (an edit's last bar), unless a note past the limit ends the sample. Finished samples get
+    padding rows (all zeros).
     """
     device = logits[0].device
     n = encoding.n_tokens
@@ -344,8 +359,11 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
         return codes
 
     if quota and allow_eos:  # end-of-song waits for every instrument's quota
-        allow_eos = (state.counts >= quota) | ~state.declared
+        allow_eos = (state.counts >= quota) | ~state.writing
         allow_eos = allow_eos.all(-1)
+    if end_from_ticks:  # an edit's region is written to its last bar
+        last_onset = (state.last_beat - 1) * encoding.resolution + state.last_position - 1
+        allow_eos = torch.as_tensor(allow_eos, device=device) & (last_onset >= end_from_ticks)
     if bool(torch.as_tensor(allow_eos).any()):  # the last beat ends the sample (see the module docstring)
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
@@ -363,7 +381,7 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     short = None
     if quota and limit_ticks is not None:
         span = max(limit_ticks - start_ticks, 1)
-        lacking = state.declared & (state.counts < quota)
+        lacking = state.writing & (state.counts < quota)
         short = lacking.any(-1)
         fewest = torch.where(lacking, state.counts, quota).min(-1).values
         last_tick = (due_tick(fewest + 1, quota, start_ticks, span) - 1).clamp(min=0)
@@ -381,15 +399,15 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     position = draw(Field.POSITION, position_allowed, kept=note_row)
     same_onset = same_beat & (position == last_position)
 
-    note_instruments = torch.where(same_onset[:, None], at_last_onset, state.declared)
+    note_instruments = torch.where(same_onset[:, None], at_last_onset, state.writing)
     if quota and limit_ticks is not None:
         onset = (beat - 1) * encoding.resolution + position - 1
-        behind = note_instruments & lagging(state.counts, state.declared, quota, onset, start_ticks, span)
+        behind = note_instruments & lagging(state.counts, state.writing, quota, onset, start_ticks, span)
         note_instruments = torch.where(behind.any(-1, keepdim=True), behind, note_instruments)
     instrument_allowed = torch.where(header_row[:, None], state.codes[None, :] > state.last_instrument[:, None],
                                      note_instruments)
     bias = None if balance == 0 else torch.where(header_row[:, None], 0.0,
-                                                 balance_bias(state.counts, state.declared, balance))
+                                                 balance_bias(state.counts, state.writing, balance))
     instrument = draw(Field.INSTRUMENT, instrument_allowed, bias, kept=note_row | header_row)
 
     pitch_codes = torch.arange(n["pitch"], device=device)[None, :]
@@ -441,6 +459,8 @@ def sample(
     window_shift: int = DEFAULT_WINDOW_SHIFT,
     controls: np.ndarray | None = None,
     anticipation: float | None = None,
+    write_instruments: Sequence[int] | None = None,
+    end_from_beats: float | None = None,
     device=None,
     progress: bool = False,
 ) -> list[np.ndarray]:
@@ -479,6 +499,12 @@ def sample(
         anticipation: beats ahead of their time that controls are fed (default: the
             model's, `encoding.anticipation`; 0 for a model trained without controls, the
             only value such a model takes).
+        write_instruments: instrument codes the new notes may take (an edit's parts, some of
+            them declared for the prompt's notes alone); quota and balance concern these.
+            None: every declared instrument.
+        end_from_beats: end-of-song is not drawn before a note starts at or after this beat
+            (an edit's last bar, so that a region is written to its end); a note at or past
+            `max_beats` still ends the sample.
         device: where to run; the model is moved there. Default: the model's device.
         progress: show a progress bar over the steps.
 
@@ -510,9 +536,10 @@ def sample(
     generator.manual_seed(seed)
     try:
         with torch.inference_mode():
-            state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats)
+            state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats, write_instruments)
             queue = ControlQueue(pending, prompt, n_samples, encoding, interval, device)
-            rules = {"balance": balance, "quota": quota, "start_ticks": start_ticks}
+            rules = {"balance": balance, "quota": quota, "start_ticks": start_ticks,
+                     "end_from_ticks": 0 if end_from_beats is None else round(end_from_beats * encoding.resolution)}
             rows = _run(model, prefix, state, queue, max_new_rows, min_new_rows, limit_ticks, params, rules,
                         generator, window_shift, device, tqdm if progress else None)
     finally:

@@ -44,7 +44,7 @@ FLAGS = {"prompt_beats": "--prompt-beats", "prompt_bars": "--prompt-bars", "beat
          "n_samples": "-n", "max_new_rows": "--max-rows", "seed": "--seed", "balance": "--balance",
          "quota": "--quota", "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
          "repetition_penalty": "--repetition-penalty", "instruments": "--instruments", "prompt": "--prompt",
-         "keep": "--keep", "bars_to_fill": "--bars-to-fill"}
+         "keep": "--keep", "bars_to_fill": "--bars-to-fill", "edit": "--edit"}
 
 
 @contextlib.contextmanager
@@ -381,22 +381,30 @@ def _add_generate(sub) -> None:
         "otherwise bars of 4/4).",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run's folder: its best/)")
-    p.add_argument("--mode", choices=list(MODES), default="unconditioned", help="default: unconditioned")
+    p.add_argument("--mode", choices=list(MODES), help="default: from what is given (--edit: edit, --keep: "
+                   "accompaniment, --bars-to-fill: infill, --instruments: instrument, --prompt: continuation; "
+                   "nothing: unconditioned)")
     p.add_argument("--instruments", nargs="+", metavar="NAME_OR_PROGRAM",
                    help="instrument mode: e.g. piano violin cello, or GM programs 0 40 42; accompaniment: the "
                    "parts to write (default: the prompt's instruments not kept)")
-    p.add_argument("--prompt", metavar="FILE", help="continuation, accompaniment, infill: a MIDI/MusicXML/kern/abc "
+    p.add_argument("--prompt", metavar="FILE", help="continuation, accompaniment, infill, edit: a MIDI/MusicXML/kern/abc "
                    "file")
     p.add_argument("--keep", nargs="+", metavar="NAME_OR_PROGRAM",
                    help="accompaniment: the prompt's instruments whose notes are kept exactly")
     p.add_argument("--bars-to-fill", metavar="FIRST-LAST",
                    help="infill: the bars to rewrite, e.g. 9-12 (1-based, inclusive); every other note is kept")
+    p.add_argument("--edit", action="append", metavar="PARTS@BARS",
+                   help="edit: rewrite these parts over these bars of the --prompt piece, every other note kept as "
+                   "it was; e.g. cello@5-8, violin,viola@3, flute@1- (add a flute over the whole piece), all@9-12 "
+                   "(infill), all@9-24 on an 8-bar piece (continue to bar 24). Bars are the piece's own (1-based, "
+                   "inclusive; a pickup is no bar); repeat --edit for more regions, applied in turn")
     cut = p.add_mutually_exclusive_group()
     cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats (default: all of it)")
     cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=float, help="add at most this many bars (default: no limit)")
-    length.add_argument("--beats", type=float, help="add at most this many beats (default: no limit)")
+    length.add_argument("--bars", type=float, help="add at most this many bars (default: 32; a continuation of "
+                        "a piece cut after whole bars writes all of them)")
+    length.add_argument("--beats", type=float, help="add at most this many beats (default: 32 bars)")
     p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, and printed)")
     _add_sampling(p)
@@ -428,7 +436,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     with _flags_named():
         request = GenerationRequest.build(
             mode=args.mode, instruments=tuple(args.instruments or ()), prompt=args.prompt,
-            keep=tuple(args.keep or ()), bars_to_fill=args.bars_to_fill,
+            keep=tuple(args.keep or ()), bars_to_fill=args.bars_to_fill, edit=tuple(args.edit or ()),
             prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
             n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
             quota=args.quota, sampling=_sampling(args),
@@ -441,7 +449,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     prompt = generation.prompt
     if request.mode == "continuation":
         n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
-        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
+        cut = f"{prompt.start_beats:g} beats" if prompt.plan is None else (
+            f"{prompt.plan.region.first_bar - 1} bars ({prompt.start_beats:g} beats)")
+        print(f"{args.prompt}: prompt of {cut}, {n_notes} notes, {len(prompt.codes)} rows")
     if prompt.controls is not None:
         anticipation = model.encoding.anticipation
         print(f"{args.prompt}: {len(prompt.controls)} notes kept as given (control rows), new notes from beat "

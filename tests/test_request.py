@@ -65,7 +65,7 @@ def test_settings_record_everything_needed_to_draw_again():
                                 sampling={"top_p": {"pitch": 0.9}})
     assert request.settings() == {
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
-        "prompt_bars": None, "keep": [], "bars_to_fill": None, "beats": None, "bars": 4, "n_samples": 2,
+        "prompt_bars": None, "keep": [], "bars_to_fill": None, "edit": [], "beats": None, "bars": 4, "n_samples": 2,
         "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "quota": None, "seed": 7, "max_new_rows": 1024,
     }
 
@@ -118,7 +118,7 @@ def test_every_mode_is_offered_by_the_command_and_the_evaluation():
     generate_parser = build_parser()._subparsers._group_actions[0].choices["generate"]
     mode_action = next(a for a in generate_parser._actions if a.dest == "mode")
     assert list(mode_action.choices) == list(MODES) == ["unconditioned", "instrument", "continuation",
-                                                        "accompaniment", "infill"]
+                                                        "accompaniment", "infill", "edit"]
     for name in ("unconditioned", "instrument", "accompaniment", "infill"):
         assert parse_mode(name) == (name, None)
     assert parse_mode("continuation-4") == ("continuation", 4)

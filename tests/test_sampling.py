@@ -535,7 +535,7 @@ def test_a_prompt_without_usable_notes_is_an_error_and_a_short_one_a_warning(che
     write_midi_file(short, [(0, False, [(b, 60 + b, 1) for b in range(4)])])
     assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(short), "--prompt-bars",
                  "2", "--bars", "1", "--seed", "0", "--max-rows", "10", "--out", str(tmp_path / "o"), "--quiet"]) == 0
-    assert ("short.mid: the prompt is 4 beats long, shorter than the 8 asked for; the new music starts at beat 8"
+    assert ("short.mid: the prompt is 1 bar long, shorter than the 2 asked for; the new music starts at bar 3"
             in capsys.readouterr().err)
 
 
