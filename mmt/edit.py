@@ -119,14 +119,14 @@ def instrument_of(track, encoding: Encoding) -> int:
     return int(encoding.program_codes[DRUM_PROGRAM if track.is_drum else int(track.program)])
 
 
-def part_codes(parts, music, encoding: Encoding) -> list[int]:
+def part_codes(region: Region, music, encoding: Encoding) -> list[int]:
     """The instrument codes of a region's parts (sorted); `all`: every instrument the piece plays."""
-    if parts == (ALL_PARTS,):
+    if region.every_part:
         return sorted({instrument_of(t, encoding) for t in music.tracks if t.notes} - {0})
     try:
-        return sorted({encoding.instrument_code(int(p) if str(p).isdigit() else p) for p in parts})
+        return sorted({encoding.instrument_code(int(p) if str(p).isdigit() else p) for p in region.parts})
     except ValueError as error:  # an unknown instrument name or program
-        raise GenerationError(str(error), argument="edit") from None
+        raise GenerationError(f"edit {region}: {error}", argument="edit") from None
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def plan_region(music, region: Region, encoding: Encoding) -> RegionPlan:
     training data's control kinds declare the instruments the model sees as notes).
     """
     meter = Meter.from_music(music)
-    write = part_codes(region.parts, music, encoding)
+    write = part_codes(region, music, encoding)
     if not write:
         raise GenerationError(f"edit {region}: the piece has no part this model knows", argument="edit")
     start, end, last_bar = region_beats(region, meter, music, encoding)

@@ -334,7 +334,7 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     gets the note, the onsets do not run more than one note's share of the song ahead of
     the instrument with the fewest notes, and end-of-song waits until every instrument has
     its quota. End-of-song also waits until the last note starts at or after `end_from_ticks`
-    (an edit's last bar), unless a note past the limit ends the sample. Finished samples get
+    (an edit's last bar); until then the notes stay before the limit. Finished samples get
     padding rows (all zeros).
     """
     device = logits[0].device
@@ -361,9 +361,15 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     if quota and allow_eos:  # end-of-song waits for every instrument's quota
         allow_eos = (state.counts >= quota) | ~state.writing
         allow_eos = allow_eos.all(-1)
+    going_on = None   # samples that may not end yet keep their notes before the limit
     if end_from_ticks:  # an edit's region is written to its last bar
         last_onset = (state.last_beat - 1) * encoding.resolution + state.last_position - 1
         allow_eos = torch.as_tensor(allow_eos, device=device) & (last_onset >= end_from_ticks)
+        if limit_ticks is not None:
+            going_on = ~allow_eos
+            final = torch.full_like(state.last_beat, limit_ticks - 1)
+            final_beat = torch.div(final, encoding.resolution, rounding_mode="floor") + 1
+            final_position = final % encoding.resolution + 1
     if bool(torch.as_tensor(allow_eos).any()):  # the last beat ends the sample (see the module docstring)
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
@@ -390,12 +396,16 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     beat_allowed = codes_from(beat_floor, n["beat"])
     if short is not None:
         beat_allowed = _capped(beat_allowed, short, limit_beat)
+    if going_on is not None:
+        beat_allowed = _capped(beat_allowed, going_on, final_beat)
     beat = draw(Field.BEAT, beat_allowed, kept=note_row)
     same_beat = beat == last_beat
     position_floor = torch.where(same_beat, last_position + full.long(), 0)
     position_allowed = codes_from(position_floor, n["position"])
     if short is not None:
         position_allowed = _capped(position_allowed, short & (beat == limit_beat), limit_position)
+    if going_on is not None:
+        position_allowed = _capped(position_allowed, going_on & (beat == final_beat), final_position)
     position = draw(Field.POSITION, position_allowed, kept=note_row)
     same_onset = same_beat & (position == last_position)
 
@@ -503,8 +513,8 @@ def sample(
             them declared for the prompt's notes alone); quota and balance concern these.
             None: every declared instrument.
         end_from_beats: end-of-song is not drawn before a note starts at or after this beat
-            (an edit's last bar, so that a region is written to its end); a note at or past
-            `max_beats` still ends the sample.
+            (an edit's last bar, so that a region is written to its end); until then the
+            notes stay before `max_beats`.
         device: where to run; the model is moved there. Default: the model's device.
         progress: show a progress bar over the steps.
 
