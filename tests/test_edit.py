@@ -158,3 +158,25 @@ def test_regions_apply_in_turn():
 def test_an_unknown_part_is_an_error_naming_the_edit():
     with pytest.raises(GenerationError, match="^edit kazoo@1-2: unknown instrument 'kazoo'"):
         plan_region(trio(), parse_region("kazoo@1-2"), Encoding())
+
+
+def test_the_command_line_edits_a_file_and_records_the_regions(tmp_path, capsys):
+    import json
+
+    from mmt.checkpoint import save_model
+    from mmt_app.cli import main
+
+    model = save_model(tiny_model(encoding=ANTICIPATING, max_seq_len=256), tmp_path / "model")
+    source = mmt.write_midi(tmp_path / "trio.mid", trio(4))
+    assert main(["generate", str(model), "--prompt", str(source), "--edit", "cello@2-3", "--edit", "flute@4-",
+                 "--seed", "0", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    (run_settings,) = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert (run_settings["mode"], run_settings["edit"], run_settings["samples"]) == (
+        "edit", ["cello@2-3", "flute@4-"], ["edit-000"])
+    back = mmt.read_music(tmp_path / "out" / "edit-000.mid")
+    assert [t.name for t in back.tracks] == ["Violin I", "Viola", "Cello", "flute"]
+    assert notes_of(back, "Violin I") == notes_of(mmt.read_music(source), "Violin I")
+    assert main(["generate", str(model), "--prompt", str(source), "--edit", "cello5-8",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert ("mmt generate: error: --edit must look like PARTS@BARS (cello@5-8, flute@1-, all@9-12), got 'cello5-8'"
+            in capsys.readouterr().err)
