@@ -119,26 +119,47 @@ def instrument_of(track, encoding: Encoding) -> int:
     return int(encoding.program_codes[DRUM_PROGRAM if track.is_drum else int(track.program)])
 
 
-def part_codes(region: Region, music, encoding: Encoding) -> list[int]:
-    """The instrument codes of a region's parts (sorted); `all`: every instrument the piece plays."""
+def select_parts(region: Region, music, encoding: Encoding) -> tuple[list[int], list[int]]:
+    """(indices of the piece's tracks the region rewrites, the instrument codes it writes; sorted).
+
+    A part is a track of the piece named so (case-insensitive: `tenor` in a chorale), else an
+    instrument (name or GM program): every track of it, or a new part when the piece has none;
+    `all` is every track of an instrument the model knows.
+    """
+    codes = [instrument_of(track, encoding) for track in music.tracks]
     if region.every_part:
-        return sorted({instrument_of(t, encoding) for t in music.tracks if t.notes} - {0})
-    try:
-        return sorted({encoding.instrument_code(int(p) if str(p).isdigit() else p) for p in region.parts})
-    except ValueError as error:  # an unknown instrument name or program
-        raise GenerationError(f"edit {region}: {error}", argument="edit") from None
+        tracks = [i for i, code in enumerate(codes) if code and music.tracks[i].notes]
+        return tracks, sorted({codes[i] for i in tracks})
+    tracks, write = set(), set()
+    for part in region.parts:
+        named = [i for i, track in enumerate(music.tracks) if (track.name or "").strip().lower() == part.lower()]
+        if named:
+            tracks.update(i for i in named if codes[i])
+            write.update(codes[i] for i in named if codes[i])
+            continue
+        try:
+            code = encoding.instrument_code(int(part) if part.isdigit() else part)
+        except ValueError as error:  # neither a track's name nor an instrument
+            names = ", ".join(track.name for track in music.tracks if track.name) or "none named"
+            raise GenerationError(f"edit {region}: {part!r} is no part of the piece (its parts: {names}); {error}",
+                                  argument="edit") from None
+        tracks.update(i for i, c in enumerate(codes) if c == code)
+        write.add(code)
+    return sorted(tracks), sorted(write)
 
 
 @dataclass(frozen=True)
 class RegionPlan:
     """What the sampler gets for one region: the prompt rows (start-of-song, the header, start-of-notes,
     the notes before the region), the kept notes from the region's start on as control rows (None:
-    none), the instruments to write, and the region (as asked, and in beats)."""
+    none), the instruments to write, and the region (as asked, and in beats); `tracks`: the source's
+    tracks whose notes in the region are rewritten."""
 
     region: Region
     prompt: np.ndarray
     controls: np.ndarray | None
     write: list[int]
+    tracks: list[int]
     start_beats: float
     end_beats: float
     last_bar_beats: float   # where the region's last bar starts: the sampler writes up to there at least
@@ -153,6 +174,15 @@ def region_beats(region: Region, meter: Meter, music, encoding: Encoding) -> tup
     return bars_to_beats(meter, region.first_bar - 1), bars_to_beats(meter, last), bars_to_beats(meter, last - 1)
 
 
+def _without_region(music, tracks: list[int], start: float, end: float):
+    """A copy of `music` without the notes of `tracks` that start in [start, end) beats."""
+    out = copy.deepcopy(music)
+    start_tick, end_tick = round(start * music.resolution), round(end * music.resolution)
+    for index in tracks:
+        out.tracks[index].notes = [n for n in out.tracks[index].notes if not start_tick <= n.time < end_tick]
+    return out
+
+
 def plan_region(music, region: Region, encoding: Encoding) -> RegionPlan:
     """The prompt, controls and parts to write for `region` of `music` (see the module docstring).
 
@@ -160,25 +190,23 @@ def plan_region(music, region: Region, encoding: Encoding) -> RegionPlan:
     training data's control kinds declare the instruments the model sees as notes).
     """
     meter = Meter.from_music(music)
-    write = part_codes(region, music, encoding)
+    tracks, write = select_parts(region, music, encoding)
     if not write:
         raise GenerationError(f"edit {region}: the piece has no part this model knows", argument="edit")
     start, end, last_bar = region_beats(region, meter, music, encoding)
-    song = encode(music, encoding)
+    song = encode(_without_region(music, tracks, start, end), encoding)
     notes = song[song[:, Field.TYPE] == RowType.NOTE]
     tick = onsets(notes, encoding.resolution)
-    start_tick, end_tick = round(start * encoding.resolution), round(end * encoding.resolution)
-    before = notes[tick < start_tick]
-    rewritten = (tick >= start_tick) & (tick < end_tick) & np.isin(notes[:, Field.INSTRUMENT], write)
-    kept = notes[(tick >= start_tick) & ~rewritten]
+    start_tick = round(start * encoding.resolution)
+    before, kept = notes[tick < start_tick], notes[tick >= start_tick]
     declared = sorted(set(before[:, Field.INSTRUMENT].tolist()) | set(write))
     head = np.zeros((len(declared) + 2, 6), dtype=np.int64)
     head[0, Field.TYPE] = RowType.START_OF_SONG
     head[1:-1, Field.TYPE] = RowType.INSTRUMENT
     head[1:-1, Field.INSTRUMENT] = declared
     head[-1, Field.TYPE] = RowType.START_OF_NOTES
-    return RegionPlan(region, np.vstack([head, before]), as_controls(kept) if len(kept) else None, write, start, end,
-                      last_bar)
+    return RegionPlan(region, np.vstack([head, before]), as_controls(kept) if len(kept) else None, write, tracks,
+                      start, end, last_bar)
 
 
 # ---------------------------------------------------------------------- the piece the user keeps
@@ -186,25 +214,23 @@ def merge(source, new_notes: np.ndarray, plan: RegionPlan, encoding: Encoding):
     """`source` (a `muspy.Music`) with the region's old notes replaced by `new_notes` (note rows).
 
     Every other note, track (program, name, drum flag), tempo, time and key signature and the
-    ticks per beat stay as in the source; the region's parts lose their notes starting inside
-    it. A new note joins the first track of its instrument, or a new track named after the
-    instrument; it gets the decoder's velocity.
+    ticks per beat stay as in the source; the region's tracks lose their notes starting inside
+    it. A new note joins the first of the region's tracks of its instrument, else the first
+    track of its instrument, else a new track named after the instrument; it gets the
+    decoder's velocity.
     """
     import muspy
 
-    music = copy.deepcopy(source)
+    music = _without_region(source, plan.tracks, plan.start_beats, plan.end_beats)
     resolution = music.resolution
-    start_tick, end_tick = round(plan.start_beats * resolution), round(plan.end_beats * resolution)
     tracks: dict[int, object] = {}
-    for track in music.tracks:
-        code = instrument_of(track, encoding)
-        if code in plan.write:
-            track.notes = [n for n in track.notes if not start_tick <= n.time < end_tick]
-            tracks.setdefault(code, track)
+    for index in plan.tracks + list(range(len(music.tracks))):
+        tracks.setdefault(instrument_of(music.tracks[index], encoding), music.tracks[index])
     durations = np.asarray(encoding.known_durations)
     scale = resolution / encoding.resolution
     onset = np.rint(onsets(new_notes, encoding.resolution) * scale).astype(np.int64)
     length = np.maximum(np.rint(durations[new_notes[:, Field.DURATION] - 1] * scale), 1).astype(np.int64)
+    written = set()
     for row, time, ticks in zip(new_notes.tolist(), onset.tolist(), length.tolist()):
         code = row[Field.INSTRUMENT]
         if code not in tracks:
@@ -214,8 +240,9 @@ def merge(source, new_notes: np.ndarray, plan: RegionPlan, encoding: Encoding):
             music.tracks.append(tracks[code])
         tracks[code].notes.append(muspy.Note(time=time, pitch=row[Field.PITCH] - 1, duration=ticks,
                                              velocity=DEFAULT_VELOCITY))
-    for track in tracks.values():
-        track.notes.sort(key=lambda note: (note.time, note.pitch, note.duration))
+        written.add(code)
+    for code in written:
+        tracks[code].notes.sort(key=lambda note: (note.time, note.pitch, note.duration))
     return music
 
 

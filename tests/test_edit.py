@@ -156,7 +156,8 @@ def test_regions_apply_in_turn():
 
 
 def test_an_unknown_part_is_an_error_naming_the_edit():
-    with pytest.raises(GenerationError, match="^edit kazoo@1-2: unknown instrument 'kazoo'"):
+    with pytest.raises(GenerationError, match=r"^edit kazoo@1-2: 'kazoo' is no part of the piece \(its parts: "
+                                              r"Violin I, Viola, Cello\); unknown instrument 'kazoo'"):
         plan_region(trio(), parse_region("kazoo@1-2"), Encoding())
 
 
@@ -180,3 +181,22 @@ def test_the_command_line_edits_a_file_and_records_the_regions(tmp_path, capsys)
                  "--out", str(tmp_path / "out")]) == 2
     assert ("mmt generate: error: --edit must look like PARTS@BARS (cello@5-8, flute@1-, all@9-12), got 'cello5-8'"
             in capsys.readouterr().err)
+
+
+def test_a_part_is_named_by_its_track_where_parts_share_an_instrument():
+    # a chorale: four tracks of one instrument (voices), told apart by their names
+    voices = [("Soprano", 72), ("Alto", 67), ("Tenor", 60), ("Bass", 48)]
+    chorale = muspy.Music(resolution=TICKS, time_signatures=[muspy.TimeSignature(0, 4, 4)], tracks=[
+        muspy.Track(program=52, name=name, notes=[muspy.Note(TICKS * b, pitch + b % 3, TICKS, 90) for b in range(16)])
+        for name, pitch in voices])
+    generation = run(tiny_model(encoding=ANTICIPATING, max_seq_len=256),
+                     GenerationRequest(mode="edit", prompt=chorale, edit=("tenor@2-3",), seed=2))
+    assert (generation.prompt.plan.tracks, generation.prompt.plan.write) == ([2], [Encoding().instrument_code("voices")])
+    (piece,) = generation.pieces
+    assert [t.name for t in piece.tracks] == ["Soprano", "Alto", "Tenor", "Bass"]
+    for name in ("Soprano", "Alto", "Bass"):
+        assert notes_of(piece, name) == notes_of(chorale, name)
+    tenor = notes_of(piece, "Tenor")
+    assert [n for n in tenor if not 4 * TICKS <= n[0] < 12 * TICKS] == [
+        n for n in notes_of(chorale, "Tenor") if not 4 * TICKS <= n[0] < 12 * TICKS]
+    assert any(n[3] == 64 and 4 * TICKS <= n[0] < 12 * TICKS for n in tenor)
