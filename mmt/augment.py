@@ -328,11 +328,7 @@ def select_region(notes: np.ndarray, resolution: int, rng: np.random.Generator, 
       start (`NEW_PART_FROM_START`) or from the last line at or before one of its notes
       drawn uniformly, to the item's end.
 
-    As generation builds an edit: the notes before the span stay note rows (the prompt);
-    from the span's start every note is given except the written parts' inside it (the
-    model's targets). The header declares the written parts and the instruments of the
-    notes before the span (every note row's instrument, as the grammar asks; a span from
-    the start so declares just the written parts, as accompaniment does).
+    The layout is `region_layout`'s, as an edit builds it at generation.
 
     Returns:
         (one flag per note row: given, the header's instrument codes, the kind).
@@ -359,9 +355,27 @@ def select_region(notes: np.ndarray, resolution: int, rng: np.random.Generator, 
         stop = int(later[0]) if len(later) else start + length
         playing = np.unique(instrument[(tick >= start) & (tick < stop)])
         written = rng.choice(playing, 1 + int(rng.integers(max(len(playing) - 1, 1))), replace=False)
-    inside = (tick >= start) & (tick < stop)
-    given = (tick >= start) & ~(inside & np.isin(instrument, written))
-    return given, np.union1d(written, instrument[tick < start]), kind
+    return (*region_layout(notes, resolution, start, stop, written), kind)
+
+
+def region_layout(notes: np.ndarray, resolution: int, start: int, stop: int, written
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `notes` (note rows) are given, and the header, when the parts `written`
+    (instrument codes; new ones too) are written from tick `start` to `stop` (excluded).
+
+    The notes before `start` stay note rows (the prompt); from `start` on every note is
+    given except the written parts' before `stop` (the model's targets). The header declares
+    the written parts and the instruments of the notes before `start` (every note row's
+    instrument, as the grammar asks; a span from the start declares just the written parts,
+    as accompaniment does; every part written is infilling's layout).
+
+    Returns:
+        (one flag per note row: given, the header's instrument codes).
+    """
+    instrument = notes[:, Field.INSTRUMENT]
+    tick = onsets(notes, resolution)
+    given = (tick >= start) & ~((tick < stop) & np.isin(instrument, written))
+    return given, np.union1d(written, instrument[tick < start]).astype(np.int64)
 
 
 # ---------------------------------------------------------------------- drawn with the settings

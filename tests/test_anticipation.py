@@ -12,7 +12,7 @@ import torch
 import mmt
 from mmt import Encoding, GenerationError, GenerationRequest
 from mmt.constants import Field, RowType
-from mmt.augment import select_controls, select_region
+from mmt.augment import region_layout, select_controls, select_region
 from mmt.config import Augmentation
 from mmt.data import MusicDataset, crop_codes, make_item
 from mmt.encoding import anticipate, decode, encode_notes, grammar_violations, onsets, song_with_controls
@@ -208,6 +208,23 @@ def test_a_new_part_is_written_over_the_given_others():
     assert beats_of(TRIO_NOTES[~given], 27) == [0, 3, 6, 9, 12, 15, 18, 21]
     assert beats_of(TRIO_NOTES[~given], 1) == list(range(9))
     assert beats_of(TRIO_NOTES[~given], 25) == [0, 2, 4, 6, 8]
+
+
+def test_a_region_layout_is_what_an_edit_of_given_parts_and_bars_asks():
+    # the cello over bars 3-4 of 3/4 (beats 6-11)
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 12 * 12, [27])
+    assert header.tolist() == [1, 25, 27]
+    assert beats_of(TRIO_NOTES[~given], 27) == [0, 3, 6, 9]
+    assert beats_of(TRIO_NOTES[~given], 1) == [0, 1, 2, 3, 4, 5] and beats_of(TRIO_NOTES[~given], 25) == [0, 2, 4]
+    # a flute added from bar 3 on: every note from there is given, the header declares the flute too
+    flute = ANTICIPATING.instrument_code("flute")
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 24 * 12, [flute])
+    assert header.tolist() == [1, 25, 27, flute]
+    assert np.array_equal(given, onsets(TRIO_NOTES, 12) >= 6 * 12)
+    # every part over bars 3-4: infilling's layout
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 12 * 12, [1, 25, 27])
+    assert header.tolist() == [1, 25, 27] and (onsets(TRIO_NOTES[given], 12) >= 12 * 12).all()
+    assert int(given.sum()) == 22
 
 
 def test_regions_are_drawn_only_with_their_share_and_two_parts():
