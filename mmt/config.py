@@ -226,7 +226,8 @@ class Augmentation:
     takeover: float = 0.0
     takeover_share: tuple[float, float] = TAKEOVER_SHARE
 
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("controls", "regions", "instrument_remap", "remap_ensemble", "rests", "takeover")
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("controls", "regions", "instrument_remap", "remap_ensemble", "rests",
+                                                "takeover")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pitch_shift", tuple(self.pitch_shift))

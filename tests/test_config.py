@@ -88,8 +88,8 @@ def test_the_augmentation_keys_stand_in_the_data_section(tmp_path):
     assert load_config(path).to_dict()["data"] == {
         "path": None, "max_seq_len": None, "max_beat": None, "augment": True, "train_split": "train",
         "valid_split": "valid", "anticipation": 4.0, "pitch_shift": [-3, 3], "controls": 0.25,
-        "regions": 0.0, "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0, "takeover": 0.0,
-        "takeover_share": [0.2, 0.6], "mix": None}
+        "regions": 0.0, "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0,
+        "takeover": 0.0, "takeover_share": [0.2, 0.6], "mix": None}
     assert load_config(write(tmp_path, "data: {augment: false}\n")).data.item_augmentation is None
     with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'data\.augmentation'"):
         load_config(write(tmp_path, "data: {augmentation: {controls: 0.25}}\n"))
