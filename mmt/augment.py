@@ -6,7 +6,7 @@ config); `mmt.data.make_item` applies the item-level ones in this order:
 1. a pitch shift (`pitch_shift_bounds`, `shift_pitches`) and a random start beat;
 2. relabelled instruments (`remap_instruments`, from the registers of one ensemble with
    probability `remap_ensemble`: `ensemble_registers`);
-3. control rows (`select_controls`);
+3. control rows (`select_controls`; some parts over a span: `select_region`);
 4. a rest of one part (`rest_part`).
 
 Training adds a simulated take-over to each step's inputs, its targets unchanged
@@ -259,28 +259,40 @@ def takeover_inputs(codes, mask, p: float, rng: np.random.Generator,
     return out
 
 
-CONTROL_KINDS: tuple[str, ...] = ("instruments", "spans", "suffix")
+CONTROL_KINDS: tuple[str, ...] = ("instruments", "spans", "suffix")  # drawn uniformly
+REGION_KINDS: tuple[str, ...] = ("regions", "new_part")  # drawn with `Augmentation.regions`
 SPAN_BEATS = (1, 8)  # a control span lasts 1..8 beats
 SPAN_GAP_BEATS = 16.0  # mean beats between spans (exponential)
+REGION_BEATS = (4, 16)  # a region lasts 4..16 beats, rounded up to a bar line when the bars are known
+NEW_PART = 0.25  # the share of region items in which one part is written from a line to the item's end
+NEW_PART_FROM_START = 0.5  # ... and the share of those in which it is written from the item's start
 
 
-def select_controls(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, np.ndarray, str]:
+def select_controls(codes: np.ndarray, encoding: Encoding, rng: np.random.Generator, regions: float = 0.0,
+                    bars: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Which notes of a song become control rows, drawn from `rng` (as the Anticipatory Music
     Transformer's training data, in beats).
 
-    One kind is drawn uniformly among those the song allows:
+    A song with two or more instruments takes, with probability `regions`, a region kind
+    (`select_region`: some parts written over a span, everything else given). Otherwise one
+    kind is drawn uniformly among those the song allows:
     - "instruments" (two or more instruments): a random non-empty proper subset of the
       instruments is given (accompaniment); the header declares the others;
     - "spans": the notes of random spans of 1..8 beats, a mean of 16 beats apart, are given;
     - "suffix": every note from a random onset on is given (infilling: the gap is what the
       model writes before it).
+    With `regions` 0 nothing more is drawn than before it existed.
+
+    Args:
+        bars: the item's bar lines in ticks (for the region kinds; None: every beat is one).
 
     Returns:
         (one flag per note row, the header's instrument codes, the kind).
     """
     notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
     instruments = np.unique(notes[:, Field.INSTRUMENT])
+    if regions > 0 and len(instruments) > 1 and rng.random() < regions:
+        return select_region(notes, encoding.resolution, rng, bars)
     kinds = [kind for kind in CONTROL_KINDS if kind != "instruments" or len(instruments) > 1]
     kind = kinds[int(rng.integers(len(kinds)))]
     tick = onsets(notes, encoding.resolution)
@@ -299,6 +311,72 @@ def select_controls(codes: np.ndarray, encoding: Encoding, rng: np.random.Genera
         given |= (tick >= at) & (tick < at + length)
         at += length + rng.exponential(SPAN_GAP_BEATS) * encoding.resolution
     return given, instruments, kind
+
+
+def select_region(notes: np.ndarray, resolution: int, rng: np.random.Generator, bars: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Some parts written over a span, every other note given: the layout of an edit region
+    ("rewrite the cello in bars 5-8", "add a flute from bar 9"), drawn from `rng`.
+
+    `notes`: note rows of two or more instruments. Lines are `bars` (bar starts in ticks; the
+    item's start is one too) or, without them, every beat. One of two kinds:
+    - "regions" (1 - `NEW_PART`): the span starts at the last line at or before a note drawn
+      uniformly and lasts 4..16 beats (`REGION_BEATS`), up to the next line; the written
+      parts are a random non-empty proper subset of the instruments with a note in the span
+      (the one such instrument, when only one plays there);
+    - "new_part" (`NEW_PART`): one instrument, drawn uniformly, is written from the item's
+      start (`NEW_PART_FROM_START`) or from the last line at or before one of its notes
+      drawn uniformly, to the item's end.
+
+    The layout is `region_layout`'s, as an edit builds it at generation.
+
+    Returns:
+        (one flag per note row: given, the header's instrument codes, the kind).
+    """
+    instrument = notes[:, Field.INSTRUMENT]
+    instruments = np.unique(instrument)
+    tick = onsets(notes, resolution)
+    lines = np.arange(0, int(tick.max()) + 1, resolution) if bars is None else np.union1d(0, bars)
+
+    def line_before(at: int) -> int:
+        return int(lines[np.searchsorted(lines, at, side="right") - 1])
+
+    if rng.random() < NEW_PART:
+        kind = "new_part"
+        written = instruments[[int(rng.integers(len(instruments)))]]
+        own = tick[instrument == written[0]]
+        start = 0 if rng.random() < NEW_PART_FROM_START else line_before(int(own[rng.integers(len(own))]))
+        stop = int(tick.max()) + 1
+    else:
+        kind = "regions"
+        start = line_before(int(tick[rng.integers(len(tick))]))
+        length = int(rng.integers(REGION_BEATS[0], REGION_BEATS[1] + 1)) * resolution
+        later = lines[lines >= start + length]
+        stop = int(later[0]) if len(later) else start + length
+        playing = np.unique(instrument[(tick >= start) & (tick < stop)])
+        written = rng.choice(playing, 1 + int(rng.integers(max(len(playing) - 1, 1))), replace=False)
+    return (*region_layout(notes, resolution, start, stop, written), kind)
+
+
+def region_layout(notes: np.ndarray, resolution: int, start: int, stop: int, written
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `notes` (note rows) are given, and the header, when the parts `written`
+    (instrument codes; new ones too) are written from tick `start` to `stop` (excluded).
+
+    The notes before `start` stay note rows (the prompt); from `start` on every note is
+    given except the written parts' before `stop` (the model's targets). The header declares
+    the written parts and the instruments of the notes before `start` (every note row's
+    instrument, as the grammar asks; a span from the start declares just the written parts,
+    as accompaniment does; every part written is infilling's layout).
+
+    Returns:
+        (one flag per note row: given, the header's instrument codes).
+    """
+    instrument = notes[:, Field.INSTRUMENT]
+    tick = onsets(notes, resolution)
+    given = (tick >= start) & ~((tick < stop) & np.isin(instrument, written))
+    return given, np.union1d(written, instrument[tick < start]).astype(np.int64)
+
 
 # ---------------------------------------------------------------------- drawn with the settings
 def random_shift(notes: np.ndarray, augmentation: Augmentation, rng: np.random.Generator) -> np.ndarray:
@@ -323,13 +401,14 @@ def maybe_remap(notes: np.ndarray, encoding: Encoding, augmentation: Augmentatio
 
 
 def maybe_controls(codes: np.ndarray, encoding: Encoding, augmentation: Augmentation,
-                   rng: np.random.Generator) -> np.ndarray:
-    """With probability `controls`, the song with some notes as control rows (`select_controls`),
+                   rng: np.random.Generator, bars: np.ndarray | None = None) -> np.ndarray:
+    """With probability `controls`, the song with some notes as control rows (`select_controls`,
+    a region kind with probability `regions`, its spans ending on `bars` when given),
     interleaved an anticipation interval ahead of their time (`mmt.encoding.song_with_controls`)."""
     p = augmentation.controls
     if not (p > 0 and rng.random() < p):
         return codes
-    given, header, _ = select_controls(codes, encoding, rng)
+    given, header, _ = select_controls(codes, encoding, rng, augmentation.regions, bars)
     return song_with_controls(codes, given, encoding, header)
 
 

@@ -188,6 +188,12 @@ class Augmentation:
         controls: the probability that a training item gets control rows (given notes:
             whole instruments, time spans, or everything from a beat on; `mmt.augment.select_controls`).
             0 (default): a model without control rows.
+        regions: the share of items with control rows (of two or more instruments) that take a
+            region kind (`mmt.augment.select_region`): some parts written over a span of 4-16
+            beats (whole bars when the prepared directory keeps the piece's meter), or one part
+            added over the rest, every other note given, as an edit (`--edit PARTS@BARS`) asks;
+            the others draw the kinds above uniformly. 0 (default): no regions, the items drawn
+            exactly as before the setting existed. Needs `controls` > 0.
         instrument_remap: the probability that a training item's parts are relabelled as other
             instruments whose register holds them, a chordal part maybe first split by register
             (`mmt.augment.remap_instruments`), so that the model learns to play every instrument it
@@ -212,6 +218,7 @@ class Augmentation:
 
     pitch_shift: tuple[int, int] = PITCH_SHIFT
     controls: float = 0.0
+    regions: float = 0.0
     instrument_remap: float = 0.0
     remap_ensemble: float = 0.0
     remap_split: str = "random"
@@ -219,7 +226,8 @@ class Augmentation:
     takeover: float = 0.0
     takeover_share: tuple[float, float] = TAKEOVER_SHARE
 
-    PROBABILITIES: ClassVar[tuple[str, ...]] = ("controls", "instrument_remap", "remap_ensemble", "rests", "takeover")
+    PROBABILITIES: ClassVar[tuple[str, ...]] = ("controls", "regions", "instrument_remap", "remap_ensemble", "rests",
+                                                "takeover")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pitch_shift", tuple(self.pitch_shift))
@@ -232,6 +240,8 @@ class Augmentation:
                 raise ConfigError(f"{name} must be a probability in 0..1, got {value}")
         if len(self.takeover_share) != 2 or not 0 <= self.takeover_share[0] <= self.takeover_share[1] <= 1:
             raise ConfigError(f"takeover_share must be [low, high] with 0 <= low <= high <= 1, got {list(self.takeover_share)}")
+        if self.regions > 0 and self.controls == 0:
+            raise ConfigError("regions > 0 needs controls > 0 (it chooses among the items with control rows)")
         if self.remap_ensemble > 0 and self.instrument_remap == 0:
             raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")
         if self.remap_split not in REMAP_SPLITS:

@@ -18,9 +18,10 @@ settings say, with the functions of `mmt.augment`:
    whose register holds them (`mmt.augment.remap_instruments`);
 3. encoding with `mmt.encode_notes`;
 4. control selection (augmenting, with probability `controls`): some notes become control
-   rows (`mmt.augment.select_controls`: whole instruments, random time
-   spans, or everything from a random beat on), interleaved an anticipation interval
-   ahead of their time (`mmt.encoding.song_with_controls`), so that one model learns
+   rows (`mmt.augment.select_controls`: whole instruments, random time spans, or
+   everything from a random beat on; with probability `regions`, some parts written over
+   a span of the piece's bars and every other note given), interleaved an anticipation
+   interval ahead of their time (`mmt.encoding.song_with_controls`), so that one model learns
    the unconditioned, instrument, continuation, accompaniment and infilling layouts;
 5. cropping to `max_seq_len` rows: the most notes that fit with start-of-song, the
    header of the instruments those notes use, and start-of-notes; end-of-song is kept
@@ -45,6 +46,7 @@ from mmt.augment import maybe_controls, maybe_remap, maybe_rest, random_shift
 from mmt.config import Augmentation
 from mmt.constants import DRUM_PROGRAM, Field, NoteCol, RowType
 from mmt.encoding import Encoding, encode_notes
+from mmt.meter import Meter
 from mmt.prepared import DataError, PreparedData
 
 
@@ -61,6 +63,14 @@ def beat_window(notes: np.ndarray, start: int, n_beats: int) -> tuple[np.ndarray
     window[:, NoteCol.BEAT] -= start
     ends = not np.any(beat >= start + n_beats)
     return window, ends
+
+
+def window_bar_lines(meter: Meter, start: int, n_beats: int, resolution: int) -> np.ndarray:
+    """The bar lines of `meter` inside the window of `n_beats` beats from beat `start`, in the
+    window's ticks (as `beat_window` moves it to start at 0)."""
+    starts, _ = meter.bar_ticks((start + n_beats) * resolution, resolution)
+    lines = starts - start * resolution
+    return lines[lines >= 0]
 
 
 def window_starts(notes: np.ndarray, n_beats: int) -> np.ndarray:
@@ -123,10 +133,14 @@ def make_item(
     max_beat: int | None = None,
     rng: np.random.Generator | None = None,
     augmentation: Augmentation = Augmentation(),
+    meter: Meter | None = None,
 ) -> np.ndarray:
     """One training item from a notes array: when `rng` is given, varied as `augmentation` says
     (`mmt.augment`: a pitch shift and a random start beat, relabelled instruments, control rows,
     a part's rest), windowed, encoded and cropped.
+
+    `meter`: the piece's, so that region spans (`augmentation.regions`) end on its bar lines
+    (`window_bar_lines`); None: on beats.
 
     Without `rng` the window starts at beat 0, pitches stay as they are, the instruments are the
     piece's own and no note is a control.
@@ -143,7 +157,8 @@ def make_item(
         notes = maybe_remap(notes, encoding, augmentation, rng, measured=max_seq_len)
     codes = encode_notes(notes, encoding)
     if rng is not None:
-        codes = maybe_controls(codes, encoding, augmentation, rng)
+        bars = None if meter is None else window_bar_lines(meter, start, max_beat, encoding.resolution)
+        codes = maybe_controls(codes, encoding, augmentation, rng, bars)
     codes = crop_codes(codes, max_seq_len, ends=ends)
     if rng is not None:
         codes = maybe_rest(codes, encoding, augmentation, rng)
@@ -262,8 +277,10 @@ class MusicDataset:
         index = index % len(self)
         if self.augment is None:
             return make_item(self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat)
+        # the meter only matters to regions; others are not slowed by reading it
+        meter = self.data.meter(self.ids[index]) if self.augment.regions > 0 else None
         return make_item(self.load_notes(index), self.encoding, self.max_seq_len, self.max_beat, self.rng(index),
-                         self.augment)
+                         self.augment, meter)
 
 
 def collate(batch: list[np.ndarray]) -> dict:

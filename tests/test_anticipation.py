@@ -12,7 +12,7 @@ import torch
 import mmt
 from mmt import Encoding, GenerationError, GenerationRequest
 from mmt.constants import Field, RowType
-from mmt.augment import select_controls
+from mmt.augment import region_layout, select_controls, select_region
 from mmt.config import Augmentation
 from mmt.data import MusicDataset, crop_codes, make_item
 from mmt.encoding import anticipate, decode, encode_notes, grammar_violations, onsets, song_with_controls
@@ -162,6 +162,100 @@ def test_without_controls_items_are_as_before():
         plain = make_item(notes, Encoding(), 32, rng=np.random.default_rng(seed))
         assert np.array_equal(plain, make_item(notes, ANTICIPATING, 32, rng=np.random.default_rng(seed),
                                                augmentation=Augmentation(controls=0.0)))
+
+
+# a trio of 24 beats (8 bars of 3/4): piano (1) on every beat, violin (25) every 2, cello (27) every 3
+TRIO = encode_notes(np.array([[b, 0, 60 + b % 7, 12, 0] for b in range(24)]
+                             + [[b, 0, 72, 24, 40] for b in range(0, 24, 2)]
+                             + [[b, 0, 48, 36, 42] for b in range(0, 24, 3)]), ANTICIPATING)
+TRIO_NOTES = TRIO[TRIO[:, Field.TYPE] == RowType.NOTE]
+THREE_FOUR = np.arange(0, 24 * 12, 36)  # its bar lines in ticks
+
+
+def beats_of(rows, instrument):
+    return (onsets(rows[rows[:, Field.INSTRUMENT] == instrument], 12) // 12).tolist()
+
+
+def test_a_region_writes_some_parts_over_whole_bars_and_gives_every_other_note():
+    given, header, kind = select_region(TRIO_NOTES, 12, np.random.default_rng(6), THREE_FOUR)
+    assert kind == "regions"
+    assert header.tolist() == [1, 25, 27]  # the written piano and violin, and every part playing before
+    written = TRIO_NOTES[~given]
+    # bars 5-7 (beats 12-20): the piano and the violin are written; before them every note is a prompt note
+    assert beats_of(written, 1) == list(range(21))
+    assert beats_of(written, 25) == [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert beats_of(written, 27) == [0, 3, 6, 9]
+    # given: the cello inside the span, and everything from bar 8 on
+    assert beats_of(TRIO_NOTES[given], 1) == [21, 22, 23]
+    assert beats_of(TRIO_NOTES[given], 25) == [22]
+    assert beats_of(TRIO_NOTES[given], 27) == [12, 15, 18, 21]
+    # on beats without bars: a span of 4..16 beats from the beat of a drawn note (beats 2-8 here)
+    given, header, kind = select_region(TRIO_NOTES, 12, np.random.default_rng(2))
+    assert kind == "regions" and header.tolist() == [1, 25, 27]
+    assert beats_of(TRIO_NOTES[~given], 27) == [0, 3, 6]  # the cello is written
+    assert beats_of(TRIO_NOTES[~given], 1) == [0, 1] and beats_of(TRIO_NOTES[~given], 25) == [0]
+    assert beats_of(TRIO_NOTES[given], 27) == [9, 12, 15, 18, 21]
+
+
+def test_a_new_part_is_written_over_the_given_others():
+    # from the start: only the written part is declared, as accompaniment declares it
+    given, header, kind = select_region(TRIO_NOTES, 12, np.random.default_rng(34))
+    assert kind == "new_part" and header.tolist() == [1]
+    assert np.array_equal(given, TRIO_NOTES[:, Field.INSTRUMENT] != 1)
+    # from a bar line (bar 4) to the end: the bars before it are prompt notes of every part
+    given, header, kind = select_region(TRIO_NOTES, 12, np.random.default_rng(11), THREE_FOUR)
+    assert kind == "new_part" and header.tolist() == [1, 25, 27]
+    assert beats_of(TRIO_NOTES[~given], 27) == [0, 3, 6, 9, 12, 15, 18, 21]
+    assert beats_of(TRIO_NOTES[~given], 1) == list(range(9))
+    assert beats_of(TRIO_NOTES[~given], 25) == [0, 2, 4, 6, 8]
+
+
+def test_a_region_layout_is_what_an_edit_of_given_parts_and_bars_asks():
+    # the cello over bars 3-4 of 3/4 (beats 6-11)
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 12 * 12, [27])
+    assert header.tolist() == [1, 25, 27]
+    assert beats_of(TRIO_NOTES[~given], 27) == [0, 3, 6, 9]
+    assert beats_of(TRIO_NOTES[~given], 1) == [0, 1, 2, 3, 4, 5] and beats_of(TRIO_NOTES[~given], 25) == [0, 2, 4]
+    # a flute added from bar 3 on: every note from there is given, the header declares the flute too
+    flute = ANTICIPATING.instrument_code("flute")
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 24 * 12, [flute])
+    assert header.tolist() == [1, 25, 27, flute]
+    assert np.array_equal(given, onsets(TRIO_NOTES, 12) >= 6 * 12)
+    # every part over bars 3-4: infilling's layout
+    given, header = region_layout(TRIO_NOTES, 12, 6 * 12, 12 * 12, [1, 25, 27])
+    assert header.tolist() == [1, 25, 27] and (onsets(TRIO_NOTES[given], 12) >= 12 * 12).all()
+    assert int(given.sum()) == 22
+
+
+def test_regions_are_drawn_only_with_their_share_and_two_parts():
+    # a share of 0 draws what was drawn before regions existed (the literal draws above)
+    for seed in range(20):
+        before = select_controls(TRIO, ANTICIPATING, np.random.default_rng(seed))
+        same = select_controls(TRIO, ANTICIPATING, np.random.default_rng(seed), regions=0.0, bars=THREE_FOUR)
+        assert np.array_equal(before[0], same[0]) and np.array_equal(before[1], same[1]) and before[2] == same[2]
+    kinds = [select_controls(TRIO, ANTICIPATING, np.random.default_rng(seed), regions=1.0)[2] for seed in range(20)]
+    assert set(kinds) == {"regions", "new_part"} and kinds.count("new_part") == 3
+    kinds = [select_controls(TRIO, ANTICIPATING, np.random.default_rng(seed), regions=0.5)[2] for seed in range(20)]
+    assert [kinds.count(kind) for kind in ("instruments", "spans", "suffix", "regions", "new_part")] == [3, 3, 7, 6, 1]
+    solo = encode_notes(np.array([[b, 0, 60, 12, 0] for b in range(8)]), ANTICIPATING)
+    assert {select_controls(solo, ANTICIPATING, np.random.default_rng(seed), regions=1.0)[2]
+            for seed in range(20)} == {"spans", "suffix"}
+
+
+def test_a_region_item_is_the_prompt_then_the_written_parts_beside_their_controls():
+    given, header, _ = select_region(TRIO_NOTES, 12, np.random.default_rng(6), THREE_FOUR)
+    item = song_with_controls(TRIO, given, ANTICIPATING, header)
+    assert grammar_violations(item, ANTICIPATING) == []
+    assert item[:5, [Field.TYPE, Field.INSTRUMENT]].tolist() == [[1, 0], [2, 1], [2, 25], [2, 27], [3, 0]]
+    body = item[5:-1]
+    # the first given note (the cello on beat 12) comes after the last note row before beat 10:
+    # the notes before the span read as the prompt an edit feeds, its controls an interval ahead
+    first = int(np.flatnonzero(body[:, Field.TYPE] == RowType.CONTROL)[0])
+    assert onsets(body[:first], 12).max() == 10 * 12 and (body[:first, Field.TYPE] == RowType.NOTE).all()
+    assert body[first, [Field.BEAT, Field.INSTRUMENT]].tolist() == [13, 27]
+    notes = body[body[:, Field.TYPE] == RowType.NOTE]
+    inside = notes[onsets(notes, 12) >= 12 * 12]
+    assert sorted(set(inside[:, Field.INSTRUMENT].tolist())) == [1, 25] and onsets(inside, 12).max() == 20 * 12
 
 
 # ---------------------------------------------------------------------- the sampler

@@ -88,8 +88,8 @@ def test_the_augmentation_keys_stand_in_the_data_section(tmp_path):
     assert load_config(path).to_dict()["data"] == {
         "path": None, "max_seq_len": None, "max_beat": None, "augment": True, "train_split": "train",
         "valid_split": "valid", "anticipation": 4.0, "pitch_shift": [-3, 3], "controls": 0.25,
-        "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0, "takeover": 0.0,
-        "takeover_share": [0.2, 0.6], "mix": None}
+        "regions": 0.0, "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0,
+        "takeover": 0.0, "takeover_share": [0.2, 0.6], "mix": None}
     assert load_config(write(tmp_path, "data: {augment: false}\n")).data.item_augmentation is None
     with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'data\.augmentation'"):
         load_config(write(tmp_path, "data: {augmentation: {controls: 0.25}}\n"))
@@ -129,6 +129,18 @@ def test_instrument_remap_is_a_probability_drawn_with_the_augmentation():
     assert Augmentation().remap_split == "random" and Augmentation(remap_split="voices").remap_split == "voices"
     with pytest.raises(ConfigError, match="remap_split must be one of random, voices, got 'pairs'"):
         Augmentation(remap_split="pairs")
+
+
+def test_regions_is_a_share_of_the_items_with_controls(tmp_path):
+    assert Augmentation().regions == 0.0 and Augmentation(controls=0.5, regions=0.3).regions == 0.3
+    assert load_config(write(tmp_path, "data: {controls: 0.5, regions: 0.3}\n")).data.augmentation == Augmentation(
+        controls=0.5, regions=0.3)
+    with pytest.raises(ConfigError, match="regions must be a probability in 0..1, got 1.5"):
+        Augmentation(controls=0.5, regions=1.5)
+    with pytest.raises(ConfigError, match=r"regions > 0 needs controls > 0"):
+        Augmentation(regions=0.3)
+    with pytest.raises(ConfigError, match=r"controls > 0 needs augment: true"):
+        DataConfig(augmentation=Augmentation(controls=0.5, regions=0.3), augment=False)
 
 
 def test_remap_ensemble_is_a_probability_among_relabelled_items():

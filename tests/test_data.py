@@ -13,8 +13,9 @@ from mmt.constants import INSTRUMENT_REGISTERS, REMAP_ENSEMBLES
 from mmt.augment import (chordal_share, pitch_shift_bounds, remap_instruments, rest_part, step_takeover,
                          takeover_inputs, voice_count, voice_lines)
 from mmt.config import Augmentation, ConfigError
-from mmt.data import MusicDataset, beat_window, collate, crop_codes, make_item, window_starts
-from mmt.encoding import grammar_violations
+from mmt.data import MusicDataset, beat_window, collate, crop_codes, make_item, window_bar_lines, window_starts
+from mmt.encoding import grammar_violations, onsets
+from mmt.meter import Meter
 from mmt.prepared import DataError
 from tests.factories import write_prepared
 
@@ -563,3 +564,36 @@ def test_a_steps_takeover_is_drawn_from_seed_step_and_rank(encoding):
     assert torch.equal(step_takeover(codes, mask, taking, 7, 5, rank=1), drawn)
     assert not torch.equal(drawn, codes)
     assert not torch.equal(step_takeover(codes, mask, taking, 7, 6, rank=1), drawn)  # another step draws anew
+
+
+# ---------------------------------------------------------------------- regions
+TRIO = np.array([[b, 0, pitch + b % 5, 12, program] for b in range(24)
+                 for pitch, program in ((60, 0), (72, 40), (48, 42))])  # piano, violin and cello on every beat
+THREE_FOUR = Meter(time_signatures=((0, 3, 4),))
+
+
+def test_window_bar_lines_are_the_meters_bar_lines_in_the_windows_ticks():
+    assert window_bar_lines(THREE_FOUR, 4, 8, 12).tolist() == [24, 60]  # bars at beats 6 and 9
+    assert window_bar_lines(Meter(time_signatures=((0, 3, 4),), pickup=1), 4, 8, 12).tolist() == [0, 36, 72]
+    assert window_bar_lines(Meter(), 0, 8, 12).tolist() == [0, 48]  # no time signature: 4/4
+
+
+def test_region_items_start_their_span_on_a_bar_line_of_the_pieces_meter(tmp_path):
+    encoding = Encoding(anticipation=2.0)
+    root = write_prepared(tmp_path / "data", {"metered": TRIO, "plain": TRIO}, {"train": ["metered", "plain"]},
+                          encoding, meters={"metered": THREE_FOUR})
+    augmentation = Augmentation(controls=1.0, regions=1.0, pitch_shift=(0, 0))
+    ds = MusicDataset(root, "train", encoding, 200, augment=augmentation, seed=0)
+    firsts = {"metered": [], "plain": []}
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for index, name in enumerate(ds.ids):
+            item = ds[index]
+            assert grammar_violations(item, encoding) == []
+            assert np.array_equal(item, make_item(TRIO, encoding, 200, rng=ds.rng(index), augmentation=augmentation,
+                                                  meter=THREE_FOUR if name == "metered" else None))
+            controls = item[item[:, Field.TYPE] == RowType.CONTROL]
+            firsts[name].append(int(onsets(controls, 12).min()) // 12)
+    # every part plays on every beat and some part is given from the span's start, so the first control
+    # is on its first beat: a bar line of 3/4, or any beat without a meter
+    assert firsts == {"metered": [0, 3, 21, 12, 12, 6], "plain": [14, 0, 9, 0, 19, 19]}
