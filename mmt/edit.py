@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmt.augment import region_layout
 from mmt.constants import DRUM_PROGRAM, DRUMS, Field, RowType
 from mmt.encoding import DEFAULT_VELOCITY, Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError
@@ -186,8 +187,8 @@ def _without_region(music, tracks: list[int], start: float, end: float):
 def plan_region(music, region: Region, encoding: Encoding) -> RegionPlan:
     """The prompt, controls and parts to write for `region` of `music` (see the module docstring).
 
-    The header declares the parts to write and the parts that play before the region (as the
-    training data's control kinds declare the instruments the model sees as notes).
+    The header declares the parts to write and the parts that play before the region, as the
+    training data's region kind lays a region out (`mmt.augment.region_layout`).
     """
     meter = Meter.from_music(music)
     tracks, write = select_parts(region, music, encoding)
@@ -196,10 +197,11 @@ def plan_region(music, region: Region, encoding: Encoding) -> RegionPlan:
     start, end, last_bar = region_beats(region, meter, music, encoding)
     song = encode(_without_region(music, tracks, start, end), encoding)
     notes = song[song[:, Field.TYPE] == RowType.NOTE]
-    tick = onsets(notes, encoding.resolution)
+    # training's layout of a region (`region_layout`); the region's own notes are out of `notes`
+    # already (by track: parts of one instrument are told apart), so every note from the start on is given
     start_tick = round(start * encoding.resolution)
-    before, kept = notes[tick < start_tick], notes[tick >= start_tick]
-    declared = sorted(set(before[:, Field.INSTRUMENT].tolist()) | set(write))
+    given, declared = region_layout(notes, encoding.resolution, start_tick, start_tick, write)
+    before, kept = notes[~given], notes[given]
     head = np.zeros((len(declared) + 2, 6), dtype=np.int64)
     head[0, Field.TYPE] = RowType.START_OF_SONG
     head[1:-1, Field.TYPE] = RowType.INSTRUMENT
