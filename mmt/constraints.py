@@ -65,7 +65,8 @@ def parse_key(text: str) -> tuple[int, str]:
     """("D:major" | "d minor" | "Bb:minor") -> (tonic pitch class, mode), or a GenerationError."""
     match = re.fullmatch(r"\s*([A-Ga-g])([#b]?)\s*[: ]\s*(major|minor)\s*", str(text), flags=re.IGNORECASE)
     if not match:
-        raise GenerationError(f"key must look like C:major or F#:minor, got {text!r}", argument="key")
+        raise GenerationError(f"key must look like C:major or F#:minor (a request also takes \"source\"), got {text!r}",
+                              argument="key")
     letter, accidental, mode = match.groups()
     tonic = PITCH_NAMES.index(letter.upper())
     tonic = (tonic + 1) % 12 if accidental == "#" else (tonic - 1) % 12 if accidental == "b" else tonic
@@ -258,3 +259,28 @@ def _crosses(pitches: np.ndarray, mine: int, sounding: np.ndarray, place: np.nda
 
 def _share(flags: np.ndarray) -> float | None:
     return round(float(np.mean(flags)), 4) if len(flags) else None
+
+
+def source_key(music=None, pitches=(), durations=None) -> str | None:
+    """The key a source is in: its first key signature with a root and mode, else the key estimated
+    from its `pitches` (`estimate_key`); None without either."""
+    for signature in getattr(music, "key_signatures", None) or []:
+        if signature.root is not None and signature.mode in MODES:
+            return key_name(signature.root, signature.mode)
+    return estimate_key(pitches, durations)
+
+
+def request_constraints(values, music=None, given: np.ndarray | None = None, encoding=None) -> PartConstraints:
+    """The `PartConstraints` of a request's `constraints` mapping: `key` defaults to "source", the
+    source's key (`source_key` of `music` or, without a signature, of the `given` rows' pitches;
+    none in a mode without a source)."""
+    values = {"key": "source", **values}
+    if values["key"] == "source":
+        pitches, durations = (), None
+        if given is not None and len(given):
+            notes = given[np.isin(given[:, Field.TYPE], (RowType.NOTE, RowType.CONTROL))]
+            notes = notes[[encoding.instruments[code - 1] != DRUMS for code in notes[:, Field.INSTRUMENT]]]
+            pitches = notes[:, Field.PITCH] - 1
+            durations = np.asarray(encoding.known_durations)[notes[:, Field.DURATION] - 1]
+        values["key"] = source_key(music, pitches, durations)
+    return PartConstraints.from_mapping(values)

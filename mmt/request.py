@@ -31,6 +31,7 @@ import numpy as np
 
 from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
+from mmt.constraints import PartConstraints, measure, request_constraints
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.meter import Meter
@@ -379,6 +380,10 @@ class GenerationRequest:
             the mode's default; 0: off).
         seed: the random seed (None: a random one, recorded in the `Generation`).
         max_new_rows: the most rows added per sample.
+        constraints: `mmt.constraints.PartConstraints` fields that keep the written parts to
+            their instruments (defaults: usual ranges, no crossing, `key` "source": the
+            source's key signature or estimated key, none without a source), e.g.
+            {"range_widen": 3, "no_crossing": False, "key": "D:major", "key_strength": 1}.
     """
 
     mode: str = "unconditioned"
@@ -396,6 +401,7 @@ class GenerationRequest:
     quota: int | None = None
     seed: int | None = None
     max_new_rows: int = 1024
+    constraints: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -431,6 +437,10 @@ class GenerationRequest:
         except ConfigError as error:
             raise GenerationError(str(error), argument=error.argument) from None
         object.__setattr__(self, "sampling", MappingProxyType(dict(self.sampling)))
+        if not isinstance(self.constraints, Mapping):
+            raise GenerationError(f"constraints must map PartConstraints fields to values, got {self.constraints!r}")
+        request_constraints(self.constraints)  # checked now ("source", the default key, resolves in `run`)
+        object.__setattr__(self, "constraints", MappingProxyType(dict(self.constraints)))
 
     def sampling_params(self, defaults: SamplingParams) -> SamplingParams:
         """`defaults` (a model's) with this request's sampling settings in their place."""
@@ -469,7 +479,8 @@ class GenerationRequest:
                 "bars_to_fill": None if self.bars_to_fill is None else list(self.bars_to_fill),
                 "beats": self.beats, "bars": self.bars,
                 "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
-                "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows}
+                "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows,
+                "constraints": _plain(self.constraints)}
 
 
 def _plain(value):
@@ -492,6 +503,8 @@ class Generation:
     balance: float
     quota: int
     max_beats: float
+    constraints: PartConstraints | None = None
+    met: tuple = ()  # per sample, what it met of the constraints (`mmt.constraints.measure`)
 
     def settings(self, model_name: str | None = None) -> dict:
         """Everything needed to draw these samples again (what `settings.json` records)."""
@@ -501,6 +514,8 @@ class Generation:
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
                 "quota_used": self.quota, "anticipation_beats": anticipation,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
+                "constraints_used": None if self.constraints is None else self.constraints.to_dict(),
+                "constraints_met": list(self.met),
                 "model": model_name, "mmt_version": __version__}
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
@@ -585,7 +600,9 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
 
     The sampling settings are the model's defaults (`model.sampling`) with the request's
     in their place; new notes keep to the instruments' pitch ranges (`note_ranges`: the
-    model's, or the instrument's register where its data had none) and, in a continuation or
+    model's, or the instrument's register where its data had none) and to the request's
+    `constraints` (`mmt.constraints.request_constraints`; what each sample met is measured into
+    the `Generation`) and, in a continuation or
     infill, start at or after the prompt's
     cut. The prompt's controls (accompaniment, infill) are fed an anticipation interval
     ahead of their time: the model's own (`encoding.anticipation`), or 0 for a model
@@ -609,12 +626,18 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
         warnings.warn(f"mode {request.mode}: this model was trained without control rows, so the kept notes are "
                       "fed at their own time (anticipation 0): it sees the kept part's past only",
                       GenerationWarning, stacklevel=2)
+    given = prompt.codes if prompt.controls is None else np.vstack([prompt.codes, prompt.controls])
+    constraints = request_constraints(request.constraints, prompt.music, given, encoding)
     samples = sample(model, prompt.codes, n_samples=request.n_samples, params=params, seed=request.seed,
                      max_new_rows=request.max_new_rows, max_beats=max_beats,
                      start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
                      pitch_ranges=note_ranges(model), balance=balance, quota=quota,
-                     controls=prompt.controls, device=device, progress=progress)
-    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
+                     controls=prompt.controls, constraints=constraints, beats_per_bar=prompt.beats_per_bar,
+                     device=device, progress=progress)
+    n_notes = int(np.sum(prompt.codes[:, Field.TYPE] == RowType.NOTE))
+    met = tuple(measure(codes, encoding, constraints, prompt_notes=n_notes, start_beats=prompt.start_beats,
+                        end_beats=prompt.end_beats, beats_per_bar=prompt.beats_per_bar) for codes in samples)
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, constraints, met)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,
