@@ -201,7 +201,8 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
       None for an instrument outside the order;
     - `out_of_key`: share of them outside `key` (None without a key, or for drums);
     - `notes_per_bar`: its new notes over the bars from `start_beats` to `end_beats`
-      (default: where the sample's last new note ends), in bars of `beats_per_bar` beats.
+      (default: where the sample's last new note ends), in bars of `beats_per_bar` beats, a
+      bar begun counted whole (`bars` in the result).
     """
     constraints = constraints or PartConstraints()
     codes = np.asarray(codes, dtype=np.int64)
@@ -220,7 +221,7 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
     place = np.array([order.get(name, -1) for name in names], dtype=np.int64)
     if end_beats is None:
         end_beats = float(end[is_new].max()) / resolution if is_new.any() else start_beats
-    bars = max(end_beats - start_beats, 0.0) / beats_per_bar
+    bars = math.ceil(max(end_beats - start_beats, 0.0) / beats_per_bar - 1e-9)
     in_key = None if constraints.key is None else key_pitch_classes(constraints.key)
     parts = {}
     for name in dict.fromkeys(names[is_new]):
@@ -238,7 +239,7 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
         count = int(mine.sum())
         parts[name] = {"notes": count, "in_range": in_range, "crossings": crossings, "out_of_key": out_of_key,
                        "notes_per_bar": round(count / bars, 4) if bars > 0 else None}
-    return {"parts": parts, "bars": round(bars, 4)}
+    return {"parts": parts, "bars": bars}
 
 
 def _crosses(pitches: np.ndarray, mine: int, sounding: np.ndarray, place: np.ndarray, pitch: np.ndarray) -> bool:
