@@ -75,6 +75,7 @@ from torch import Tensor
 
 from mmt.config import SamplingParams, check_arguments
 from mmt.constants import DRUMS, FIELDS, Field, RowType
+from mmt.constraints import DENSITY_STRENGTH, PartConstraints, key_pitch_classes, part_order
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
 from mmt.errors import GenerationError
@@ -324,10 +325,8 @@ class ConstraintState:
     so a new note sounds at the current onset exactly when its end is later.
     """
 
-    def __init__(self, constraints, given: np.ndarray, batch: int, encoding: Encoding, state: GrammarState,
-                 beats_per_bar: float, start_ticks: int) -> None:
-        from mmt.constraints import key_pitch_classes, part_order
-
+    def __init__(self, constraints: PartConstraints, given: np.ndarray, batch: int, encoding: Encoding,
+                 state: GrammarState, beats_per_bar: float, start_ticks: int) -> None:
         device, n = state.device, encoding.n_tokens
         self.constraints = constraints
         names = ("",) + tuple(encoding.instruments)  # code -> name
@@ -395,8 +394,6 @@ class ConstraintState:
     def density_bias(self, counts: Tensor, declared: Tensor, onset: Tensor) -> Tensor:
         """(B, I): `DENSITY_STRENGTH` times each declared part's deficit against `density` notes per bar
         since the new music began, at most 4 notes either way (see `mmt.constraints`)."""
-        from mmt.constraints import DENSITY_STRENGTH
-
         expected = self.constraints.density * (onset - self.start_ticks).clamp(min=0).float() / self.bar_ticks
         deficit = (expected[:, None] - counts.float()).clamp(-4, 4)
         return torch.where(declared, DENSITY_STRENGTH * deficit, torch.zeros_like(deficit))
@@ -603,7 +600,7 @@ def sample(
     window_shift: int = DEFAULT_WINDOW_SHIFT,
     controls: np.ndarray | None = None,
     anticipation: float | None = None,
-    constraints=None,
+    constraints: PartConstraints | None = None,
     beats_per_bar: float = 4.0,
     device=None,
     progress: bool = False,
