@@ -185,7 +185,8 @@ def _number_in(value, low: float, high: float) -> bool:
 
 # ---------------------------------------------------------------------- what a sample met
 def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = None, *, prompt_notes: int = 0,
-            start_beats: float = 0.0, end_beats: float | None = None, beats_per_bar: float = 4.0) -> dict:
+            start_beats: float = 0.0, end_beats: float | None = None, max_beats: float | None = None,
+            beats_per_bar: float = 4.0) -> dict:
     """Per written part of one sample, what its new notes met; plain JSON-ready values.
 
     The new notes are the note rows after the first `prompt_notes` (the prompt's); the given
@@ -201,8 +202,8 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
       None for an instrument outside the order;
     - `out_of_key`: share of them outside `key` (None without a key, or for drums);
     - `notes_per_bar`: its new notes over the bars from `start_beats` to `end_beats`
-      (default: where the sample's last new note ends), in bars of `beats_per_bar` beats, a
-      bar begun counted whole (`bars` in the result).
+      (default: where the sample's last new note ends, at most `max_beats`), in bars of
+      `beats_per_bar` beats, a bar begun counted whole (`bars` in the result).
     """
     constraints = constraints or PartConstraints()
     codes = np.asarray(codes, dtype=np.int64)
@@ -221,6 +222,7 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
     place = np.array([order.get(name, -1) for name in names], dtype=np.int64)
     if end_beats is None:
         end_beats = float(end[is_new].max()) / resolution if is_new.any() else start_beats
+        end_beats = end_beats if max_beats is None else min(end_beats, max_beats)
     bars = math.ceil(max(end_beats - start_beats, 0.0) / beats_per_bar - 1e-9)
     in_key = None if constraints.key is None else key_pitch_classes(constraints.key)
     parts = {}

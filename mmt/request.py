@@ -636,7 +636,8 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
                      device=device, progress=progress)
     n_notes = int(np.sum(prompt.codes[:, Field.TYPE] == RowType.NOTE))
     met = tuple(measure(codes, encoding, constraints, prompt_notes=n_notes, start_beats=prompt.start_beats,
-                        end_beats=prompt.end_beats, beats_per_bar=prompt.beats_per_bar) for codes in samples)
+                        end_beats=prompt.end_beats, max_beats=max_beats, beats_per_bar=prompt.beats_per_bar)
+                for codes in samples)
     return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, constraints, met)
 
 

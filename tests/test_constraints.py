@@ -121,6 +121,7 @@ def test_measure_counts_range_crossings_key_and_notes_per_bar():
     wide = measure(codes, ENCODING, PartConstraints(range_widen=4), prompt_notes=1, end_beats=8)
     assert wide["bars"] == 2 and wide["parts"]["cello"]["in_range"] == 1.0
     assert wide["parts"]["cello"]["out_of_key"] is None and wide["parts"]["cello"]["notes_per_bar"] == 2.0
+    assert measure(codes, ENCODING, prompt_notes=1, beats_per_bar=3, max_beats=3)["bars"] == 1  # not 2: cut at 3
 
 
 # ---------------------------------------------------------------------- the sampler
