@@ -127,7 +127,7 @@ INSTRUMENTS: tuple[str, ...] = tuple(INSTRUMENT_PROGRAM)
 INSTRUMENT_REGISTERS: dict[str, tuple[int, int]] = {
     "piano": (21, 108), "harpsichord": (29, 89), "organ": (36, 96), "church-organ": (24, 96),
     "nylon-string-guitar": (40, 83), "steel-string-guitar": (40, 86), "harp": (24, 103),
-    "violin": (55, 103), "viola": (48, 91), "cello": (36, 76), "contrabass": (28, 67), "strings": (28, 103),
+    "violin": (55, 105), "viola": (48, 88), "cello": (36, 81), "contrabass": (28, 67), "strings": (28, 103),
     "voices": (40, 84), "piccolo": (74, 108), "flute": (60, 96), "recorder": (72, 98), "oboe": (58, 91),
     "english-horn": (52, 81), "clarinet": (50, 94), "bassoon": (34, 75), "soprano-saxophone": (56, 87),
     "alto-saxophone": (49, 80), "tenor-saxophone": (44, 75), "baritone-saxophone": (36, 68),
@@ -135,9 +135,10 @@ INSTRUMENT_REGISTERS: dict[str, tuple[int, int]] = {
     "bass": (28, 67),
 }
 """The sounding range (lowest, highest MIDI pitch) of the instruments a user is likely to ask
-for, as orchestration tables give them (e.g. violin G3-G7, cello C2-E5, flute C4-C7, B-flat
-clarinet D3-B-flat6 sounding, tuba E1-D4, voices: a bass's E2 to a soprano's C6). Used by the
-training augmentation that relabels parts as other instruments (`mmt.augment.remap_instruments`)."""
+for, as orchestration tables give them (e.g. violin G3-A7, viola C3-E6, cello C2-A5, flute C4-C7,
+B-flat clarinet D3-B-flat6 sounding, tuba E1-D4, voices: a bass's E2 to a soprano's C6). Used by
+the training augmentation that relabels parts as other instruments (`mmt.augment.remap_instruments`)
+and by the sampler's range constraint (`mmt.constraints.PartConstraints.ranges`)."""
 
 REMAP_ENSEMBLES: dict[str, tuple[str, ...]] = {
     "string quartet": ("violin", "viola", "cello", "contrabass"),

@@ -232,7 +232,7 @@ def merge(source, new_notes: np.ndarray, plan: RegionPlan, encoding: Encoding):
     scale = resolution / encoding.resolution
     onset = np.rint(onsets(new_notes, encoding.resolution) * scale).astype(np.int64)
     length = np.maximum(np.rint(durations[new_notes[:, Field.DURATION] - 1] * scale), 1).astype(np.int64)
-    written = set()
+    written, new = set(), set()
     for row, time, ticks in zip(new_notes.tolist(), onset.tolist(), length.tolist()):
         code = row[Field.INSTRUMENT]
         if code not in tracks:
@@ -240,12 +240,34 @@ def merge(source, new_notes: np.ndarray, plan: RegionPlan, encoding: Encoding):
             tracks[code] = muspy.Track(program=encoding.instrument_programs[code - 1], is_drum=name == DRUMS,
                                        name=name)
             music.tracks.append(tracks[code])
-        tracks[code].notes.append(muspy.Note(time=time, pitch=row[Field.PITCH] - 1, duration=ticks,
-                                             velocity=DEFAULT_VELOCITY))
+        note = muspy.Note(time=time, pitch=row[Field.PITCH] - 1, duration=ticks, velocity=DEFAULT_VELOCITY)
+        tracks[code].notes.append(note)
         written.add(code)
+        new.add(id(note))
     for code in written:
-        tracks[code].notes.sort(key=lambda note: (note.time, note.pitch, note.duration))
+        tracks[code].notes = _settled(tracks[code].notes, new)
     return music
+
+
+def _settled(notes: list, new: set) -> list:
+    """A track's notes sorted, the new ones (ids in `new`) fitted around the kept ones.
+
+    In a MIDI file two sounding notes of one key are paired with their note-offs by order, so a
+    kept note would come back with a new one's end: a new note that would still sound when the
+    next note of its pitch starts ends there, and one starting with a kept note of its pitch is
+    left out (a doubling of it).
+    """
+    kept = {(note.time, note.pitch) for note in notes if id(note) not in new}
+    notes = sorted((note for note in notes if id(note) not in new or (note.time, note.pitch) not in kept),
+                   key=lambda note: (note.time, note.pitch, note.duration))
+    following: dict[int, int] = {}
+    for note in reversed(notes):
+        later = following.get(note.pitch)
+        if id(note) in new and later is not None and note.time < later < note.time + note.duration:
+            note.duration = later - note.time
+        if note.time != later:
+            following[note.pitch] = note.time
+    return notes
 
 
 def drawn_notes(sample: np.ndarray, plan: RegionPlan, encoding: Encoding) -> np.ndarray:

@@ -36,6 +36,7 @@ import numpy as np
 
 from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
+from mmt.constraints import PartConstraints, measure, request_constraints
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.edit import ALL_PARTS, Region, RegionPlan, bars_to_beats, drawn_notes, end_of_music, merge, parse_region
 from mmt.edit import piece_bars, plan_region
@@ -433,6 +434,10 @@ class GenerationRequest:
             the mode's default; 0: off).
         seed: the random seed (None: a random one, recorded in the `Generation`).
         max_new_rows: the most rows added per sample.
+        constraints: `mmt.constraints.PartConstraints` fields that keep the written parts to
+            their instruments (defaults: usual ranges, no crossing, `key` "source": the
+            source's key signature or estimated key, none without a source), e.g.
+            {"range_widen": 3, "no_crossing": False, "key": "D:major", "key_strength": 1}.
     """
 
     mode: str = "unconditioned"
@@ -451,6 +456,7 @@ class GenerationRequest:
     quota: int | None = None
     seed: int | None = None
     max_new_rows: int = 1024
+    constraints: Mapping = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -488,6 +494,10 @@ class GenerationRequest:
         except ConfigError as error:
             raise GenerationError(str(error), argument=error.argument) from None
         object.__setattr__(self, "sampling", MappingProxyType(dict(self.sampling)))
+        if not isinstance(self.constraints, Mapping):
+            raise GenerationError(f"constraints must map PartConstraints fields to values, got {self.constraints!r}")
+        request_constraints(self.constraints)  # checked now ("source", the default key, resolves in `run`)
+        object.__setattr__(self, "constraints", MappingProxyType(dict(self.constraints)))
 
     def sampling_params(self, defaults: SamplingParams) -> SamplingParams:
         """`defaults` (a model's) with this request's sampling settings in their place."""
@@ -528,7 +538,8 @@ class GenerationRequest:
                 "edit": [str(region) for region in self.edit],
                 "beats": self.beats, "bars": self.bars,
                 "n_samples": self.n_samples, "sampling": _plain(self.sampling), "balance": self.balance,
-                "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows}
+                "quota": self.quota, "seed": self.seed, "max_new_rows": self.max_new_rows,
+                "constraints": _plain(self.constraints)}
 
 
 def _plain(value):
@@ -551,6 +562,8 @@ class Generation:
     balance: float
     quota: int
     max_beats: float
+    constraints: PartConstraints | None = None
+    met: tuple = ()  # per sample, what it met of the constraints (`mmt.constraints.measure`)
     pieces: list | None = None   # an edit's written pieces (`mmt.edit.merge`), one per sample
 
     def settings(self, model_name: str | None = None) -> dict:
@@ -561,6 +574,8 @@ class Generation:
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
                 "quota_used": self.quota, "anticipation_beats": anticipation,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
+                "constraints_used": None if self.constraints is None else self.constraints.to_dict(),
+                "constraints_met": list(self.met),
                 "model": model_name, "mmt_version": __version__}
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
@@ -654,7 +669,9 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
 
     The sampling settings are the model's defaults (`model.sampling`) with the request's
     in their place; new notes keep to the instruments' pitch ranges (`note_ranges`: the
-    model's, or the instrument's register where its data had none) and, in a continuation or
+    model's, or the instrument's register where its data had none) and to the request's
+    `constraints` (`mmt.constraints.request_constraints`; what each sample met is measured into
+    the `Generation`) and, in a continuation or
     infill, start at or after the prompt's
     cut. The prompt's controls (accompaniment, infill) are fed an anticipation interval
     ahead of their time: the model's own (`encoding.anticipation`), or 0 for a model
@@ -678,25 +695,38 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
         warnings.warn(f"mode {request.mode}: this model was trained without control rows, so the kept notes are "
                       "fed at their own time (anticipation 0): it sees the kept part's past only",
                       GenerationWarning, stacklevel=2)
-    def draw(prompt: Prompt, n_samples: int, seed: int) -> list[np.ndarray]:
-        return sample(model, prompt.codes, n_samples=n_samples, params=params, seed=seed,
-                      max_new_rows=request.max_new_rows, max_beats=max_beats if prompt.plan is None else prompt.end_beats,
-                      start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
-                      pitch_ranges=note_ranges(model), balance=balance, quota=quota,
-                      controls=prompt.controls, write_instruments=None if prompt.plan is None else prompt.plan.write,
-                      end_from_beats=None if prompt.plan is None else prompt.plan.last_bar_beats,
-                      device=device, progress=progress)
+    def draw(prompt: Prompt, n_samples: int, seed: int) -> tuple[list[np.ndarray], PartConstraints | None]:
+        given = prompt.codes if prompt.controls is None else np.vstack([prompt.codes, prompt.controls])
+        constraints = request_constraints(request.constraints, prompt.music, given, encoding)
+        limit = max_beats if prompt.plan is None else prompt.end_beats
+        drawn = sample(model, prompt.codes, n_samples=n_samples, params=params, seed=seed,
+                       max_new_rows=request.max_new_rows, max_beats=limit,
+                       start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
+                       pitch_ranges=note_ranges(model), balance=balance, quota=quota,
+                       controls=prompt.controls, write_instruments=None if prompt.plan is None else prompt.plan.write,
+                       end_from_beats=None if prompt.plan is None else prompt.plan.last_bar_beats,
+                       constraints=constraints, beats_per_bar=prompt.beats_per_bar, device=device, progress=progress)
+        return drawn, constraints
 
-    samples = draw(prompt, request.n_samples, request.seed)
+    def met(codes: np.ndarray, prompt: Prompt, constraints: PartConstraints | None) -> dict:
+        n_notes = int(np.sum(prompt.codes[:, Field.TYPE] == RowType.NOTE))
+        return measure(codes, encoding, constraints, prompt_notes=n_notes, start_beats=prompt.start_beats,
+                       end_beats=prompt.end_beats, max_beats=max_beats if prompt.plan is None else prompt.end_beats,
+                       beats_per_bar=prompt.beats_per_bar)
+
+    samples, constraints = draw(prompt, request.n_samples, request.seed)
+    measured = [met(codes, prompt, constraints) for codes in samples]
     pieces = None
     if prompt.plan is not None:  # an edit: the source's notes written back around each region
         pieces = [merge(prompt.music, drawn_notes(s, prompt.plan, encoding), prompt.plan, encoding) for s in samples]
         for k, region in enumerate(prompt.regions, start=1):  # later regions: one sample at a time
             for i, piece in enumerate(pieces):
                 step = edit_prompt(piece, [region], encoding)
-                (samples[i],) = draw(step, 1, (request.seed + 7919 * k + i) % 2**63)
+                (samples[i],), step_constraints = draw(step, 1, (request.seed + 7919 * k + i) % 2**63)
+                measured[i] = met(samples[i], step, step_constraints)
                 pieces[i] = merge(piece, drawn_notes(samples[i], step.plan, encoding), step.plan, encoding)
-    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, pieces)
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, constraints,
+                      tuple(measured), pieces)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

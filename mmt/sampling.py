@@ -27,6 +27,13 @@ How a sample is drawn:
     never decreases within the same beat; its instrument is one declared in the header.
     Drums take any pitch the encoding has (it defines no narrower drum range).
 
+- Part constraints (`constraints`, a `mmt.constraints.PartConstraints`; `ConstraintState`)
+  narrow a note's pitch further, as masks computed for the whole batch at the note's onset:
+  its instrument's usual range and, with no-crossing, the band between the nearest
+  sounding parts below and above it (given notes count). An instrument with no pitch left
+  at the onset is passed over when another may play; a row whose band is empty falls back
+  to the range alone, then to the model's range. A key subtracts its strength from the
+  out-of-key pitches' logits; a density adds each part's deficit to its instrument logit.
 - Given notes (`controls`: an accompaniment's kept parts, the notes after an infill's gap)
   are control rows, never sampled: the prompt's notes get those they reach interleaved
   (`mmt.encoding.anticipate`), and before each draw a sample whose next control is due
@@ -67,7 +74,8 @@ import torch
 from torch import Tensor
 
 from mmt.config import SamplingParams, check_arguments
-from mmt.constants import FIELDS, Field, RowType
+from mmt.constants import DRUMS, FIELDS, Field, RowType
+from mmt.constraints import DENSITY_STRENGTH, PartConstraints, key_pitch_classes, part_order
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
 from mmt.errors import GenerationError
@@ -247,12 +255,16 @@ class GrammarState:
         pitch itself only when the instrument has not played it there yet and its
         (duration, instrument) can still follow the last note's.
         """
+        return self.writing & self.fits_at_last_onset(self.pitch_low[None, :], self.pitch_high[None, :])
+
+    def fits_at_last_onset(self, low: Tensor, high: Tensor) -> Tensor:
+        """(B, I): instruments whose pitches `low`..`high` (codes, broadcast to (B, I)) leave them a note at
+        the last note's onset: a higher pitch, or the last pitch itself when still free for them."""
         last_pitch = self.last_pitch[:, None]
-        higher = self.pitch_high[None, :] > last_pitch
         duration_room = (self.last_duration < self.n["duration"] - 1)[:, None]
-        same_pitch = ((self.pitch_high[None, :] >= last_pitch) & (self.pitch_low[None, :] <= last_pitch)
+        same_pitch = ((high >= last_pitch) & (low <= last_pitch)
                       & ~self.used & (duration_room | (self.codes[None, :] > self.last_note_instrument[:, None])))
-        return self.writing & (higher | same_pitch)
+        return (high > last_pitch) | same_pitch
 
     def type_mask(self, allow_eos: bool, onset_full: Tensor) -> Tensor:
         """Allowed row types (B, n_types); `onset_full` (B,): no further note fits at the last note's onset."""
@@ -315,6 +327,129 @@ def _last_note(notes: np.ndarray, encoding: Encoding, start_beats: float | None)
     return last
 
 
+class ConstraintState:
+    """The part constraints (`mmt.constraints.PartConstraints`) as tensors, and the notes they read.
+
+    Per instrument code: the usual range in pitch codes (the model's range where ranges are off or
+    the instrument has none) and the place in the no-crossing order (-1: none). The given notes
+    (the prompt's and the controls) are the same for every sample: what each instrument sounds
+    at each tick is tabled once (`given_low`, `given_high`). New notes are tracked per sample as
+    the tick where the latest note of each (instrument, pitch) ends: new onsets never go back,
+    so a new note sounds at the current onset exactly when its end is later.
+    """
+
+    def __init__(self, constraints: PartConstraints, given: np.ndarray, batch: int, encoding: Encoding,
+                 state: GrammarState, beats_per_bar: float, start_ticks: int) -> None:
+        device, n = state.device, encoding.n_tokens
+        self.constraints = constraints
+        names = ("",) + tuple(encoding.instruments)  # code -> name
+        self.low, self.high = state.pitch_low.clone(), state.pitch_high.clone()
+        for code, name in enumerate(names):
+            bounds = constraints.pitch_range(name) if code else None
+            if bounds is not None:
+                self.low[code], self.high[code] = bounds[0] + 1, bounds[1] + 1
+        order = part_order(names[1:]) if constraints.no_crossing else {}
+        self.place = torch.tensor([order.get(name, -1) if code else -1 for code, name in enumerate(names)],
+                                  dtype=torch.long, device=device)
+        self.durations = torch.as_tensor((0, *encoding.known_durations), dtype=torch.long, device=device)
+        self.resolution = encoding.resolution
+        self.n_pitch = n["pitch"]
+        self.new_end = torch.full((batch, n["instrument"], n["pitch"]), -1, dtype=torch.long, device=device)
+        given_low, given_high = _sounding_table(given, encoding, self.place.cpu().numpy())
+        self.given_low = torch.as_tensor(given_low, device=device)
+        self.given_high = torch.as_tensor(given_high, device=device)
+        self.key_bias = torch.zeros(n["pitch"], device=device)
+        if constraints.key is not None:
+            out = [code for code in range(1, n["pitch"]) if (code - 1) % 12 not in key_pitch_classes(constraints.key)]
+            self.key_bias[out] = -float(constraints.key_strength)
+        self.drums = encoding.instrument_code(DRUMS) if DRUMS in encoding.instruments else -1
+        self.bar_ticks = beats_per_bar * encoding.resolution
+        self.start_ticks = start_ticks
+
+    def bands(self, onset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(low, high, range low, range high), each (B, I): the pitch codes each instrument may take at
+        `onset` (B,) under all constraints, and under its range alone."""
+        batch = onset.shape[0]
+        low = self.low[None, :].expand(batch, -1)
+        high = self.high[None, :].expand(batch, -1)
+        if not bool((self.place >= 0).any()):
+            return low, high, low, high
+        codes = torch.arange(self.n_pitch, device=onset.device)
+        sounding = self.new_end > onset[:, None, None]
+        lowest = torch.where(sounding, codes, self.n_pitch).min(-1).values
+        highest = torch.where(sounding, codes, -1).max(-1).values
+        if len(self.given_low):
+            tick = onset.clamp(0, len(self.given_low) - 1)
+            inside = (onset >= 0) & (onset < len(self.given_low))
+            lowest = torch.where(inside[:, None], torch.minimum(lowest, self.given_low[tick]), lowest)
+            highest = torch.where(inside[:, None], torch.maximum(highest, self.given_high[tick]), highest)
+        place = self.place
+        parts = (highest >= 0) & (place >= 0)  # (B, J): ordered parts sounding at the onset
+        ordered = place >= 0
+        big = len(place) + 1
+        above = parts[:, None, :] & (place[None, None, :] > place[None, :, None])  # (B, I, J)
+        below = parts[:, None, :] & (place[None, None, :] < place[None, :, None])
+        nearest_above = torch.where(above, place, big).argmin(-1)
+        nearest_below = torch.where(below, place, -1).argmax(-1)
+        ceiling = torch.where(above.any(-1), lowest.gather(1, nearest_above), self.n_pitch - 1)
+        floor = torch.where(below.any(-1), highest.gather(1, nearest_below), 1)
+        return (torch.where(ordered, torch.maximum(low, floor), low),
+                torch.where(ordered, torch.minimum(high, ceiling), high), low, high)
+
+    def open_bands(self, onset: Tensor, state: GrammarState, same_onset: Tensor,
+                   bands: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """(B, I): the instruments that have a pitch left at `onset` under the constraints and the model's
+        range (at the last note's onset, `same_onset`, one not below the last pitch)."""
+        low, high = bands if bands is not None else self.bands(onset)[:2]
+        low, high = torch.maximum(low, state.pitch_low[None, :]), torch.minimum(high, state.pitch_high[None, :])
+        return (low <= high) & (~same_onset[:, None] | state.fits_at_last_onset(low, high))
+
+    def density_bias(self, counts: Tensor, declared: Tensor, onset: Tensor) -> Tensor:
+        """(B, I): `DENSITY_STRENGTH` times each declared part's deficit against `density` notes per bar
+        since the new music began, at most 4 notes either way (see `mmt.constraints`)."""
+        expected = self.constraints.density * (onset - self.start_ticks).clamp(min=0).float() / self.bar_ticks
+        deficit = (expected[:, None] - counts.float()).clamp(-4, 4)
+        return torch.where(declared, DENSITY_STRENGTH * deficit, torch.zeros_like(deficit))
+
+    def update(self, rows: Tensor, live: Tensor) -> None:
+        """Record the new notes among `rows` (B, 6) of the samples `live` (B,) drew."""
+        is_note = live & (rows[:, Field.TYPE] == RowType.NOTE)
+        if not bool(is_note.any()):
+            return
+        index = is_note.nonzero().squeeze(-1)
+        note = rows[index]
+        onset = (note[:, Field.BEAT] - 1) * self.resolution + note[:, Field.POSITION] - 1
+        end = onset + self.durations[note[:, Field.DURATION]]
+        instrument, pitch = note[:, Field.INSTRUMENT], note[:, Field.PITCH]
+        self.new_end[index, instrument, pitch] = torch.maximum(self.new_end[index, instrument, pitch], end)
+
+
+def _sounding_table(given: np.ndarray, encoding: Encoding, place: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) pitch code each instrument of the no-crossing order sounds at each tick among the
+    `given` rows, (T, I) each, T: up to the last given note's end; none sounding: n_pitch / -1."""
+    n_pitch, n_instruments = encoding.n_tokens["pitch"], encoding.n_tokens["instrument"]
+    rows = given[np.isin(given[:, Field.TYPE], (RowType.NOTE, RowType.CONTROL))] if len(given) else given
+    rows = rows[place[rows[:, Field.INSTRUMENT]] >= 0] if len(rows) else rows
+    if len(rows) == 0:
+        return np.zeros((0, n_instruments), dtype=np.int64), np.zeros((0, n_instruments), dtype=np.int64)
+    onset = onsets(rows, encoding.resolution)
+    end = onset + np.asarray(encoding.known_durations, dtype=np.int64)[rows[:, Field.DURATION] - 1]
+    lowest = np.full((int(end.max()), n_instruments), n_pitch, dtype=np.int64)
+    highest = np.full((int(end.max()), n_instruments), -1, dtype=np.int64)
+    for start, stop, pitch, instrument in zip(onset, end, rows[:, Field.PITCH], rows[:, Field.INSTRUMENT]):
+        np.minimum(lowest[start:stop, instrument], pitch, out=lowest[start:stop, instrument])
+        np.maximum(highest[start:stop, instrument], pitch, out=highest[start:stop, instrument])
+    return lowest, highest
+
+
+def _first_allowed(*options: Tensor) -> Tensor:
+    """Per row, the first of the masks `options` (B, V) that allows a code (the last one otherwise)."""
+    chosen = options[-1]
+    for option in reversed(options[:-1]):
+        chosen = torch.where(option.any(-1, keepdim=True), option, chosen)
+    return chosen
+
+
 def _capped(allowed: Tensor, where: Tensor, highest: Tensor) -> Tensor:
     """`allowed` (B, V) without the codes above `highest` (B,) in the rows `where` (B,), unless none would be left."""
     capped = allowed & (torch.arange(allowed.shape[-1], device=allowed.device)[None, :] <= highest[:, None])
@@ -324,7 +459,8 @@ def _capped(allowed: Tensor, where: Tensor, highest: Tensor) -> Tensor:
 
 def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params: SamplingParams, encoding: Encoding,
               generator: torch.Generator, allow_eos: bool, limit_ticks: int | None, balance: float = 0.0,
-              quota: int = 0, start_ticks: int = 0, end_from_ticks: int = 0) -> Tensor:
+              quota: int = 0, start_ticks: int = 0, end_from_ticks: int = 0,
+              constraints: ConstraintState | None = None) -> Tensor:
     """The next row (B, 6) of every sample, sampled field by field under the grammar masks.
 
     Fields are drawn in the order type, beat, position, instrument, pitch, duration, so
@@ -334,8 +470,10 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     gets the note, the onsets do not run more than one note's share of the song ahead of
     the instrument with the fewest notes, and end-of-song waits until every instrument has
     its quota. End-of-song also waits until the last note starts at or after `end_from_ticks`
-    (an edit's last bar); until then the notes stay before the limit. Finished samples get
-    padding rows (all zeros).
+    (an edit's last bar); until then the notes stay before the limit. `constraints` mask each
+    note's pitch to its part's band (falling back to the range alone, then to the model's range,
+    where a band leaves no pitch), favour at an onset the instruments whose band still has a
+    pitch, and add the key and density biases. Finished samples get padding rows (all zeros).
     """
     device = logits[0].device
     n = encoding.n_tokens
@@ -374,6 +512,10 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
         last_beat_onset = (encoding.max_beat - 1) * encoding.resolution
         limit_ticks = last_beat_onset if limit_ticks is None else min(limit_ticks, last_beat_onset)
     at_last_onset = state.same_onset_instruments()  # what may still play at the last note's onset
+    if constraints is not None:  # and still has a pitch there that the constraints allow
+        last_onset = (state.last_beat - 1) * encoding.resolution + state.last_position - 1
+        open_there = constraints.open_bands(last_onset, state, torch.ones_like(state.finished))
+        at_last_onset = at_last_onset & open_there
     full = ~at_last_onset.any(-1)
     row_type = draw(Field.TYPE, state.type_mask(allow_eos, full))
     header_row = row_type == RowType.INSTRUMENT
@@ -414,10 +556,19 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
         onset = (beat - 1) * encoding.resolution + position - 1
         behind = note_instruments & lagging(state.counts, state.writing, quota, onset, start_ticks, span)
         note_instruments = torch.where(behind.any(-1, keepdim=True), behind, note_instruments)
+    bias = None if balance == 0 else balance_bias(state.counts, state.writing, balance)
+    if constraints is not None:
+        onset = (beat - 1) * encoding.resolution + position - 1
+        band_low, band_high, range_low, range_high = constraints.bands(onset)
+        open_band = constraints.open_bands(onset, state, same_onset, (band_low, band_high))
+        note_instruments = _first_allowed(note_instruments & open_band, note_instruments)
+        if constraints.constraints.density is not None:
+            density = constraints.density_bias(state.counts, state.writing, onset)
+            bias = density if bias is None else bias + density
     instrument_allowed = torch.where(header_row[:, None], state.codes[None, :] > state.last_instrument[:, None],
                                      note_instruments)
-    bias = None if balance == 0 else torch.where(header_row[:, None], 0.0,
-                                                 balance_bias(state.counts, state.writing, balance))
+    if bias is not None:
+        bias = torch.where(header_row[:, None], 0.0, bias)
     instrument = draw(Field.INSTRUMENT, instrument_allowed, bias, kept=note_row | header_row)
 
     pitch_codes = torch.arange(n["pitch"], device=device)[None, :]
@@ -427,7 +578,15 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
     last_pitch = state.last_pitch[:, None]
     at_onset = (pitch_codes > last_pitch) | ((pitch_codes == last_pitch) & can_repeat_pitch)
     pitch_allowed = (pitch_codes >= low) & (pitch_codes <= high) & (~same_onset[:, None] | at_onset)
-    pitch = draw(Field.PITCH, pitch_allowed, kept=note_row)
+    pitch_bias = None
+    if constraints is not None:
+        def within(lows: Tensor, highs: Tensor) -> Tensor:
+            return ((pitch_codes >= lows.gather(1, instrument[:, None]))
+                    & (pitch_codes <= highs.gather(1, instrument[:, None])))
+        pitch_allowed = _first_allowed(pitch_allowed & within(band_low, band_high),
+                                       pitch_allowed & within(range_low, range_high), pitch_allowed)
+        pitch_bias = torch.where((instrument == constraints.drums)[:, None], 0.0, constraints.key_bias[None, :])
+    pitch = draw(Field.PITCH, pitch_allowed, pitch_bias, kept=note_row)
 
     same_pitch = same_onset & (pitch == state.last_pitch)
     after_last = state.last_duration + (instrument <= state.last_note_instrument).long()
@@ -471,6 +630,8 @@ def sample(
     anticipation: float | None = None,
     write_instruments: Sequence[int] | None = None,
     end_from_beats: float | None = None,
+    constraints: PartConstraints | None = None,
+    beats_per_bar: float = 4.0,
     device=None,
     progress: bool = False,
 ) -> list[np.ndarray]:
@@ -515,6 +676,9 @@ def sample(
         end_from_beats: end-of-song is not drawn before a note starts at or after this beat
             (an edit's last bar, so that a region is written to its end); until then the
             notes stay before `max_beats`.
+        constraints: a `mmt.constraints.PartConstraints` the new notes keep to (ranges,
+            no crossing, key, density; see `ConstraintState`), or None: none.
+        beats_per_bar: the bar length that `constraints.density` counts notes per.
         device: where to run; the model is moved there. Default: the model's device.
         progress: show a progress bar over the steps.
 
@@ -549,7 +713,11 @@ def sample(
             state = GrammarState(prompt, n_samples, encoding, device, pitch_ranges, start_beats, write_instruments)
             queue = ControlQueue(pending, prompt, n_samples, encoding, interval, device)
             rules = {"balance": balance, "quota": quota, "start_ticks": start_ticks,
-                     "end_from_ticks": 0 if end_from_beats is None else round(end_from_beats * encoding.resolution)}
+                     "end_from_ticks": 0 if end_from_beats is None else round(end_from_beats * encoding.resolution),
+                     "constraints": None}
+            if constraints is not None:
+                rules["constraints"] = ConstraintState(constraints, np.vstack([prefix, pending]), n_samples, encoding,
+                                                       state, beats_per_bar, start_ticks)
             rows = _run(model, prefix, state, queue, max_new_rows, min_new_rows, limit_ticks, params, rules,
                         generator, window_shift, device, tqdm if progress else None)
     finally:
@@ -690,6 +858,8 @@ def _run(model, prefix: np.ndarray, state: GrammarState, queue: ControlQueue, ma
         rows = queue.take(rows, due, state.finished)
         was_finished = state.finished.clone()
         state.update(rows, index, given=due)
+        if rules["constraints"] is not None:
+            rules["constraints"].update(rows, ~due & ~was_finished)
         drawn += (~due & ~was_finished).long()
         state.finished |= drawn >= max_new_rows  # cut there, without end-of-song
         out[:, index] = rows

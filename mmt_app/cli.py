@@ -44,7 +44,8 @@ FLAGS = {"prompt_beats": "--prompt-beats", "prompt_bars": "--prompt-bars", "beat
          "n_samples": "-n", "max_new_rows": "--max-rows", "seed": "--seed", "balance": "--balance",
          "quota": "--quota", "temperature": "--temperature", "top_k": "--top-k", "top_p": "--top-p",
          "repetition_penalty": "--repetition-penalty", "instruments": "--instruments", "prompt": "--prompt",
-         "keep": "--keep", "bars_to_fill": "--bars-to-fill", "edit": "--edit"}
+         "keep": "--keep", "bars_to_fill": "--bars-to-fill", "edit": "--edit", "range_widen": "--range-widen",
+         "key": "--key", "key_strength": "--key-strength", "density": "--density"}
 
 
 @contextlib.contextmanager
@@ -216,6 +217,41 @@ def _sampling(args: argparse.Namespace) -> dict:
     """The sampling settings given on the command line (the model's defaults fill in the rest)."""
     return {name: getattr(args, name) for name in ("temperature", "top_k", "top_p", "repetition_penalty")
             if getattr(args, name) is not None}
+
+
+def _add_constraints(p: argparse.ArgumentParser) -> None:
+    from mmt.constraints import MAX_DENSITY, MAX_KEY_STRENGTH, MAX_WIDEN, PartConstraints
+
+    defaults = PartConstraints()
+    group = p.add_argument_group("part constraints", "keep the written parts to their instruments; settings.json "
+                                 "records them and, per sample, what was met (mmt.constraints)")
+    group.add_argument("--range-widen", type=int, metavar="N",
+                       help=f"widen each instrument's usual range (cello C2-A5, viola C3-E6, violin G3-A7, flute "
+                       f"C4-C7, ...) by N semitones a side, 0 to {MAX_WIDEN} (default: {defaults.range_widen})")
+    group.add_argument("--no-ranges", action="store_true",
+                       help="no usual ranges: only the model's own pitch range per instrument")
+    group.add_argument("--allow-crossing", action="store_true",
+                       help="let a written part go above the part above it (default: cello under viola under "
+                       "violin, given parts included)")
+    group.add_argument("--key", metavar="TONIC:MODE|source|none",
+                       help="make pitches outside this key less likely, e.g. D:major, F#:minor; source: the "
+                       "prompt's key signature, else its estimated key; none: off (default: source; none "
+                       "without a prompt)")
+    group.add_argument("--key-strength", type=float, metavar="X",
+                       help=f"logit penalty of an out-of-key pitch, 0 to {MAX_KEY_STRENGTH:g} "
+                       f"(default: {defaults.key_strength:g})")
+    group.add_argument("--density", type=float, metavar="N",
+                       help=f"steer each written part towards N notes per bar, up to {MAX_DENSITY:g} (moves notes "
+                       "between parts; default: off)")
+
+
+def _constraints(args: argparse.Namespace) -> dict:
+    """The part constraints given on the command line (`PartConstraints`' defaults fill in the rest)."""
+    given = {"range_widen": args.range_widen, "key_strength": args.key_strength, "density": args.density,
+             "ranges": False if args.no_ranges else None, "no_crossing": False if args.allow_crossing else None}
+    if args.key is not None:
+        given["key"] = None if args.key.strip().lower() == "none" else args.key
+    return {name: value for name, value in given.items() if value is not None or name == "key"}
 
 
 # ============================================================================ train
@@ -412,6 +448,7 @@ def _add_generate(sub) -> None:
                    "(default: 1 in the instrument and continuation modes, 0 otherwise)")
     p.add_argument("--quota", type=int, help="new notes each instrument gets, spread over the song: 0 = off "
                    "(default: 8 in the instrument and continuation modes, 0 otherwise)")
+    _add_constraints(p)
     p.add_argument("--max-rows", type=int, default=1024, help="most rows generated per sample (default 1024)")
     p.add_argument("--audio", action="store_true", help="also render WAV (needs fluidsynth and a GM soundfont)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
@@ -439,7 +476,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             keep=tuple(args.keep or ()), bars_to_fill=args.bars_to_fill, edit=tuple(args.edit or ()),
             prompt_beats=args.prompt_beats, prompt_bars=args.prompt_bars, beats=args.beats, bars=args.bars,
             n_samples=args.n_samples, seed=args.seed, max_new_rows=args.max_rows, balance=args.balance,
-            quota=args.quota, sampling=_sampling(args),
+            quota=args.quota, sampling=_sampling(args), constraints=_constraints(args),
         )
     device = _device(args.device)
     with _flags_named():

@@ -200,3 +200,14 @@ def test_a_part_is_named_by_its_track_where_parts_share_an_instrument():
     assert [n for n in tenor if not 4 * TICKS <= n[0] < 12 * TICKS] == [
         n for n in notes_of(chorale, "Tenor") if not 4 * TICKS <= n[0] < 12 * TICKS]
     assert any(n[3] == 64 and 4 * TICKS <= n[0] < 12 * TICKS for n in tenor)
+
+
+def test_new_notes_are_fitted_around_kept_notes_of_their_pitch():
+    from mmt.edit import _settled
+
+    kept = [muspy.Note(100, 60, 50, 80), muspy.Note(300, 62, 10, 80)]
+    new = [muspy.Note(50, 60, 200, 64), muspy.Note(100, 60, 30, 64), muspy.Note(200, 62, 50, 64)]
+    settled = _settled(kept + new, {id(note) for note in new})
+    # the first new 60 ends where the kept 60 starts; the new 60 starting with it is a doubling, left out
+    assert [(n.time, n.pitch, n.duration, n.velocity) for n in settled] == [
+        (50, 60, 50, 64), (100, 60, 50, 80), (200, 62, 50, 64), (300, 62, 10, 80)]

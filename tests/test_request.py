@@ -67,6 +67,7 @@ def test_settings_record_everything_needed_to_draw_again():
         "mode": "instrument", "instruments": ["violin", "42"], "prompt": None, "prompt_beats": None,
         "prompt_bars": None, "keep": [], "bars_to_fill": None, "edit": [], "beats": None, "bars": 4, "n_samples": 2,
         "sampling": {"top_p": {"pitch": 0.9}}, "balance": None, "quota": None, "seed": 7, "max_new_rows": 1024,
+        "constraints": {},
     }
 
 
