@@ -460,6 +460,46 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ instruments
+def _add_instruments(sub) -> None:
+    p = sub.add_parser("instruments", help="list the instrument names (and aliases) that --instruments and "
+                       "--keep take, with their GM programs")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a checkpoint directory or bundled model whose encoding to list (default: the default "
+                   "encoding)")
+    p.set_defaults(func=_cmd_instruments)
+
+
+def _cmd_instruments(args: argparse.Namespace) -> int:
+    from mmt.checkpoint import read_checkpoint_info
+    from mmt.constants import DRUM_PROGRAM
+    from mmt.encoding import Encoding
+
+    encoding = Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]) if args.model else Encoding()
+    aliases = encoding.instrument_aliases
+    width = max(map(len, encoding.instruments))
+    for code, name in enumerate(encoding.instruments, start=1):
+        programs = [p for p in range(DRUM_PROGRAM) if encoding.program_codes[p] == code]
+        where = [_ranges(programs)] if programs else []
+        if encoding.program_codes[DRUM_PROGRAM] == code:
+            where.append("any on the drum channel (10)")
+        line = f"{name:<{width}}  programs {'; '.join(where) or 'none'}"
+        named = [alias for alias, target in aliases.items() if target == name]
+        print(line + (f"  aliases {', '.join(named)}" if named else ""))
+    return 0
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Increasing integers as runs, e.g. [0, 1, 2, 5] -> "0-2, 5"."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
 # ============================================================================ demo
 def _add_demo(sub) -> None:
     from mmt_app.demo import DemoConfig
@@ -507,7 +547,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ parser
-SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate, _add_demo]
+SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate, _add_instruments,
+            _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
