@@ -33,6 +33,7 @@ from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.errors import GenerationError, GenerationWarning
+from mmt.files import sha256_file
 from mmt.meter import Meter
 
 DEFAULT_BEATS_PER_BAR = 4.0
@@ -492,16 +493,21 @@ class Generation:
     balance: float
     quota: int
     max_beats: float
+    weights_sha256: str | None = None
+    prompt_sha256: str | None = None
 
     def settings(self, model_name: str | None = None) -> dict:
-        """Everything needed to draw these samples again (what `settings.json` records)."""
+        """Everything needed to draw these samples again (what `settings.json` records), with the
+        SHA-256 of the model's weights file and of the prompt file (None: a model built in code,
+        a prompt that is no file)."""
         from mmt import __version__
 
         anticipation = None if self.prompt.controls is None else (self.encoding.anticipation or 0.0)
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
                 "quota_used": self.quota, "anticipation_beats": anticipation,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
-                "model": model_name, "mmt_version": __version__}
+                "model": model_name, "weights_sha256": self.weights_sha256, "prompt_sha256": self.prompt_sha256,
+                "mmt_version": __version__}
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
               model_name: str | None = None) -> list[dict[str, Path]]:
@@ -614,7 +620,9 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
                      start_beats=prompt.start_beats if prompt.start_beats > 0 else None,
                      pitch_ranges=note_ranges(model), balance=balance, quota=quota,
                      controls=prompt.controls, device=device, progress=progress)
-    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats)
+    prompt_sha256 = sha256_file(request.prompt) if isinstance(request.prompt, (str, os.PathLike)) else None
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats,
+                      getattr(model, "weights_sha256", None), prompt_sha256)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

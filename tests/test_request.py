@@ -176,3 +176,40 @@ def test_instruments_the_model_has_no_range_for_keep_to_their_register():
     assert tuba.min() >= 28 and tuba.max() <= 62 and violin.min() >= 60 and violin.max() <= 90
     model.pitch_ranges = {}  # switched off (or a model without ranges): no range at all
     assert note_ranges(model) == {}
+
+
+def test_settings_record_the_sha256_of_the_weights_and_of_the_prompt_file(tmp_path):
+    import hashlib
+    import json
+
+    from mmt.checkpoint import load_model, save_model
+    from tests.factories import write_midi_file
+
+    directory = save_model(tiny_model(), tmp_path / "model")
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    model = load_model(directory)
+    generation = run(model, GenerationRequest(mode="continuation", prompt=str(song), prompt_bars=1, bars=1,
+                                              n_samples=2, seed=0, max_new_rows=10))
+    generation.write(tmp_path / "out", model_name=str(directory))
+    written, = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert written["weights_sha256"] == hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert written["prompt_sha256"] == hashlib.sha256(song.read_bytes()).hexdigest()
+    assert written["samples"] == ["continuation-000", "continuation-001"]
+
+    built = run(tiny_model(), GenerationRequest(mode="continuation", prompt=scale_music(), prompt_bars=1, bars=1,
+                                                seed=0, max_new_rows=10))
+    settings = built.settings()
+    assert settings["weights_sha256"] is None and settings["prompt_sha256"] is None  # built in code; no file
+
+
+def test_the_prompt_file_is_hashed_once_per_run_not_per_sample(tmp_path, monkeypatch):
+    import mmt.request
+    from tests.factories import write_midi_file
+
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    hashed = []
+    real = mmt.request.sha256_file
+    monkeypatch.setattr(mmt.request, "sha256_file", lambda path: hashed.append(path) or real(path))
+    run(tiny_model(), GenerationRequest(mode="continuation", prompt=str(song), prompt_bars=1, bars=1,
+                                        n_samples=3, seed=0, max_new_rows=10))
+    assert hashed == [str(song)]
