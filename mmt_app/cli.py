@@ -444,7 +444,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
     if prompt.controls is not None:
         anticipation = model.encoding.anticipation
-        print(f"{args.prompt}: {len(prompt.controls)} notes kept as given (control rows), new notes from beat "
+        before = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())  # an infill's notes before the gap
+        kept = f"{before} in the prompt, {len(prompt.controls)} as control rows" if before else "as control rows"
+        print(f"{args.prompt}: {before + len(prompt.controls)} notes kept as given ({kept}), new notes from beat "
               f"{prompt.start_beats:g} to {prompt.end_beats:g}; "
               + (f"anticipation {anticipation:g} beats" if anticipation is not None else
                  "this model was trained without controls: anticipation 0 (it sees the kept part's past only)"))

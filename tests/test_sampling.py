@@ -581,3 +581,18 @@ def test_lagging_follows_the_schedule_of_the_quota():
     assert behind.tolist() == [[False, False, True, False], [False, True, True, True]]
     full = sampling.lagging(torch.tensor([[8, 3]]), torch.tensor([[True, True]]), 8, torch.tensor([500]), 100, 80)
     assert full.tolist() == [[False, True]]  # past the limit: whoever lacks the quota, not who has it
+
+
+@pytest.mark.parametrize("mode, extra, kept", [
+    # bar 2 of 4/4 (beats 4-7) rewritten: the piano's 4 and the violin's 2 notes before it, the violin's 2 after it
+    ("infill", ["--bars-to-fill", "2"], "8 notes kept as given (6 in the prompt, 2 as control rows), new notes "
+     "from beat 4 to 8"),
+    ("accompaniment", ["--keep", "violin", "--instruments", "cello"], "6 notes kept as given (as control rows), "
+     "new notes from beat 0 to 11"),
+])
+def test_the_command_counts_every_kept_note(checkpoint, tmp_path, capsys, mode, extra, kept):
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)]),
+                                                   (40, False, [(b, 72 + b, 1) for b in range(0, 12, 2)])])
+    assert main(["generate", str(checkpoint), "--mode", mode, "--prompt", str(song), *extra, "--seed", "0",
+                 "--max-rows", "10", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert f"{song}: {kept}; " in capsys.readouterr().out
