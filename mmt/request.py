@@ -141,6 +141,11 @@ class Prompt:
     controls: np.ndarray | None = None
     end_beats: float | None = None
 
+    @property
+    def n_notes(self) -> int:
+        """The prompt's own notes (a continuation's opening, an infill's notes before the gap), controls aside."""
+        return int((self.codes[:, Field.TYPE] == RowType.NOTE).sum())
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -499,15 +504,48 @@ class Generation:
     def settings(self, model_name: str | None = None) -> dict:
         """Everything needed to draw these samples again (what `settings.json` records), with the
         SHA-256 of the model's weights file and of the prompt file (None: a model built in code,
-        a prompt that is no file)."""
+        a prompt that is no file), and the bars asked for beside each sample's (`bars_written`)."""
         from mmt import __version__
 
         anticipation = None if self.prompt.controls is None else (self.encoding.anticipation or 0.0)
         return {**self.request.settings(), "sampling_used": self.sampling.to_dict(), "balance_used": self.balance,
                 "quota_used": self.quota, "anticipation_beats": anticipation,
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
+                "bars_asked": self.bars_asked, "sample_bars": self.bars_written(),
                 "model": model_name, "weights_sha256": self.weights_sha256, "prompt_sha256": self.prompt_sha256,
                 "mmt_version": __version__}
+
+    @property
+    def bars_asked(self) -> float:
+        """The bars of new music asked for: from where new notes begin to `max_beats` (2 decimals)."""
+        return self._bars(self.max_beats)
+
+    def bars_written(self) -> list[float]:
+        """Per sample, the bars from where new notes begin to the end of its last note, given notes
+        (control rows) aside (2 decimals; 0: no note after the prompt)."""
+        return [self._bars(self._end_of_music(codes)) for codes in self.samples]
+
+    def shortfall(self, k: int) -> str | None:
+        """Why sample `k` stops before the last bar asked, e.g. "ends after 8.67 of the 16 bars asked
+        (the model ended the song at beat 48)"; None when its music reaches that bar."""
+        codes = self.samples[k]
+        end = self._end_of_music(codes)
+        written, asked = self._bars(end), self.bars_asked
+        if written > max(asked - 1, 0):
+            return None
+        why = (f"the model ended the song at beat {end:g}"
+               if len(codes) and codes[-1, Field.TYPE] == RowType.END_OF_SONG else
+               f"cut at {self.request.max_new_rows} new rows, max_new_rows")
+        return f"ends after {written:g} of the {asked:g} bars asked ({why})"
+
+    def _end_of_music(self, codes: np.ndarray) -> float:
+        """The beat where a sample's last note (not a given control) stops sounding, or where new notes begin."""
+        notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+        return max(_end_of_notes(notes, self.encoding) if len(notes) else 0.0, self.prompt.start_beats)
+
+    def _bars(self, end_beats: float) -> float:
+        """Bars (of the prompt's bar length at its cut, as `run` counts them) from the new music's start to `end_beats`."""
+        return round((end_beats - self.prompt.start_beats) / self.prompt.beats_per_bar, 2)
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
               model_name: str | None = None) -> list[dict[str, Path]]:

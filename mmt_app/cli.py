@@ -369,7 +369,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 # ============================================================================ generate
 def _add_generate(sub) -> None:
-    from mmt.request import MODES
+    from mmt.request import DEFAULT_BARS, MODES
 
     p = sub.add_parser(
         "generate",
@@ -395,8 +395,10 @@ def _add_generate(sub) -> None:
     cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats (default: all of it)")
     cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=float, help="add at most this many bars (default: no limit)")
-    length.add_argument("--beats", type=float, help="add at most this many beats (default: no limit)")
+    length.add_argument("--bars", type=float, help=f"add at most this many bars (default: {DEFAULT_BARS:g}; "
+                        "accompaniment: to the end of the kept parts); a sample the model ends earlier is "
+                        "reported with its length")
+    length.add_argument("--beats", type=float, help=f"add at most this many beats (default: {DEFAULT_BARS:g} bars)")
     p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, and printed)")
     _add_sampling(p)
@@ -417,9 +419,11 @@ def _add_generate(sub) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
     from mmt.checkpoint import load_model, read_checkpoint_info
-    from mmt.constants import Field, RowType
     from mmt.encoding import Encoding
+    from mmt.errors import GenerationWarning
     from mmt.io import audio_available
     from mmt.request import MODES, GenerationRequest, run
 
@@ -440,11 +444,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     generation = run(model, request, prompt=prompt, device=device, progress=not args.quiet)
     prompt = generation.prompt
     if request.mode == "continuation":
-        n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
-        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {n_notes} notes, {len(prompt.codes)} rows")
+        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {prompt.n_notes} notes, {len(prompt.codes)} rows")
     if prompt.controls is not None:
         anticipation = model.encoding.anticipation
-        before = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())  # an infill's notes before the gap
+        before = prompt.n_notes  # an infill's notes before the gap
         kept = f"{before} in the prompt, {len(prompt.controls)} as control rows" if before else "as control rows"
         print(f"{args.prompt}: {before + len(prompt.controls)} notes kept as given ({kept}), new notes from beat "
               f"{prompt.start_beats:g} to {prompt.end_beats:g}; "
@@ -452,8 +455,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                  "this model was trained without controls: anticipation 0 (it sees the kept part's past only)"))
     audio = args.audio and audio_available()
     written = generation.write(args.out, audio=audio, overwrite=args.overwrite, model_name=str(args.model))
-    for codes, paths in zip(generation.samples, written):
-        print(f"{paths['midi'].stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
+    bars = generation.bars_written()
+    for k, (codes, paths) in enumerate(zip(generation.samples, written)):
+        stem = paths["midi"].stem
+        print(f"{stem}: {len(codes)} rows, {bars[k]:g} of {generation.bars_asked:g} bars -> "
+              + ", ".join(str(path) for path in paths.values()))
+        short = generation.shortfall(k)
+        if short:
+            warnings.warn(f"{stem} {short}", GenerationWarning)
     print(f"seed {generation.request.seed} (--seed {generation.request.seed} draws these samples again)")
     if args.audio and not audio:
         print("mmt generate: no WAV written: audio needs fluidsynth and a GM soundfont "

@@ -213,3 +213,23 @@ def test_the_prompt_file_is_hashed_once_per_run_not_per_sample(tmp_path, monkeyp
     run(tiny_model(), GenerationRequest(mode="continuation", prompt=str(song), prompt_bars=1, bars=1,
                                         n_samples=3, seed=0, max_new_rows=10))
     assert hashed == [str(song)]
+
+
+def test_each_sample_s_bars_are_recorded_and_a_short_one_says_why():
+    from mmt import Encoding, encode
+    from mmt.request import Generation, Prompt
+
+    encoding = Encoding()
+    short = encode(scale_music(n_beats=30), encoding)  # 3/4, its last note ends on beat 30, then end-of-song
+    full = encode(scale_music(n_beats=54), encoding)
+    cut = short[:-1]  # no end-of-song: cut at max_new_rows
+    request = GenerationRequest(mode="continuation", prompt=scale_music(), prompt_bars=2, bars=16, n_samples=3)
+    generation = Generation(request, Prompt(short[:9], start_beats=6.0, beats_per_bar=3.0), [short, full, cut],
+                            encoding, SamplingParams(), 0.0, 0, max_beats=54.0)
+    assert generation.bars_asked == 16.0
+    assert generation.bars_written() == [8.0, 16.0, 8.0]
+    assert generation.shortfall(0) == "ends after 8 of the 16 bars asked (the model ended the song at beat 30)"
+    assert generation.shortfall(1) is None
+    assert generation.shortfall(2) == "ends after 8 of the 16 bars asked (cut at 1024 new rows, max_new_rows)"
+    settings = generation.settings()
+    assert (settings["bars_asked"], settings["sample_bars"]) == (16.0, [8.0, 16.0, 8.0])
