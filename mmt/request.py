@@ -544,7 +544,8 @@ class Generation:
         return max(_end_of_notes(notes, self.encoding) if len(notes) else 0.0, self.prompt.start_beats)
 
     def _bars(self, end_beats: float) -> float:
-        """Bars (of the prompt's bar length at its cut, as `run` counts them) from the new music's start to `end_beats`."""
+        """Bars from the new music's start to `end_beats`, of the prompt's bar length at its cut (as `run`
+        counts the bars asked)."""
         return round((end_beats - self.prompt.start_beats) / self.prompt.beats_per_bar, 2)
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,

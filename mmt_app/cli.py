@@ -444,7 +444,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     generation = run(model, request, prompt=prompt, device=device, progress=not args.quiet)
     prompt = generation.prompt
     if request.mode == "continuation":
-        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {prompt.n_notes} notes, {len(prompt.codes)} rows")
+        print(f"{args.prompt}: prompt of {prompt.start_beats:g} beats, {prompt.n_notes} notes, "
+              f"{len(prompt.codes)} rows")
     if prompt.controls is not None:
         anticipation = model.encoding.anticipation
         before = prompt.n_notes  # an infill's notes before the gap
