@@ -16,7 +16,6 @@ writer that is gone and leaves a live one's. Training keeps its resumable state
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -33,7 +32,7 @@ from torch import nn
 from mmt.config import ConfigError, ModelConfig, SamplingParams, config_from_dict
 from mmt.encoding import Encoding, EncodingError
 from mmt.errors import MMTError
-from mmt.files import default_mode
+from mmt.files import default_mode, sha256_file
 from mmt.locks import Owner
 from mmt.model import MusicTransformer
 
@@ -59,14 +58,6 @@ def unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _json_ready(value):
@@ -215,7 +206,7 @@ def save_model(
             "encoding": model.encoding.to_dict(),
             "sampling": model.sampling.to_dict(),
             "pitch_ranges": {name: list(bounds) for name, bounds in model.pitch_ranges.items()},
-            "weights_sha256": _sha256(path.parent / WEIGHTS),
+            "weights_sha256": sha256_file(path.parent / WEIGHTS),
             **_json_ready(metadata),
         }
         path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
@@ -287,7 +278,7 @@ def _model_config(info: dict, config_path: Path) -> ModelConfig:
 
 def _weights_sha256(weights: Path) -> str:
     try:
-        return _sha256(weights)
+        return sha256_file(weights)
     except OSError as error:
         raise CheckpointError(f"{weights}: cannot read the weights ({error.strerror or error})") from None
 
@@ -341,6 +332,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
             matching their recorded hash, unreadable safetensors, NaN or infinite weights),
             or the weights do not fit the recorded model config. Shapes are checked
             before the model is built, so a damaged config allocates nothing of its size.
+
+    The model keeps where it came from: `checkpoint_dir`, and `weights_sha256`, the SHA-256
+    of the weights file as read (what a generation's `settings.json` records).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -358,7 +352,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     if not weights.is_file():
         raise CheckpointError(f"{weights}: {'not a file' if weights.exists() else 'missing weights file'}")
     expected = info.get("weights_sha256")
-    if expected is not None and _weights_sha256(weights) != expected:
+    digest = _weights_sha256(weights)
+    if expected is not None and digest != expected:
         raise CheckpointError(
             f"{weights}: damaged checkpoint (weights do not match the SHA-256 recorded in {CONFIG})"
         )
@@ -376,6 +371,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     model.sampling = _sampling_defaults(info, config_path)
     model.pitch_ranges = _pitch_ranges(info, encoding, config_path)
     model.checkpoint_dir = directory  # where it came from, for records such as an evaluation's
+    model.weights_sha256 = digest  # what it was loaded from, for a generation's settings.json
     return model.to(device).eval()
 
 

@@ -14,6 +14,7 @@ the notes an anticipation interval ahead of their time (see its docstring for th
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -153,11 +154,22 @@ class Encoding:
         name = str(name_or_program).strip().lower().replace(" ", "-").replace("_", "-")
         name = INSTRUMENT_ALIASES.get(name, name)
         if name not in self.instruments:
-            raise EncodingError(
-                f"unknown instrument {name_or_program!r}; known: {', '.join(self.instruments)} "
-                f"(and the aliases {', '.join(sorted(INSTRUMENT_ALIASES))})"
-            )
+            raise EncodingError(f"unknown instrument {name_or_program!r}{self._did_you_mean(name)} "
+                                "(all names: mmt instruments)")
         return self.instruments.index(name) + 1
+
+    @property
+    def instrument_aliases(self) -> dict[str, str]:
+        """The `INSTRUMENT_ALIASES` that name an instrument of this encoding (alias -> instrument)."""
+        return {alias: name for alias, name in INSTRUMENT_ALIASES.items() if name in self.instruments}
+
+    def _did_you_mean(self, name: str) -> str:
+        """The hint after an unknown name: up to three known names or aliases closest to it, or nothing."""
+        close = difflib.get_close_matches(name, [*self.instruments, *self.instrument_aliases], n=3)
+        if not close:
+            return ""
+        listed = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+        return f"; did you mean {listed}?"
 
     def snap_durations(self, ticks: np.ndarray) -> np.ndarray:
         """Duration codes (1-based) of the known durations nearest to `ticks` (ties: shorter)."""

@@ -1,13 +1,23 @@
-"""Atomic file writes (a temp file in the same folder, then a rename; figures as PNG too), and JSON files read
-with clear errors."""
+"""Atomic file writes (a temp file in the same folder, then a rename; figures as PNG too), JSON files read
+with clear errors, and a file's SHA-256."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_mode(directory: bool = False) -> int:

@@ -39,7 +39,8 @@ class MusicTransformer(nn.Module):
     Beside the weights a model carries what generation starts from (saved with its
     checkpoint): `sampling`, the sampling defaults (its training config's `sampling:`
     section), and `pitch_ranges`, instrument name -> (lowest, highest) MIDI pitch that
-    instrument plays in the training data (empty: no range is known).
+    instrument plays in the training data (empty: no range is known). `weights_sha256` is the
+    SHA-256 of the weights file `load_model` read it from (None for a model built in code).
     """
 
     def __init__(self, config: ModelConfig, encoding: Encoding) -> None:
@@ -49,6 +50,7 @@ class MusicTransformer(nn.Module):
         # what generation starts from unless a request says otherwise (saved with checkpoints)
         self.sampling = SamplingParams()
         self.pitch_ranges: dict[str, tuple[int, int]] = {}
+        self.weights_sha256: str | None = None  # of the weights file it was loaded from (`load_model`)
         n_tokens = encoding.n_tokens
         # ModuleLists in `FIELDS` order ("type" cannot be a ModuleDict key).
         self.embeddings = nn.ModuleList(nn.Embedding(n_tokens[name], config.dim) for name in FIELDS)

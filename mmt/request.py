@@ -41,6 +41,7 @@ from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.edit import ALL_PARTS, Region, RegionPlan, bars_to_beats, drawn_notes, end_of_music, merge, parse_region
 from mmt.edit import piece_bars, plan_region
 from mmt.errors import GenerationError, GenerationWarning
+from mmt.files import sha256_file
 from mmt.meter import Meter
 
 DEFAULT_BEATS_PER_BAR = 4.0
@@ -139,6 +140,11 @@ class Prompt:
     end_beats: float | None = None
     plan: RegionPlan | None = None
     regions: tuple[Region, ...] = ()
+
+    @property
+    def n_notes(self) -> int:
+        """The prompt's own notes (a continuation's opening, an infill's notes before the gap), controls aside."""
+        return int((self.codes[:, Field.TYPE] == RowType.NOTE).sum())
 
 
 def edit_prompt(music, regions: Sequence[Region], encoding: Encoding) -> Prompt:
@@ -565,9 +571,13 @@ class Generation:
     constraints: PartConstraints | None = None
     met: tuple = ()  # per sample, what it met of the constraints (`mmt.constraints.measure`)
     pieces: list | None = None   # an edit's written pieces (`mmt.edit.merge`), one per sample
+    weights_sha256: str | None = None
+    prompt_sha256: str | None = None
 
     def settings(self, model_name: str | None = None) -> dict:
-        """Everything needed to draw these samples again (what `settings.json` records)."""
+        """Everything needed to draw these samples again (what `settings.json` records), with the
+        SHA-256 of the model's weights file and of the prompt file (None: a model built in code,
+        a prompt that is no file), and the bars asked for beside each sample's (`bars_written`)."""
         from mmt import __version__
 
         anticipation = None if self.prompt.controls is None else (self.encoding.anticipation or 0.0)
@@ -576,7 +586,42 @@ class Generation:
                 "prompt_ends_at_beat": self.prompt.start_beats, "max_beats": self.max_beats,
                 "constraints_used": None if self.constraints is None else self.constraints.to_dict(),
                 "constraints_met": list(self.met),
-                "model": model_name, "mmt_version": __version__}
+                "bars_asked": self.bars_asked, "sample_bars": self.bars_written(),
+                "model": model_name, "weights_sha256": self.weights_sha256, "prompt_sha256": self.prompt_sha256,
+                "mmt_version": __version__}
+
+    @property
+    def bars_asked(self) -> float:
+        """The bars of new music asked for: from where new notes begin to `max_beats` (2 decimals)."""
+        return self._bars(self.max_beats)
+
+    def bars_written(self) -> list[float]:
+        """Per sample, the bars from where new notes begin to the end of its last note, given notes
+        (control rows) aside (2 decimals; 0: no note after the prompt)."""
+        return [self._bars(self._end_of_music(codes)) for codes in self.samples]
+
+    def shortfall(self, k: int) -> str | None:
+        """Why sample `k` stops before the last bar asked, e.g. "ends after 8.67 of the 16 bars asked
+        (the model ended the song at beat 48)"; None when its music reaches that bar."""
+        codes = self.samples[k]
+        end = self._end_of_music(codes)
+        written, asked = self._bars(end), self.bars_asked
+        if written > max(asked - 1, 0):
+            return None
+        why = (f"the model ended the song at beat {end:g}"
+               if len(codes) and codes[-1, Field.TYPE] == RowType.END_OF_SONG else
+               f"cut at {self.request.max_new_rows} new rows, max_new_rows")
+        return f"ends after {written:g} of the {asked:g} bars asked ({why})"
+
+    def _end_of_music(self, codes: np.ndarray) -> float:
+        """The beat where a sample's last note (not a given control) stops sounding, or where new notes begin."""
+        notes = codes[codes[:, Field.TYPE] == RowType.NOTE]
+        return max(_end_of_notes(notes, self.encoding) if len(notes) else 0.0, self.prompt.start_beats)
+
+    def _bars(self, end_beats: float) -> float:
+        """Bars from the new music's start to `end_beats`, of the prompt's bar length at its cut (as `run`
+        counts the bars asked)."""
+        return round((end_beats - self.prompt.start_beats) / self.prompt.beats_per_bar, 2)
 
     def write(self, out_dir: str | os.PathLike, audio: bool = False, overwrite: bool = False,
               model_name: str | None = None) -> list[dict[str, Path]]:
@@ -709,8 +754,7 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
         return drawn, constraints
 
     def met(codes: np.ndarray, prompt: Prompt, constraints: PartConstraints | None) -> dict:
-        n_notes = int(np.sum(prompt.codes[:, Field.TYPE] == RowType.NOTE))
-        return measure(codes, encoding, constraints, prompt_notes=n_notes, start_beats=prompt.start_beats,
+        return measure(codes, encoding, constraints, prompt_notes=prompt.n_notes, start_beats=prompt.start_beats,
                        end_beats=prompt.end_beats, max_beats=max_beats if prompt.plan is None else prompt.end_beats,
                        beats_per_bar=prompt.beats_per_bar)
 
@@ -725,8 +769,10 @@ def run(model, request: GenerationRequest, *, prompt: Prompt | None = None, devi
                 (samples[i],), step_constraints = draw(step, 1, (request.seed + 7919 * k + i) % 2**63)
                 measured[i] = met(samples[i], step, step_constraints)
                 pieces[i] = merge(piece, drawn_notes(samples[i], step.plan, encoding), step.plan, encoding)
-    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, constraints,
-                      tuple(measured), pieces)
+    prompt_sha256 = sha256_file(request.prompt) if isinstance(request.prompt, (str, os.PathLike)) else None
+    return Generation(request, prompt, samples, encoding, params, balance, quota, max_beats, constraints=constraints,
+                      met=tuple(measured), pieces=pieces, weights_sha256=getattr(model, "weights_sha256", None),
+                      prompt_sha256=prompt_sha256)
 
 
 def generate(model, request: GenerationRequest | None = None, /, *, device=None, progress: bool = False,

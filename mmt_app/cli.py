@@ -405,7 +405,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 # ============================================================================ generate
 def _add_generate(sub) -> None:
-    from mmt.request import MODES
+    from mmt.request import DEFAULT_BARS, MODES
 
     p = sub.add_parser(
         "generate",
@@ -438,9 +438,10 @@ def _add_generate(sub) -> None:
     cut.add_argument("--prompt-beats", type=float, help="keep the prompt's first N beats (default: all of it)")
     cut.add_argument("--prompt-bars", type=float, help="keep the prompt's first N bars")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=float, help="add at most this many bars (default: 32; a continuation of "
-                        "a piece cut after whole bars writes all of them)")
-    length.add_argument("--beats", type=float, help="add at most this many beats (default: 32 bars)")
+    length.add_argument("--bars", type=float, help=f"add at most this many bars (default: {DEFAULT_BARS:g}; an edit "
+                        "or a continuation of a piece cut after whole bars writes all of them); a sample the model "
+                        "ends earlier is reported with its length")
+    length.add_argument("--beats", type=float, help=f"add at most this many beats (default: {DEFAULT_BARS:g} bars)")
     p.add_argument("-n", "--n-samples", type=int, default=1, help="number of samples, drawn as one batch (default 1)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, and printed)")
     _add_sampling(p)
@@ -462,9 +463,11 @@ def _add_generate(sub) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
     from mmt.checkpoint import load_model, read_checkpoint_info
-    from mmt.constants import Field, RowType
     from mmt.encoding import Encoding
+    from mmt.errors import GenerationWarning
     from mmt.io import audio_available
     from mmt.request import MODES, GenerationRequest, run
 
@@ -485,26 +488,73 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     generation = run(model, request, prompt=prompt, device=device, progress=not args.quiet)
     prompt = generation.prompt
     if request.mode == "continuation":
-        n_notes = int((prompt.codes[:, Field.TYPE] == RowType.NOTE).sum())
         cut = f"{prompt.start_beats:g} beats" if prompt.plan is None else (
             f"{prompt.plan.region.first_bar - 1} bars ({prompt.start_beats:g} beats)")
-        print(f"{args.prompt}: prompt of {cut}, {n_notes} notes, {len(prompt.codes)} rows")
+        print(f"{args.prompt}: prompt of {cut}, {prompt.n_notes} notes, {len(prompt.codes)} rows")
     if prompt.controls is not None:
         anticipation = model.encoding.anticipation
-        print(f"{args.prompt}: {len(prompt.controls)} notes kept as given (control rows), new notes from beat "
+        before = prompt.n_notes  # an infill's notes before the gap
+        kept = f"{before} in the prompt, {len(prompt.controls)} as control rows" if before else "as control rows"
+        print(f"{args.prompt}: {before + len(prompt.controls)} notes kept as given ({kept}), new notes from beat "
               f"{prompt.start_beats:g} to {prompt.end_beats:g}; "
               + (f"anticipation {anticipation:g} beats" if anticipation is not None else
                  "this model was trained without controls: anticipation 0 (it sees the kept part's past only)"))
     audio = args.audio and audio_available()
     written = generation.write(args.out, audio=audio, overwrite=args.overwrite, model_name=str(args.model))
-    for codes, paths in zip(generation.samples, written):
-        print(f"{paths['midi'].stem}: {len(codes)} rows -> " + ", ".join(str(path) for path in paths.values()))
+    bars = generation.bars_written()
+    for k, (codes, paths) in enumerate(zip(generation.samples, written)):
+        stem = paths["midi"].stem
+        print(f"{stem}: {len(codes)} rows, {bars[k]:g} of {generation.bars_asked:g} bars -> "
+              + ", ".join(str(path) for path in paths.values()))
+        short = generation.shortfall(k)
+        if short:
+            warnings.warn(f"{stem} {short}", GenerationWarning)
     print(f"seed {generation.request.seed} (--seed {generation.request.seed} draws these samples again)")
     if args.audio and not audio:
         print("mmt generate: no WAV written: audio needs fluidsynth and a GM soundfont "
               "(`apt-get install fluidsynth fluid-soundfont-gm`, or set MMT_SOUNDFONT to an .sf2 file); "
               "MIDI, CSV and PNG were written", file=sys.stderr)
     return 0
+
+
+# ============================================================================ instruments
+def _add_instruments(sub) -> None:
+    p = sub.add_parser("instruments", help="list the instrument names (and aliases) that --instruments and "
+                       "--keep take, with their GM programs")
+    p.add_argument("model", nargs="?", metavar="MODEL",
+                   help="a checkpoint directory or bundled model whose encoding to list (default: the default "
+                   "encoding)")
+    p.set_defaults(func=_cmd_instruments)
+
+
+def _cmd_instruments(args: argparse.Namespace) -> int:
+    from mmt.checkpoint import read_checkpoint_info
+    from mmt.constants import DRUM_PROGRAM
+    from mmt.encoding import Encoding
+
+    encoding = Encoding.from_dict(read_checkpoint_info(args.model)["encoding"]) if args.model else Encoding()
+    aliases = encoding.instrument_aliases
+    width = max(map(len, encoding.instruments))
+    for code, name in enumerate(encoding.instruments, start=1):
+        programs = [p for p in range(DRUM_PROGRAM) if encoding.program_codes[p] == code]
+        where = [_ranges(programs)] if programs else []
+        if encoding.program_codes[DRUM_PROGRAM] == code:
+            where.append("any on the drum channel (10)")
+        line = f"{name:<{width}}  programs {'; '.join(where) or 'none'}"
+        named = [alias for alias, target in aliases.items() if target == name]
+        print(line + (f"  aliases {', '.join(named)}" if named else ""))
+    return 0
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Increasing integers as runs, e.g. [0, 1, 2, 5] -> "0-2, 5"."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
 
 
 # ============================================================================ demo
@@ -554,7 +604,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ============================================================================ parser
-SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate, _add_demo]
+SECTIONS = [_add_encode, _add_evaluate, _add_train, _add_analyze, _add_prepare, _add_generate, _add_instruments,
+            _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -205,7 +205,8 @@ def write_samples(model, config: DemoConfig, log: Callable[[str], None] = print,
                 f"({len(generation.prompt.codes)} rows)")
         if generation.prompt.controls is not None:
             anticipation = model.encoding.anticipation
-            log(f"{request.mode}: test piece {piece}, {len(generation.prompt.controls)} notes kept, "
+            kept = generation.prompt.n_notes + len(generation.prompt.controls)  # an infill's notes before the gap too
+            log(f"{request.mode}: test piece {piece}, {kept} notes kept, "
                 + (f"anticipation {anticipation:g} beats" if anticipation is not None else
                    "anticipation 0 (this model was trained without control rows)"))
     return out

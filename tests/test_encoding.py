@@ -260,9 +260,26 @@ def test_instrument_names_are_case_insensitive_and_know_common_aliases(encoding,
     assert encoding.instrument_code(name) == code
 
 
-def test_an_unknown_instrument_lists_the_names_and_aliases(encoding):
-    with pytest.raises(EncodingError, match=r"unknown instrument 'kazoo'; known: piano, .* \(and the aliases "):
-        encoding.instrument_code("kazoo")
+@pytest.mark.parametrize("name, message", [
+    ("cellp", "unknown instrument 'cellp'; did you mean cello? (all names: mmt instruments)"),
+    ("violn", "unknown instrument 'violn'; did you mean violin, viola or violoncello? (all names: mmt instruments)"),
+    ("gitar", "unknown instrument 'gitar'; did you mean guitar or sitar? (all names: mmt instruments)"),
+    ("zzz", "unknown instrument 'zzz' (all names: mmt instruments)"),
+])
+def test_an_unknown_instrument_names_up_to_three_close_names_or_aliases(encoding, name, message):
+    with pytest.raises(EncodingError) as error:
+        encoding.instrument_code(name)
+    assert str(error.value) == message
+
+
+def test_aliases_of_instruments_an_encoding_lacks_are_not_offered():
+    small = Encoding(instruments=("piano", "drums"), instrument_programs=(0, 0),
+                     program_instrument=("piano",) * 8 + (None,) * 120)
+    assert small.instrument_aliases == {"grand-piano": "piano", "keyboard": "piano", "keys": "piano", "drum": "drums",
+                                        "drum-kit": "drums", "drumkit": "drums", "percussion": "drums"}
+    with pytest.raises(EncodingError) as error:
+        small.instrument_code("violoncelo")  # violoncello is an alias of cello, which it lacks
+    assert str(error.value) == "unknown instrument 'violoncelo' (all names: mmt instruments)"
 
 
 def test_the_fiddle_program_plays_the_violin_as_in_the_original_grouping(encoding):
@@ -270,3 +287,16 @@ def test_the_fiddle_program_plays_the_violin_as_in_the_original_grouping(encodin
     music = muspy.Music(resolution=12, tracks=[muspy.Track(program=110, notes=[muspy.Note(0, 76, 12)])])
     back = decode(encode(music, encoding), encoding)
     assert [(t.program, t.name, len(t.notes)) for t in back.tracks] == [(40, "violin", 1)]
+
+
+def test_mmt_instruments_lists_every_name_with_its_programs_and_aliases(capsys):
+    from mmt_app.cli import main
+
+    assert main(["instruments"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(INSTRUMENTS) == 65
+    assert lines[0] == "piano                programs 0-3  aliases grand-piano, keyboard, keys"
+    assert lines[24] == "violin               programs 40, 110  aliases fiddle"
+    assert lines[26] == "cello                programs 42  aliases violoncello"
+    assert lines[-1] == ("drums                programs any on the drum channel (10)  "
+                         "aliases drum, drum-kit, drumkit, percussion")

@@ -177,3 +177,60 @@ def test_instruments_the_model_has_no_range_for_keep_to_their_register():
     assert tuba.min() >= 28 and tuba.max() <= 62 and violin.min() >= 60 and violin.max() <= 90
     model.pitch_ranges = {}  # switched off (or a model without ranges): no range at all
     assert note_ranges(model) == {}
+
+
+def test_settings_record_the_sha256_of_the_weights_and_of_the_prompt_file(tmp_path):
+    import hashlib
+    import json
+
+    from mmt.checkpoint import load_model, save_model
+    from tests.factories import write_midi_file
+
+    directory = save_model(tiny_model(), tmp_path / "model")
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    model = load_model(directory)
+    generation = run(model, GenerationRequest(mode="continuation", prompt=str(song), prompt_bars=1, bars=1,
+                                              n_samples=2, seed=0, max_new_rows=10))
+    generation.write(tmp_path / "out", model_name=str(directory))
+    written, = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert written["weights_sha256"] == hashlib.sha256((directory / "model.safetensors").read_bytes()).hexdigest()
+    assert written["prompt_sha256"] == hashlib.sha256(song.read_bytes()).hexdigest()
+    assert written["samples"] == ["continuation-000", "continuation-001"]
+
+    built = run(tiny_model(), GenerationRequest(mode="continuation", prompt=scale_music(), prompt_bars=1, bars=1,
+                                                seed=0, max_new_rows=10))
+    settings = built.settings()
+    assert settings["weights_sha256"] is None and settings["prompt_sha256"] is None  # built in code; no file
+
+
+def test_the_prompt_file_is_hashed_once_per_run_not_per_sample(tmp_path, monkeypatch):
+    import mmt.request
+    from tests.factories import write_midi_file
+
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    hashed = []
+    real = mmt.request.sha256_file
+    monkeypatch.setattr(mmt.request, "sha256_file", lambda path: hashed.append(path) or real(path))
+    run(tiny_model(), GenerationRequest(mode="continuation", prompt=str(song), prompt_bars=1, bars=1,
+                                        n_samples=3, seed=0, max_new_rows=10))
+    assert hashed == [str(song)]
+
+
+def test_each_sample_s_bars_are_recorded_and_a_short_one_says_why():
+    from mmt import Encoding, encode
+    from mmt.request import Generation, Prompt
+
+    encoding = Encoding()
+    short = encode(scale_music(n_beats=30), encoding)  # 3/4, its last note ends on beat 30, then end-of-song
+    full = encode(scale_music(n_beats=54), encoding)
+    cut = short[:-1]  # no end-of-song: cut at max_new_rows
+    request = GenerationRequest(mode="continuation", prompt=scale_music(), prompt_bars=2, bars=16, n_samples=3)
+    generation = Generation(request, Prompt(short[:9], start_beats=6.0, beats_per_bar=3.0), [short, full, cut],
+                            encoding, SamplingParams(), 0.0, 0, max_beats=54.0)
+    assert generation.bars_asked == 16.0
+    assert generation.bars_written() == [8.0, 16.0, 8.0]
+    assert generation.shortfall(0) == "ends after 8 of the 16 bars asked (the model ended the song at beat 30)"
+    assert generation.shortfall(1) is None
+    assert generation.shortfall(2) == "ends after 8 of the 16 bars asked (cut at 1024 new rows, max_new_rows)"
+    settings = generation.settings()
+    assert (settings["bars_asked"], settings["sample_bars"]) == (16.0, [8.0, 16.0, 8.0])

@@ -581,3 +581,59 @@ def test_lagging_follows_the_schedule_of_the_quota():
     assert behind.tolist() == [[False, False, True, False], [False, True, True, True]]
     full = sampling.lagging(torch.tensor([[8, 3]]), torch.tensor([[True, True]]), 8, torch.tensor([500]), 100, 80)
     assert full.tolist() == [[False, True]]  # past the limit: whoever lacks the quota, not who has it
+
+
+@pytest.mark.parametrize("mode, extra, kept", [
+    # bar 2 of 4/4 (beats 4-7) rewritten: the piano's 4 and the violin's 2 notes before it, the violin's 2 after it
+    ("infill", ["--bars-to-fill", "2"], "8 notes kept as given (6 in the prompt, 2 as control rows), new notes "
+     "from beat 4 to 8"),
+    # (an accompaniment writes every bar of the piece: 3 bars of 4/4)
+    ("accompaniment", ["--keep", "violin", "--instruments", "cello"], "6 notes kept as given (as control rows), "
+     "new notes from beat 0 to 12"),
+])
+def test_the_command_counts_every_kept_note(checkpoint, tmp_path, capsys, mode, extra, kept):
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)]),
+                                                   (40, False, [(b, 72 + b, 1) for b in range(0, 12, 2)])])
+    assert main(["generate", str(checkpoint), "--mode", mode, "--prompt", str(song), *extra, "--seed", "0",
+                 "--max-rows", "10", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert f"{song}: {kept}; " in capsys.readouterr().out
+
+
+def test_the_command_writes_every_sample_and_says_which_ends_short(checkpoint, tmp_path, capsys, monkeypatch):
+    import json
+
+    song = write_midi_file(tmp_path / "song.mid", [(0, False, [(b, 60 + b, 1) for b in range(8)])])
+    quarter = ENCODING.known_durations.index(12) + 1
+    ending = np.array([[RowType.END_OF_SONG, 0, 0, 0, 0, 0]])
+
+    def fake_sample(model, prompt, *, n_samples, **_):  # the model's choice, fixed: one sample stops at once
+        onward = np.array([[RowType.NOTE, b + 1, 1, 61 + b, quarter, 1] for b in range(4, 12)])
+        return [np.vstack([prompt, ending]), np.vstack([prompt, onward, ending])]
+
+    monkeypatch.setattr(sampling, "sample", fake_sample)
+    out = tmp_path / "out"
+    assert main(["generate", str(checkpoint), "--mode", "continuation", "--prompt", str(song), "--prompt-bars", "1",
+                 "--bars", "2", "-n", "2", "--seed", "0", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert f"continuation-000: 8 rows, 0 of 2 bars -> {out / 'continuation-000.mid'}" in printed.out
+    assert f"continuation-001: 16 rows, 2 of 2 bars -> {out / 'continuation-001.mid'}" in printed.out
+    assert printed.err == ("mmt generate: warning: continuation-000 ends after 0 of the 2 bars asked "
+                           "(the model ended the song at beat 4)\n")
+    run, = json.loads((out / "settings.json").read_text())
+    assert (run["samples"], run["bars_asked"], run["sample_bars"]) == (
+        ["continuation-000", "continuation-001"], 2.0, [0.0, 2.0])
+    assert all((out / f"continuation-00{k}.mid").stat().st_size > 0 for k in range(2))
+
+
+def test_the_generate_help_gives_the_default_length_the_code_uses():
+    from mmt.request import DEFAULT_BARS
+    from mmt.request import run as sampling_run
+    from mmt_app.cli import build_parser
+
+    generate_parser = build_parser()._subparsers._group_actions[0].choices["generate"]
+    helps = {action.dest: action.help for action in generate_parser._actions}
+    assert DEFAULT_BARS == 32.0
+    assert sampling_run(tiny(), GenerationRequest(seed=0, max_new_rows=2)).bars_asked == 32.0  # 4/4: 128 beats
+    assert helps["bars"] == ("add at most this many bars (default: 32; an edit or a continuation of a piece cut after "
+                             "whole bars writes all of them); a sample the model ends earlier is reported with its length")
+    assert helps["beats"] == "add at most this many beats (default: 32 bars)"
