@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     import mmt
-    from mmt.constraints import request_constraints
     from mmt.request import GenerationRequest, run
 
     torch.set_num_threads(1)
@@ -119,10 +118,12 @@ def main(argv: list[str] | None = None) -> dict:
     for index, (path, music) in enumerate(pieces):
         for edit, bars in EDITS:
             source = music if bars == 12 else cut(music, _bars_to_beats(music, bars))
+            used = None
             for setting, constraints in (("constrained", {}), ("free", OFF)):
                 request = GenerationRequest(mode="edit", prompt=source, edit=(edit,), n_samples=args.samples,
                                             seed=args.seed + index, constraints=constraints)
                 generation = run(model, request)
+                used = used or generation.constraints   # the constrained run's: the source's key
                 for met in generation.met:
                     for part, values in met["parts"].items():
                         for name in FIGURES:
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             if edit != "flute@1-8":  # the real parts of the region, measured as the written ones
                 plan = generation.prompt.plan
                 truth = music if edit == "cello@5-8" else cut(music, plan.end_beats)
-                real = real_parts(truth, plan, encoding, request_constraints({}, source))
+                real = real_parts(truth, plan, encoding, used)
                 for part, values in real["parts"].items():
                     for name in FIGURES:
                         figures[edit]["real"][part][name].append(values[name])
