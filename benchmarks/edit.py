@@ -21,7 +21,6 @@ Usage: python benchmarks/edit.py [--model music21-small] [--pieces 4] [--samples
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -29,6 +28,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from mmt.edit import cut_music
 
 EDITS = (("cello@5-8", 12), ("flute@1-8", 8), ("all@9-12", 8))
 OFF = {"ranges": False, "no_crossing": False, "key": None}
@@ -57,16 +58,8 @@ def quartets(count: int) -> list[tuple[str, object]]:
             continue
         if not any(t.program == 42 and t.notes for t in music.tracks) or len(music.tracks) < 3:
             continue
-        found.append((path, cut(music, bars_to_beats(Meter.from_music(music), 12))))
+        found.append((path, cut_music(music, bars_to_beats(Meter.from_music(music), 12))))
     return found
-
-
-def cut(music, beats: float):
-    out = copy.deepcopy(music)
-    limit = round(beats * music.resolution)
-    for track in out.tracks:
-        track.notes = [n for n in track.notes if n.time < limit]
-    return out
 
 
 def real_parts(music, plan, encoding, constraints) -> dict:
@@ -117,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
     for index, (path, music) in enumerate(pieces):
         for edit, bars in EDITS:
-            source = music if bars == 12 else cut(music, _bars_to_beats(music, bars))
+            source = music if bars == 12 else cut_music(music, _bars_to_beats(music, bars))
             used = None
             for setting, constraints in (("constrained", {}), ("free", OFF)):
                 request = GenerationRequest(mode="edit", prompt=source, edit=(edit,), n_samples=args.samples,
@@ -131,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"{Path(path).name} {edit} {setting}: done", file=sys.stderr, flush=True)
             if edit != "flute@1-8":  # the real parts of the region, measured as the written ones
                 plan = generation.prompt.plan
-                truth = music if edit == "cello@5-8" else cut(music, plan.end_beats)
+                truth = music if edit == "cello@5-8" else cut_music(music, plan.end_beats)
                 real = real_parts(truth, plan, encoding, used)
                 for part, values in real["parts"].items():
                     for name in FIGURES:

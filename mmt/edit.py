@@ -108,6 +108,15 @@ def piece_bars(meter: Meter, end_beats: float) -> int:
     return max(len(starts) - (1 if meter.pickup > 0 else 0), 0)
 
 
+def cut_music(music, beats: float):
+    """A copy of `music` without the notes starting at or after `beats`."""
+    out = copy.deepcopy(music)
+    limit = round(beats * music.resolution)
+    for track in out.tracks:
+        track.notes = [note for note in track.notes if note.time < limit]
+    return out
+
+
 def end_of_music(music, resolution: int) -> float:
     """The beat where the last note of `music` stops sounding (0 without notes)."""
     ends = [note.time + note.duration for track in music.tracks for note in track.notes]

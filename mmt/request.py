@@ -39,7 +39,7 @@ from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.constraints import PartConstraints, measure, request_constraints
 from mmt.encoding import Encoding, as_controls, encode, onsets
 from mmt.edit import ALL_PARTS, Region, RegionPlan, bars_to_beats, drawn_notes, end_of_music, merge, parse_region
-from mmt.edit import piece_bars, plan_region
+from mmt.edit import cut_music, piece_bars, plan_region
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.files import sha256_file
 from mmt.meter import Meter
@@ -214,7 +214,7 @@ def _continuation(request: "GenerationRequest", encoding: Encoding) -> Prompt:
         if kept > whole:
             warnings.warn(f"{_describe(source)}: the prompt is {_bars(whole)} long, shorter than the {int(kept)} asked "
                           f"for; the new music starts at bar {int(kept) + 1}", GenerationWarning, stacklevel=2)
-        cut = _cut_music(music, bars_to_beats(meter, kept))
+        cut = cut_music(music, bars_to_beats(meter, kept))
         if not any(t.notes for t in cut.tracks):
             raise GenerationError(f"{_describe(source)}: the prompt has no notes before its cut, so there is "
                                   "nothing to continue")
@@ -289,7 +289,7 @@ def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     last = None
     if request.length_given:
         limit = request.beats if request.bars is None else bars_to_beats(meter, request.bars)
-        kept = _cut_music(kept, limit)
+        kept = cut_music(kept, limit)
         last = max(piece_bars(meter, limit), 1)
     region = Region(tuple(encoding.instruments[c - 1] for c in write), 1, last)
     return edit_prompt(kept, [region], encoding)
@@ -315,15 +315,6 @@ def _edit(request: "GenerationRequest", encoding: Encoding) -> Prompt:
 
 def _bars(n: int) -> str:
     return f"{n} bar" if n == 1 else f"{n} bars"
-
-
-def _cut_music(music, beats: float):
-    """A copy of `music` without the notes starting at or after `beats`."""
-    cut = copy.deepcopy(music)
-    limit = round(beats * music.resolution)
-    for track in cut.tracks:
-        track.notes = [note for note in track.notes if note.time < limit]
-    return cut
 
 
 def _end_of_notes(notes: np.ndarray, encoding: Encoding) -> float:
