@@ -37,9 +37,9 @@ import numpy as np
 from mmt.config import ConfigError, SamplingParams, check_arguments
 from mmt.constants import INSTRUMENT_REGISTERS, Field, RowType
 from mmt.constraints import PartConstraints, measure, request_constraints
-from mmt.encoding import Encoding, as_controls, encode, onsets
+from mmt.encoding import Encoding, encode, onsets
 from mmt.edit import ALL_PARTS, Region, RegionPlan, bars_to_beats, drawn_notes, end_of_music, merge, parse_region
-from mmt.edit import cut_music, piece_bars, plan_region
+from mmt.edit import cut_music, instrument_of, piece_bars, plan_region
 from mmt.errors import GenerationError, GenerationWarning
 from mmt.files import sha256_file
 from mmt.meter import Meter
@@ -282,8 +282,6 @@ def _accompaniment(request: "GenerationRequest", encoding: Encoding) -> Prompt:
     if not write:
         raise GenerationError(f"{_describe(request.prompt)}: every instrument is kept; name the parts to write "
                               "with instruments (--instruments)")
-    from mmt.edit import instrument_of
-
     kept = copy.deepcopy(music)
     kept.tracks = [t for t in kept.tracks if instrument_of(t, encoding) in keep]
     last = None
