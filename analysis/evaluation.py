@@ -11,6 +11,13 @@ metrics of `mmt.analysis.metrics` on
   pitch, `melody_instrument`), kept note for note; pieces of one instrument are left out;
 - `infill`: bars 5-8 (`INFILL_BARS`, in the piece's own meter) rewritten, every other
   note kept; pieces whose notes end before bar 5 are left out;
+- `edit`: one part rewritten over the same bars (the edit `<part>@5-8`), every other note
+  kept; the part is one of the piece's pitched parts, chosen by the sample's seed
+  (`edit_part`); pieces of one part, or ending before bar 5, are left out. Besides the
+  piece's metrics, the rewritten part is measured over those bars (`PART_METRICS`: notes
+  per bar, share in its instrument's usual range, crossings per bar, H1, scale
+  consistency), and the same of the real part in the ground truth's row, so that the table
+  sets the written part beside the real one;
 
 every one trimmed to the same length (`n_beats`, 64 by default as in the MMT paper), cut at
 the last bar line at or before it (`bar_cut`): notes starting at or after the cut are
@@ -30,6 +37,9 @@ It writes to its output folder `metrics.csv` (one row per sample: id, mode, ever
 codes). A rerun with the same settings reuses the saved samples, so an interrupted job
 resumes where it stopped; pieces or samples that fail are listed in `failures.csv` and the
 job goes on.
+
+Edits run with the request's default part constraints (`mmt.constraints`: usual ranges,
+no crossing, the source's key).
 
 Confidence interval: mean +- 1.96 * s / sqrt(n), with `s` the sample standard deviation
 (ddof=1) and `n` the number of samples where the metric is defined (NaN values are left
@@ -56,18 +66,35 @@ from mmt.analysis import AnalysisError
 from mmt.analysis.metrics import METRIC_DESCRIPTIONS, METRICS, compute_metrics
 from mmt.analysis.structure import SI_DESCRIPTIONS, SI_METRICS, si_unavailable_reason, structure_indicators
 from mmt.constants import DRUMS, Field, RowType
+from mmt.constraints import measure_region
 from mmt.encoding import Encoding, decode
 from mmt.files import read_json, write_atomic, write_text_atomic
 from mmt.meter import Meter
 from mmt.prepared import PreparedData
+from mmt.edit import parse_region
 from mmt.request import MODES, GenerationRequest, bars_to_beats, run
 
 GROUND_TRUTH = "ground-truth"
 UNCONDITIONED = "unconditioned"
 INSTRUMENT = "instrument"
 CONTINUATION = "continuation"
-INFILL_BARS = (5, 8)  # the gap an `infill` evaluation rewrites: four bars inside the usual 16
+INFILL_BARS = (5, 8)  # the bars an `infill` or `edit` evaluation rewrites: four bars inside the usual 16
+EDIT = "edit"
+PART_METRICS: tuple[str, ...] = ("part_notes_per_bar", "part_in_range", "part_crossings_per_bar", "part_h1",
+                                 "part_scale_consistency")
+"""The columns of `part_metrics`: an edit's rewritten part (and the real one) over its bars."""
+PART_DESCRIPTIONS: dict[str, str] = {
+    "part_notes_per_bar": "edit: the rewritten part's notes per bar over bars 5-8 (ground truth: the real part's)",
+    "part_in_range": "edit: share of the part's notes there inside its instrument's usual range "
+                     "(mmt.constants.INSTRUMENT_REGISTERS); n/a for instruments off the table",
+    "part_crossings_per_bar": "edit: onsets per bar where the part sounds above the nearest part above it or below "
+                              "the nearest part below (the order of mmt.constraints.part_order); n/a for chordal "
+                              "instruments",
+    "part_h1": "edit: H1 of the part alone over bars 5-8 (pitch-class entropy of each bar's notes, mean over bars)",
+    "part_scale_consistency": "edit: muspy's scale consistency of the part's notes over bars 5-8",
+}
 DEFAULT_MODES: tuple[str, ...] = (UNCONDITIONED, INSTRUMENT, f"{CONTINUATION}-4", f"{CONTINUATION}-16")
+DESCRIPTIONS = {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS, **PART_DESCRIPTIONS}
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 CI_DESCRIPTION = "mean +- 1.96 * s / sqrt(n); s = sample std (ddof=1), n = samples where the metric is defined"
 
@@ -80,7 +107,7 @@ class EvaluationConfig:
         n_beats: every sample (ground truth included) is trimmed to this many beats; it is
             also the generation limit (`max_beats`).
         modes: generation modes: "unconditioned", "instrument", "continuation-<beats>",
-            "accompaniment", "infill".
+            "accompaniment", "infill", "edit".
             Empty for a ground-truth-only evaluation.
         seed: sample k of mode m for the i-th piece uses a seed derived from (seed, i, m).
         sampling: sampling settings that override the model's defaults (e.g. {"top_p": 0.9}).
@@ -143,7 +170,7 @@ def parse_mode(mode: str) -> tuple[str, int | None]:
     raise AnalysisError(f"unknown mode {mode!r}; modes are {', '.join(examples)} (e.g. {CONTINUATION}-4)")
 
 
-PIECE_INPUTS = frozenset({"instruments", "prompt", "keep", "bars_to_fill"})
+PIECE_INPUTS = frozenset({"instruments", "prompt", "keep", "bars_to_fill", "edit"})
 """The request fields `piece_request` fills from a test piece."""
 
 
@@ -209,6 +236,48 @@ def trim_music(music: muspy.Music, n_beats: float) -> muspy.Music:
     return trimmed
 
 
+def edit_part(truth_codes: np.ndarray, encoding: Encoding, seed: int) -> str:
+    """The part an `edit` evaluation rewrites: of the piece's pitched parts (its header's
+    instruments, drums aside; in header order), the one at `seed` modulo their number.
+    Raises `NotApplicable` for a piece of fewer than two parts or without a pitched one."""
+    parts = header_instruments(truth_codes, encoding)
+    pitched = [name for name in parts if name != DRUMS]
+    if len(parts) < 2 or not pitched:
+        raise NotApplicable("have one part or no pitched part (nothing to rewrite beside)")
+    return pitched[seed % len(pitched)]
+
+
+def part_metrics(codes: np.ndarray, music: muspy.Music, encoding: Encoding, part: str) -> dict[str, float]:
+    """`PART_METRICS` of instrument `part` over bars `INFILL_BARS` of a piece: its codes (note and
+    control rows) and its decoded `music` (with the piece's meter).
+
+    Notes per bar, in-range share and crossings per bar from `mmt.constraints.measure_region`
+    (the other parts given); H1 (`pitch_class_entropy_bars`) and scale consistency of the
+    part's notes in those bars alone. A part without notes there: 0 notes per bar, the others NaN.
+    """
+    from mmt.analysis.metrics import pitch_class_entropy_bars, scale_consistency
+
+    meter = Meter.from_music(music)
+    start, end = (bars_to_beats(meter, bar) for bar in (INFILL_BARS[0] - 1, INFILL_BARS[1]))
+    figures = measure_region(codes, encoding, [encoding.instruments.index(part) + 1], start, end,
+                             beats_per_bar=meter.beats_per_bar(start))
+    found, bars = figures["parts"].get(part), figures["bars"]
+    if found is None:
+        return {name: (0.0 if name == "part_notes_per_bar" else math.nan) for name in PART_METRICS}
+    alone = copy.deepcopy(music)
+    low, high = round(start * music.resolution), round(end * music.resolution)
+    alone.tracks = [track for track in alone.tracks if track.name == part]
+    for track in alone.tracks:
+        track.notes = [note for note in track.notes if low <= note.time < high]
+
+    def number(value) -> float:
+        return math.nan if value is None else float(value)
+
+    return {"part_notes_per_bar": found["notes"] / bars, "part_in_range": number(found["in_range"]),
+            "part_crossings_per_bar": math.nan if found["crossings"] is None else found["crossings"] / bars,
+            "part_h1": pitch_class_entropy_bars(alone), "part_scale_consistency": scale_consistency(alone)}
+
+
 def sample_seed(seed: int, piece_index: int, mode: str) -> int:
     """The seed of the sample of `mode` for the `piece_index`-th piece (independent of the others)."""
     sequence = np.random.SeedSequence([seed, piece_index, zlib.crc32(mode.encode("utf-8"))])
@@ -218,7 +287,8 @@ def sample_seed(seed: int, piece_index: int, mode: str) -> int:
 def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_encoding: Encoding,
                   config: EvaluationConfig, seed: int):
     """The generation request of `mode` for a piece: its instruments, its opening as the
-    prompt, its melody kept (accompaniment) or its bars `INFILL_BARS` to fill (infill).
+    prompt, its melody kept (accompaniment), its bars `INFILL_BARS` to fill (infill) or one
+    part (`edit_part`) to rewrite over them (edit).
 
     Accompaniment and infill take the piece cut to `config.n_beats` as their prompt. Raises
     `NotApplicable` where the mode has nothing to do on the piece.
@@ -232,11 +302,15 @@ def piece_request(mode: str, truth: muspy.Music, truth_codes: np.ndarray, data_e
         fields.update(prompt=truth, prompt_beats=prompt_beats)
     elif spec.takes_prompt:
         fields["prompt"] = trim_music(truth, bar_cut(truth, config.n_beats))
-        if "bars_to_fill" in spec.takes:
+        if "bars_to_fill" in spec.takes or "edit" in spec.takes:
             gap = bars_to_beats(Meter.from_music(truth), INFILL_BARS[0] - 1) * truth.resolution
             if gap >= fields["prompt"].get_end_time():
                 raise NotApplicable(f"end before bar {INFILL_BARS[0]} (nothing to fill)")
+        if "bars_to_fill" in spec.takes:
             fields["bars_to_fill"] = INFILL_BARS
+        if "edit" in spec.takes:
+            part = edit_part(truth_codes, data_encoding, seed)
+            fields["edit"] = (f"{part}@{INFILL_BARS[0]}-{INFILL_BARS[1]}",)
     notes = truth_codes[truth_codes[:, Field.TYPE] == RowType.NOTE]
     if "keep" in spec.takes:
         if len(np.unique(notes[:, Field.INSTRUMENT])) < 2:
@@ -293,7 +367,7 @@ def table_cells(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str]
 
 def markdown_table(rows: Sequence[dict], modes: Sequence[str], names: Sequence[str] = METRICS) -> str:
     """Mean ± 95% CI half-width per metric (rows) and mode (columns), as Markdown."""
-    descriptions = {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS}
+    descriptions = DESCRIPTIONS
     header, *body = table_cells(rows, modes, names)
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * len(modes),
              *("| " + " | ".join(cells) + " |" for cells in body)]
@@ -333,7 +407,8 @@ def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
     """Rows of a `metrics.csv` written by `evaluate` (metrics as floats)."""
     with open(path, newline="", encoding="utf-8") as handle:
         return [
-            {key: (float(value) if key in METRICS or key in SI_METRICS else value) for key, value in row.items()}
+            {key: (float(value) if key in METRICS or key in SI_METRICS or key in PART_METRICS else value)
+             for key, value in row.items()}
             for row in csv.DictReader(handle)
         ]
 
@@ -457,6 +532,8 @@ def evaluate(
             notes.append(f"SI not computed: {reason}.")
         else:
             names = METRICS + SI_METRICS
+    if EDIT in modes:
+        names = names + PART_METRICS
 
     settings = {
         "model": model_name,
@@ -471,7 +548,7 @@ def evaluate(
                           if model is not None else None),
         "confidence_interval": CI_DESCRIPTION,
         "sample_seeds": "numpy SeedSequence([seed, piece index, crc32(mode)])",
-        "metrics": {name: {**METRIC_DESCRIPTIONS, **SI_DESCRIPTIONS}[name] for name in names},
+        "metrics": {name: DESCRIPTIONS[name] for name in names},
         "mmt_version": __version__,
         "ids": ids,
     }
@@ -494,6 +571,14 @@ def evaluate(
             failures.append({"id": piece_id, "mode": "*", "error": str(error)})
             bar.update(len(modes))
             continue
+        part = None  # the part the edit mode rewrites on this piece (None: it has nothing to do here)
+        if EDIT in modes:
+            try:
+                edit_seed = sample_seed(config.seed, index, EDIT)
+                part = parse_region(piece_request(EDIT, truth, truth_codes, data_encoding, config,
+                                                  edit_seed).edit[0]).parts[0]
+            except NotApplicable:
+                pass
         for mode in modes:
             try:
                 if mode == GROUND_TRUTH:
@@ -516,6 +601,12 @@ def evaluate(
                 row = {"id": piece_id, "mode": mode, **compute_metrics(trimmed)}
                 if SI_METRICS[0] in names:
                     row.update(structure_indicators(trimmed))
+                if PART_METRICS[0] in names:
+                    row.update(dict.fromkeys(PART_METRICS, math.nan))
+                    if mode == GROUND_TRUTH and part is not None:
+                        row.update(part_metrics(truth_codes, truth, data_encoding, part))
+                    elif mode == EDIT:
+                        row.update(part_metrics(codes, music, model.encoding, part))
                 rows.append(row)
             except NotApplicable as why:
                 left_out.setdefault(mode, [0, str(why)])[0] += 1

@@ -64,17 +64,11 @@ def quartets(count: int) -> list[tuple[str, object]]:
 
 def real_parts(music, plan, encoding, constraints) -> dict:
     """`measure` of the real notes the edit's region replaced (its parts' notes in its bars)."""
-    from mmt.constants import Field, RowType
-    from mmt.constraints import measure
-    from mmt.encoding import encode, onsets
+    from mmt.constraints import measure_region
+    from mmt.encoding import encode
 
-    rows = encode(music, encoding)
-    notes = rows[rows[:, Field.TYPE] == RowType.NOTE]
-    tick = onsets(notes, encoding.resolution)
-    region = ((tick >= round(plan.start_beats * encoding.resolution)) & (tick < round(plan.end_beats * encoding.resolution))
-              & np.isin(notes[:, Field.INSTRUMENT], plan.write))
-    return measure(np.vstack([notes[~region], notes[region]]), encoding, constraints, prompt_notes=int((~region).sum()),
-                   start_beats=plan.start_beats, end_beats=plan.end_beats, beats_per_bar=_bar(music, plan.start_beats))
+    return measure_region(encode(music, encoding), encoding, plan.write, plan.start_beats, plan.end_beats,
+                          constraints, beats_per_bar=_bar(music, plan.start_beats))
 
 
 def _bar(music, beat: float) -> float:

@@ -8,13 +8,16 @@ to; each constraint can be loosened or switched off:
   C2-A5 36-81, contrabass E1-G4 28-67, flute C4-C7 60-96), widened by `range_widen`
   semitones on each side. Instruments the table lacks (drums, leads, pads...) keep only the
   model's own data range. A pitch mask.
-- `no_crossing`: in an ensemble, a written part does not go above the part above it. The
+- `no_crossing`: in an ensemble, a written part does not go above the part above it in its
+  own family (`PART_FAMILIES`: strings, woodwinds, saxophones, brass). Within a family the
   parts are ordered by the middle of their instrument's usual range (`part_order`: cello
-  under viola under violin); chordal and ensemble instruments (`FREE_PARTS`: piano, harp,
-  guitars, organs, strings, voices, brasses) and instruments without a range take no part.
-  At a new note's onset its pitch may not exceed the lowest pitch sounding in the nearest
-  sounding part above, nor fall below the highest pitch sounding in the nearest sounding
-  part below (a unison is no crossing). Given notes (the prompt's, kept parts) count as
+  under viola under violin; bassoon under clarinet under oboe under flute); parts of
+  different families cross freely (a flute over or under the violins is orchestration, not a
+  fault); chordal and ensemble instruments (`FREE_PARTS`: piano, harp, guitars, organs,
+  strings, voices, brasses) and instruments without a range take no part. At a new note's
+  onset its pitch may not exceed the lowest pitch sounding in the nearest sounding part
+  above, nor fall below the highest pitch sounding in the nearest sounding part below (a
+  unison is no crossing). Given notes (the prompt's, kept parts) count as
   parts too. A pitch mask; the sampler also prefers, at an onset, the parts that still have
   an allowed pitch there.
 - `key`: "TONIC:MODE" (e.g. "D:major", "F#:minor"); out-of-key pitches of the written
@@ -55,6 +58,16 @@ FREE_PARTS: frozenset[str] = frozenset({
 })
 """Instruments that span the registers of several parts (two hands, chords, sections): no
 place in the no-crossing order."""
+
+PART_FAMILIES: dict[str, tuple[str, ...]] = {
+    "strings": ("violin", "viola", "cello", "contrabass"),
+    "woodwinds": ("piccolo", "flute", "recorder", "oboe", "english-horn", "clarinet", "bassoon"),
+    "saxophones": ("soprano-saxophone", "alto-saxophone", "tenor-saxophone", "baritone-saxophone"),
+    "brass": ("trumpet", "horn", "trombone", "tuba"),
+    "bass": ("bass",),
+}
+"""The families within which parts keep their order (`no_crossing`); across families parts cross freely."""
+FAMILY_OF: dict[str, str] = {name: family for family, names in PART_FAMILIES.items() for name in names}
 
 MODES = ("major", "minor")
 _SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10, 11)}
@@ -118,10 +131,17 @@ def usual_range(instrument: str, widen: int = 0) -> tuple[int, int] | None:
 
 def part_order(instruments) -> dict[str, int]:
     """The instruments that take part in the no-crossing order -> their place, lowest first
-    (by the middle of the usual range; equal middles by name)."""
+    (by the middle of the usual range; equal middles by name). Only places within one family
+    (`FAMILY_OF`) are compared."""
     ranked = sorted((sum(INSTRUMENT_REGISTERS[name]) / 2, name) for name in set(instruments)
-                    if name in INSTRUMENT_REGISTERS and name not in FREE_PARTS)
+                    if name in INSTRUMENT_REGISTERS and name in FAMILY_OF)
     return {name: place for place, (_, name) in enumerate(ranked)}
+
+
+def family_index(name: str) -> int:
+    """The index of `name`'s family in `PART_FAMILIES` (-1: none)."""
+    family = FAMILY_OF.get(name)
+    return -1 if family is None else list(PART_FAMILIES).index(family)
 
 
 @dataclass(frozen=True)
@@ -198,7 +218,8 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
       (`usual_range`; measured also with `ranges` off); None for instruments off the table;
     - `crossings`: onsets of its new notes where one of them lies above the lowest pitch
       sounding in the nearest sounding part above or below the highest pitch sounding in
-      the nearest sounding part below (the sampler's `no_crossing` rule, `part_order`);
+      the nearest sounding part below, of its own family (the sampler's `no_crossing` rule,
+      `part_order`);
       None for an instrument outside the order;
     - `out_of_key`: share of them outside `key` (None without a key, or for drums);
     - `notes_per_bar`: its new notes over the bars from `start_beats` to `end_beats`
@@ -220,6 +241,7 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
     is_new = np.arange(len(every)) >= len(given)
     order = part_order(names)
     place = np.array([order.get(name, -1) for name in names], dtype=np.int64)
+    family = np.array([family_index(name) for name in names], dtype=np.int64)
     if end_beats is None:
         end_beats = float(end[is_new].max()) / resolution if is_new.any() else start_beats
         end_beats = end_beats if max_beats is None else min(end_beats, max_beats)
@@ -233,7 +255,8 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
         crossings = None
         if name in order:
             crossed = {int(t) for t in np.unique(onset[mine])
-                       if _crosses(pitch[mine & (onset == t)], order[name], (onset <= t) & (end > t), place, pitch)}
+                       if _crosses(pitch[mine & (onset == t)], order[name],
+                                         (onset <= t) & (end > t) & (family == family_index(name)), place, pitch)}
             crossings = len(crossed)
         out_of_key = None
         if in_key is not None and name != DRUMS:
@@ -242,6 +265,22 @@ def measure(codes: np.ndarray, encoding, constraints: PartConstraints | None = N
         parts[name] = {"notes": count, "in_range": in_range, "crossings": crossings, "out_of_key": out_of_key,
                        "notes_per_bar": round(count / bars, 4) if bars > 0 else None}
     return {"parts": parts, "bars": bars}
+
+
+def measure_region(codes: np.ndarray, encoding, write, start_beats: float, end_beats: float,
+                   constraints: PartConstraints | None = None, *, beats_per_bar: float = 4.0) -> dict:
+    """`measure` of the notes of the instrument codes `write` that start in `[start_beats, end_beats)`,
+    every other note and control row of `codes` given: what a region's part met, whether its notes
+    were written by the model or are the real ones of a piece (`mmt evaluate`'s edit mode,
+    benchmarks/edit.py)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    rows = codes[np.isin(codes[:, Field.TYPE], (RowType.NOTE, RowType.CONTROL))].copy()
+    rows[:, Field.TYPE] = RowType.NOTE
+    tick = (rows[:, Field.BEAT] - 1) * encoding.resolution + rows[:, Field.POSITION] - 1
+    region = ((tick >= round(start_beats * encoding.resolution)) & (tick < round(end_beats * encoding.resolution))
+              & np.isin(rows[:, Field.INSTRUMENT], list(write)))
+    return measure(np.vstack([rows[~region], rows[region]]), encoding, constraints, prompt_notes=int((~region).sum()),
+                   start_beats=start_beats, end_beats=end_beats, beats_per_bar=beats_per_bar)
 
 
 def _crosses(pitches: np.ndarray, mine: int, sounding: np.ndarray, place: np.ndarray, pitch: np.ndarray) -> bool:

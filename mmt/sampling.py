@@ -75,7 +75,7 @@ from torch import Tensor
 
 from mmt.config import SamplingParams, check_arguments
 from mmt.constants import DRUMS, FIELDS, Field, RowType
-from mmt.constraints import DENSITY_STRENGTH, PartConstraints, key_pitch_classes, part_order
+from mmt.constraints import DENSITY_STRENGTH, PartConstraints, family_index, key_pitch_classes, part_order
 from mmt.decoding import CachedDecoder
 from mmt.encoding import Encoding, anticipate, as_controls, grammar_violations, onsets
 from mmt.errors import GenerationError
@@ -351,6 +351,9 @@ class ConstraintState:
         order = part_order(names[1:]) if constraints.no_crossing else {}
         self.place = torch.tensor([order.get(name, -1) if code else -1 for code, name in enumerate(names)],
                                   dtype=torch.long, device=device)
+        family = torch.tensor([family_index(name) if code else -1 for code, name in enumerate(names)],
+                              dtype=torch.long, device=device)
+        self.same_family = family[:, None] == family[None, :]  # (I, J): parts whose order is kept
         self.durations = torch.as_tensor((0, *encoding.known_durations), dtype=torch.long, device=device)
         self.resolution = encoding.resolution
         self.n_pitch = n["pitch"]
@@ -387,8 +390,8 @@ class ConstraintState:
         parts = (highest >= 0) & (place >= 0)  # (B, J): ordered parts sounding at the onset
         ordered = place >= 0
         big = len(place) + 1
-        above = parts[:, None, :] & (place[None, None, :] > place[None, :, None])  # (B, I, J)
-        below = parts[:, None, :] & (place[None, None, :] < place[None, :, None])
+        above = parts[:, None, :] & (place[None, None, :] > place[None, :, None]) & self.same_family  # (B, I, J)
+        below = parts[:, None, :] & (place[None, None, :] < place[None, :, None]) & self.same_family
         nearest_above = torch.where(above, place, big).argmin(-1)
         nearest_below = torch.where(below, place, -1).argmax(-1)
         ceiling = torch.where(above.any(-1), lowest.gather(1, nearest_above), self.n_pitch - 1)

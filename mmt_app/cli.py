@@ -127,7 +127,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--beats", type=int, default=64, help="trim every sample to this many beats (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--modes", nargs="+", default=None, metavar="MODE",
-                   help="generation modes: unconditioned, instrument, continuation-<beats>, accompaniment, infill "
+                   help="generation modes: unconditioned, instrument, continuation-<beats>, accompaniment, infill, "
+                   "edit (one part of each piece rewritten over bars 5-8, measured beside the real part) "
                    "(default: unconditioned instrument continuation-4 continuation-16)")
     p.add_argument("--ground-truth-only", action="store_true", help="evaluate the ground truth alone (no MODEL)")
     _add_sampling(p)

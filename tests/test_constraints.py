@@ -89,6 +89,21 @@ def test_a_part_keeps_between_the_parts_sounding_above_and_below_it():
     assert bands(PartConstraints(no_crossing=False), viola, tick=12)[CELLO] == (36, 81)
 
 
+def test_parts_of_other_families_cross_freely():
+    """A flute sounding A5 bounds neither the violin nor the cello; a viola's C4 still bounds the cello."""
+    flute = ENCODING.instrument_code(73)
+    given = [row(RowType.CONTROL, 0, 81, D24, flute), row(RowType.CONTROL, 0, 60, D24, VIOLA)]
+    at_onset = bands(PartConstraints(), given, tick=12)
+    assert at_onset[VIOLIN] == (60, 105) and at_onset[CELLO] == (36, 60)
+    assert part_order(["violin", "flute", "oboe"]) == {"oboe": 0, "flute": 1, "violin": 2}  # places; families apart
+    # measured the same way: a new flute note over the violin and a new cello note over the flute cross nothing
+    codes = np.array([*header(VIOLIN, CELLO, flute), row(RowType.CONTROL, 0, 67, D24, VIOLIN),
+                      row(RowType.NOTE, 0, 79, instrument=flute), row(RowType.NOTE, 0, 64),
+                      row(RowType.NOTE, 1, 70)])  # the cello's B-flat over the violin's G: a crossing
+    parts = measure(codes, ENCODING)["parts"]
+    assert (parts["flute"]["crossings"], parts["cello"]["crossings"]) == (0, 1)
+
+
 def test_density_adds_each_parts_deficit_at_most_four_notes():
     prompt = np.array(header(VIOLIN, VIOLA, CELLO))
     state = GrammarState(prompt, 1, ENCODING, "cpu")

@@ -342,3 +342,91 @@ def test_accompaniment_keeps_the_melody_and_infill_rewrites_bars_5_to_8_only(pre
     triads = encode_notes(TRIADS, encoding)
     assert notes_of(infill, 0, before=16) == notes_of(triads, 0, before=16)  # bars 1-4 kept
     assert notes_of(infill, 0, after=32) == []  # nothing after the 32 beats evaluated
+
+
+# piece "duet": 16 bars of 4/4; a violin plays C5 D5 E5 F5 in every bar (one note a beat), a cello
+# a whole-note C3 under it. Over bars 5-8 the violin has 4 notes a bar in its range, no crossing,
+# H1 = log2(4) = 2 and every note in C major.
+DUET = notes_array(
+    [(beat, 0, (72, 74, 76, 77)[beat % 4], RES, 40) for beat in range(64)]
+    + [(4 * bar, 0, 48, 4 * RES, 42) for bar in range(16)]
+)
+
+
+def test_part_metrics_measure_a_part_over_bars_5_to_8_beside_the_others():
+    """The violin of the duet as the comment says; a cello on G#5 over the violin's C5 in bars 5-6
+    crosses it at 2 onsets in 4 bars."""
+    from mmt.analysis.evaluation import part_metrics
+
+    encoding = Encoding()
+    codes = encode_notes(DUET, encoding)
+    violin = part_metrics(codes, decode(codes, encoding), encoding, "violin")
+    assert violin == {"part_notes_per_bar": 4.0, "part_in_range": 1.0, "part_crossings_per_bar": 0.0,
+                      "part_h1": 2.0, "part_scale_consistency": 1.0}
+    crossing = DUET.copy()
+    cello_bars_5_6 = (crossing[:, NoteCol.PROGRAM] == 42) & np.isin(crossing[:, NoteCol.BEAT], (16, 20))
+    crossing[cello_bars_5_6, NoteCol.PITCH] = 80
+    codes = encode_notes(crossing, encoding)
+    cello = part_metrics(codes, decode(codes, encoding), encoding, "cello")
+    assert cello == {"part_notes_per_bar": 1.0, "part_in_range": 1.0, "part_crossings_per_bar": 0.5,
+                     "part_h1": 0.0, "part_scale_consistency": 1.0}
+    # a part with no notes in bars 5-8: no notes per bar, nothing else defined
+    quiet = DUET[~((DUET[:, NoteCol.PROGRAM] == 42) & (DUET[:, NoteCol.BEAT] >= 16) & (DUET[:, NoteCol.BEAT] < 32))]
+    codes = encode_notes(quiet, encoding)
+    silent = part_metrics(codes, decode(codes, encoding), encoding, "cello")
+    assert silent["part_notes_per_bar"] == 0.0 and all(math.isnan(silent[name]) for name in list(silent)[1:])
+
+
+def test_edit_rewrites_one_part_over_bars_5_to_8_and_sets_it_beside_the_real_part(tmp_path):
+    """The edit mode leaves out the one-part piece, rewrites the duet's chosen part in bars 5-8
+    only (every other note kept), and its table has the real part's figures in the ground-truth column."""
+    from dataclasses import replace
+
+    from mmt.analysis.evaluation import PART_METRICS, edit_part, sample_seed
+    from mmt.checkpoint import save_model
+    from mmt.constants import Field, RowType
+
+    prepared = write_prepared(tmp_path / "prepared", {"duet": DUET, "triads": TRIADS},
+                              {"test": ["duet", "triads"]})
+    encoding = replace(Encoding(), anticipation=2.0)
+    checkpoint = save_model(tiny_model(depth=1, heads=2, max_seq_len=512, encoding=encoding), tmp_path / "tiny")
+    out = tmp_path / "eval"
+    config = EvaluationConfig(n_beats=64, modes=("edit",), max_new_rows=400)
+    result = evaluate(prepared, out, str(checkpoint), config=config, progress=False)
+    assert sorted((row["id"], row["mode"]) for row in result.rows) == [
+        ("duet", "edit"), ("duet", "ground-truth"), ("triads", "ground-truth")]
+    assert result.notes[0] == ("edit: 1 of 2 pieces have one part or no pitched part (nothing to rewrite beside), "
+                               "left out.")
+    truth_codes = encode_notes(DUET, encoding)
+    part = edit_part(truth_codes, encoding, sample_seed(0, 0, "edit"))
+    assert part == "cello"
+    truth = next(row for row in result.rows if row["mode"] == "ground-truth" and row["id"] == "duet")
+    assert {name: truth[name] for name in PART_METRICS} == {
+        "part_notes_per_bar": 1.0, "part_in_range": 1.0, "part_crossings_per_bar": 0.0, "part_h1": 0.0,
+        "part_scale_consistency": 1.0}
+    triads = next(row for row in result.rows if row["id"] == "triads")
+    assert all(math.isnan(triads[name]) for name in PART_METRICS)
+
+    def notes(codes, program, inside: bool):
+        rows = codes[np.isin(codes[:, Field.TYPE], (RowType.NOTE, RowType.CONTROL))]
+        rows = rows[rows[:, Field.INSTRUMENT] == encoding.instrument_code(program)]
+        beat = rows[:, Field.BEAT] - 1
+        rows = rows[((beat >= 16) & (beat < 32)) == inside]
+        return sorted(map(tuple, rows[:, [Field.BEAT, Field.POSITION, Field.PITCH, Field.DURATION]].tolist()))
+
+    sample = np.load(out / "samples" / "edit" / "duet.npy")
+    assert notes(sample, 40, True) == notes(truth_codes, 40, True)    # the violin, kept in bars 5-8
+    assert notes(sample, 40, False) == notes(truth_codes, 40, False)  # and outside them
+    assert notes(sample, 42, False) == notes(truth_codes, 42, False)  # the cello outside bars 5-8, kept
+    new = sample[sample[:, Field.TYPE] == RowType.NOTE]
+    new_beats = new[:, Field.BEAT] - 1
+    kept_before = (new_beats < 16)  # the prompt: every part's notes before bar 5
+    written = new[~kept_before]
+    assert len(written) > 0 and set(written[:, Field.INSTRUMENT].tolist()) == {encoding.instrument_code(42)}
+    assert ((written[:, Field.BEAT] - 1 >= 16) & (written[:, Field.BEAT] - 1 < 32)).all()
+    table = (out / "metrics.md").read_text()
+    assert "| part_notes_per_bar | 1.000 (n=1) | 1.000 |" in table  # the whole split's truth, then the duet's
+    rows, modes, names, settings = read_table(out)
+    assert modes == ["ground-truth", "ground-truth (edit's 1)", "edit"]
+    assert names[-len(PART_METRICS):] == list(PART_METRICS)
+    assert markdown_table(rows, modes, names) in table
