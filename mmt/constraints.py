@@ -27,8 +27,9 @@ to; each constraint can be loosened or switched off:
 - `density`: notes per bar the sampler steers each written part towards: at a note's
   instrument draw, a part behind `density` notes per bar since the new music began gets
   `DENSITY_STRENGTH` times its deficit (in notes, at most 4) added to its logit, a part
-  ahead the same taken off. It moves notes between parts; it does not change how many
-  notes the model writes in all. None: off.
+  ahead the same taken off; and the time steps follow the parts' mean deficit `d`: behind,
+  each beat further from the last note's onset costs `d` at the beat and position draws
+  (more chords, shorter steps); ahead, moving on from it gains `|d|`. None: off.
 
 A row whose pitch mask the constraints empty falls back to the instrument's usual range
 alone, then to the model's range: the note then shows in `measure` as out of range or as a
@@ -50,7 +51,7 @@ from mmt.errors import GenerationError
 MAX_WIDEN = 48
 MAX_KEY_STRENGTH = 20.0
 MAX_DENSITY = 64.0
-DENSITY_STRENGTH = 1.0
+DENSITY_STRENGTH = 2.0
 
 FREE_PARTS: frozenset[str] = frozenset({
     "piano", "harpsichord", "organ", "church-organ", "nylon-string-guitar", "steel-string-guitar", "harp",

@@ -414,6 +414,16 @@ class ConstraintState:
         deficit = (expected[:, None] - counts.float()).clamp(-4, 4)
         return torch.where(declared, DENSITY_STRENGTH * deficit, torch.zeros_like(deficit))
 
+    def advance_bias(self, counts: Tensor, declared: Tensor, onsets: Tensor) -> Tensor:
+        """(B, K): the bias of the next note's onset being each of `onsets` (B, K) ticks, so that the
+        written parts' total follows `density`: `-DENSITY_STRENGTH * |d(t)|`, with `d(t)` the declared
+        parts' mean deficit at onset `t` (`density` notes per bar since the new music began, less the
+        notes written), not capped: an onset that leaves the parts behind, or one too early for the
+        notes they already have, costs as many logits as notes they would be off."""
+        expected = self.constraints.density * (onsets - self.start_ticks).clamp(min=0).float() / self.bar_ticks
+        written = (counts * declared).sum(-1).float() / declared.sum(-1).clamp(min=1)
+        return -DENSITY_STRENGTH * (expected - written[:, None]).abs()
+
     def update(self, rows: Tensor, live: Tensor) -> None:
         """Record the new notes among `rows` (B, 6) of the samples `live` (B,) drew."""
         is_note = live & (rows[:, Field.TYPE] == RowType.NOTE)
@@ -543,15 +553,25 @@ def draw_rows(logits: RowLogits | Sequence[Tensor], state: GrammarState, params:
         beat_allowed = _capped(beat_allowed, short, limit_beat)
     if going_on is not None:
         beat_allowed = _capped(beat_allowed, going_on, final_beat)
-    beat = draw(Field.BEAT, beat_allowed, kept=note_row)
+    steer = constraints is not None and constraints.constraints.density is not None
+    last_onset_tick = (last_beat - 1) * encoding.resolution + last_position - 1
+    if steer:  # the written parts' total follows the density: time moves on slower behind it, faster ahead
+        beat_onsets = (torch.arange(n["beat"], device=device)[None, :] - 1) * encoding.resolution
+        beat_onsets = torch.maximum(beat_onsets, last_onset_tick[:, None])  # the last note's own beat: no step
+        beat_bias = constraints.advance_bias(state.counts, state.writing, beat_onsets)
+    beat = draw(Field.BEAT, beat_allowed, beat_bias if steer else None, kept=note_row)
     same_beat = beat == last_beat
     position_floor = torch.where(same_beat, last_position + full.long(), 0)
     position_allowed = codes_from(position_floor, n["position"])
+    position_bias = None
+    if steer:
+        position_onsets = (beat - 1)[:, None] * encoding.resolution + torch.arange(n["position"], device=device) - 1
+        position_bias = constraints.advance_bias(state.counts, state.writing, position_onsets)
     if short is not None:
         position_allowed = _capped(position_allowed, short & (beat == limit_beat), limit_position)
     if going_on is not None:
         position_allowed = _capped(position_allowed, going_on & (beat == final_beat), final_position)
-    position = draw(Field.POSITION, position_allowed, kept=note_row)
+    position = draw(Field.POSITION, position_allowed, position_bias, kept=note_row)
     same_onset = same_beat & (position == last_position)
 
     note_instruments = torch.where(same_onset[:, None], at_last_onset, state.writing)

@@ -110,7 +110,26 @@ def test_density_adds_each_parts_deficit_at_most_four_notes():
     masks = ConstraintState(PartConstraints(density=2), prompt, 1, ENCODING, state, 4.0, 0)
     counts = torch.tensor([[0] * 25 + [1, 9, 4] + [0] * 38])
     bias = masks.density_bias(counts, state.declared, torch.tensor([96]))  # 2 bars in: 4 notes due
-    assert bias[0, [VIOLIN, VIOLA, CELLO, 1]].tolist() == [3.0, -4.0, 0.0, 0.0]
+    assert bias[0, [VIOLIN, VIOLA, CELLO, 1]].tolist() == [6.0, -8.0, 0.0, 0.0]  # DENSITY_STRENGTH 2
+
+
+def test_density_makes_onsets_cost_the_notes_the_parts_would_be_off():
+    prompt = np.array(header(VIOLIN, VIOLA, CELLO))
+    state = GrammarState(prompt, 1, ENCODING, "cpu")
+    masks = ConstraintState(PartConstraints(density=2), prompt, 1, ENCODING, state, 4.0, 0)
+    onsets = torch.tensor([[48, 72, 96, 120]])  # bars 1.0, 1.5, 2.0 and 2.5 in: 2, 3, 4 and 5 notes due
+    counts = torch.tensor([[0] * 25 + [2, 3, 7] + [0] * 38])  # 4 notes a part on average
+    assert masks.advance_bias(counts, state.declared, onsets).tolist() == [[-4.0, -2.0, 0.0, -2.0]]
+
+
+def test_density_changes_how_many_notes_the_parts_write():
+    """A string trio of 40-60 rows from a random model: 1 note a bar asked against 8 (seed 1, 8 samples)."""
+    per_bar = {}
+    for density in (1, 8):
+        samples = string_trio(PartConstraints(density=density))
+        per_bar[density] = [np.mean([part["notes_per_bar"] for part in measure(codes, ENCODING)["parts"].values()])
+                            for codes in samples]
+    assert max(per_bar[1]) < min(per_bar[8])
 
 
 # ---------------------------------------------------------------------- what a sample met
