@@ -326,6 +326,44 @@ def empty_bar_rate(music: muspy.Music) -> float:
     return float(1.0 - occupied.mean())
 
 
+# ---------------------------------------------------------------------- parts
+def crossing_rates(music: muspy.Music, order: list[int]) -> tuple[list[float], float]:
+    r"""How often parts cross their neighbours: per adjacent pair of `order` (track indices, the
+    lowest part first), and for any pair.
+
+    At each onset `t` of the piece (a note of any of these tracks starts), a part sounds the
+    pitches of its notes with `onset <= t < offset`. For parts `i` (lower) and `i + 1` (upper)
+    that both sound at `t`, they cross when `max(pitches of i) > min(pitches of i + 1)` (a
+    unison is no crossing). The pair's rate is
+
+    .. math:: r_i = \#(\text{onsets where } i, i+1 \text{ sound and cross}) / \#(\text{onsets where both sound})
+
+    and the rate for any pair is the share, among the onsets where some adjacent pair both
+    sound, of those where some such pair crosses. NaN where no onset has the pair (or any
+    pair) sounding.
+
+    Returns:
+        ([r_0, ..., r_{k-2}], any-pair rate).
+    """
+    tracks = [music.tracks[index] for index in order]
+    spans = [np.array([(n.time, n.time + max(n.duration, 1), n.pitch) for n in track.notes], dtype=np.int64)
+             .reshape(-1, 3) for track in tracks]
+    onsets = np.unique(np.concatenate([span[:, 0] for span in spans])) if spans else np.zeros(0, np.int64)
+    low = np.full((len(tracks), len(onsets)), np.iinfo(np.int64).max)
+    high = np.full((len(tracks), len(onsets)), -1)
+    for k, span in enumerate(spans):
+        for start, end, pitch in span:
+            at = slice(np.searchsorted(onsets, start), np.searchsorted(onsets, end))
+            low[k, at] = np.minimum(low[k, at], pitch)
+            high[k, at] = np.maximum(high[k, at], pitch)
+    sounding = high >= 0
+    both = sounding[:-1] & sounding[1:]
+    crossed = both & (high[:-1] > low[1:])
+    pairs = [float(crossed[i].sum() / both[i].sum()) if both[i].any() else math.nan for i in range(len(both))]
+    some = both.any(0)
+    return pairs, float(crossed.any(0)[some].mean()) if some.any() else math.nan
+
+
 # ---------------------------------------------------------------------- the whole row
 def compute_metrics(music: muspy.Music) -> dict[str, float]:
     """Every metric of `METRICS` for one piece, as a dict in table order (NaN where undefined)."""

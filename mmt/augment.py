@@ -104,7 +104,7 @@ def voice_count(notes: np.ndarray) -> int:
 
 def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Generator,
                       registers: dict[str, tuple[int, int]] = INSTRUMENT_REGISTERS,
-                      measured: int | None = None, split: str = "random") -> np.ndarray:
+                      measured: int | None = None, split: str = "random", order: bool = False) -> np.ndarray:
     """A copy of `notes` whose parts play other instruments, each within its register.
 
     So that a model sees every instrument a user may ask for, in every combination, although
@@ -129,7 +129,13 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
        it is or moved by an octave (`OCTAVE_MOVES`: as orchestrators double a line an octave
        apart; it also shows the model a line in other octaves over the same harmony); the
        part moves by one of the moves that fit, drawn uniformly. A part that no free
-       instrument can play keeps its program and its pitches.
+       instrument can play keeps its program and its pitches;
+    4. with `order`: the parts that took instruments of one family (`mmt.constraints.PART_FAMILIES`)
+       trade them so that the lowest part (by mean pitch) has the instrument lowest in the
+       no-crossing order (`mmt.constraints.part_order`: a chorale's bass the cello, its soprano
+       the violin), when every one of them still fits its new instrument (each then moves by
+       the fitting octave move nearest its drawn one); so that the model sees cellos under
+       violas under violins, as users ask for them.
 
     Parts, their chords, quantiles and ranges are those of the first `measured` notes (all:
     None), the notes a training item keeps after its crop; later notes follow their part.
@@ -165,20 +171,51 @@ def remap_instruments(notes: np.ndarray, encoding: Encoding, rng: np.random.Gene
         pitch[drummed] = np.asarray(DRUM_SOUNDS)[np.searchsorted(cuts, pitch[drummed])]
         program[drummed] = DRUM_PROGRAM
         parts = parts[parts != part[drummed][0]]
-    taken: set[str] = set()
+    taken: dict[str, tuple[np.ndarray, int]] = {}  # instrument -> (its part's notes, the move drawn)
     for chosen in rng.permutation(parts):
         members = part == chosen
         low, high = int(pitch[members & seen].min()), int(pitch[members & seen].max())
-        fits = {name: [move for move in OCTAVE_MOVES if registers[name][0] <= low + move
-                       and high + move <= registers[name][1]] for name in registers if name not in taken}
+        fits = {name: _moves(registers[name], low, high) for name in registers if name not in taken}
         names = [name for name, moves in fits.items() if moves]
         if not names:  # (a split part so rejoins its program)
             continue
         name = names[int(rng.integers(len(names)))]
-        taken.add(name)
+        taken[name] = (members, fits[name][int(rng.integers(len(fits[name])))])
+    if order:
+        taken = _in_register_order(taken, pitch, seen, registers)
+    for name, (members, move) in taken.items():
         program[members] = encoding.instrument_programs[encoding.instruments.index(name)]
-        pitch[members] = np.clip(pitch[members] + fits[name][int(rng.integers(len(fits[name])))], 0, 127)
+        pitch[members] = np.clip(pitch[members] + move, 0, 127)
     return notes
+
+
+def _moves(register: tuple[int, int], low: int, high: int) -> list[int]:
+    """The octave moves (`OCTAVE_MOVES`) that bring pitches `low`..`high` into `register`."""
+    return [move for move in OCTAVE_MOVES if register[0] <= low + move and high + move <= register[1]]
+
+
+def _in_register_order(taken: dict, pitch: np.ndarray, seen: np.ndarray, registers: dict) -> dict:
+    """`taken` (instrument -> (part notes, move)) with each family's instruments traded so that they
+    follow their parts' mean pitches (see `remap_instruments`, step 4)."""
+    from mmt.constraints import FAMILY_OF, part_order
+
+    result = dict(taken)
+    for family in dict.fromkeys(FAMILY_OF.get(name) for name in taken):
+        names = [name for name in taken if family is not None and FAMILY_OF.get(name) == family]
+        if len(names) < 2:
+            continue
+        place = part_order(names)
+        instruments = sorted(names, key=place.__getitem__)
+        parts = sorted((taken[name] for name in names), key=lambda entry: pitch[entry[0] & seen].mean())
+        traded = {}
+        for name, (members, drawn) in zip(instruments, parts):
+            moves = _moves(registers[name], int(pitch[members & seen].min()), int(pitch[members & seen].max()))
+            if not moves:
+                break
+            traded[name] = (members, min(moves, key=lambda move: (abs(move), move != drawn)))
+        else:
+            result.update(traded)
+    return result
 
 
 def ensemble_registers(rng: np.random.Generator) -> dict[str, tuple[int, int]]:
@@ -397,7 +434,8 @@ def maybe_remap(notes: np.ndarray, encoding: Encoding, augmentation: Augmentatio
     registers = INSTRUMENT_REGISTERS
     if augmentation.remap_ensemble > 0 and rng.random() < augmentation.remap_ensemble:
         registers = ensemble_registers(rng)
-    return remap_instruments(notes, encoding, rng, registers, measured=measured, split=augmentation.remap_split)
+    return remap_instruments(notes, encoding, rng, registers, measured=measured, split=augmentation.remap_split,
+                             order=augmentation.remap_order)
 
 
 def maybe_controls(codes: np.ndarray, encoding: Encoding, augmentation: Augmentation,

@@ -205,6 +205,9 @@ class Augmentation:
         remap_split: how a relabelled item splits its chordal part (a chorale's `voices`):
             "random" (default; 3 items in 4, into 2-4 parts at random) or "voices" (always,
             into as many parts as it has voices, so that each plays one line).
+        remap_order: relabelled parts of one family (strings, woodwinds, saxophones, brass) take
+            their instruments in register order: the lowest part the cello, the highest the
+            violin (`mmt.augment.remap_instruments`, step 4). False (default): as drawn.
         rests: the probability that one part of a training item rests for 4-32 beats and then
             plays again (`mmt.augment.rest_part`), so that a model learns that a declared
             instrument gone quiet returns. 0 (default): the parts as they are.
@@ -222,6 +225,7 @@ class Augmentation:
     instrument_remap: float = 0.0
     remap_ensemble: float = 0.0
     remap_split: str = "random"
+    remap_order: bool = False
     rests: float = 0.0
     takeover: float = 0.0
     takeover_share: tuple[float, float] = TAKEOVER_SHARE
@@ -246,6 +250,8 @@ class Augmentation:
             raise ConfigError("remap_ensemble > 0 needs instrument_remap > 0 (it chooses among the relabelled items)")
         if self.remap_split not in REMAP_SPLITS:
             raise ConfigError(f"remap_split must be one of {', '.join(REMAP_SPLITS)}, got {self.remap_split!r}")
+        if not isinstance(self.remap_order, bool):
+            raise ConfigError(f"remap_order must be true or false, got {self.remap_order!r}")
 
 
 @dataclass(frozen=True)

@@ -81,14 +81,16 @@ def test_bad_value_names_section(tmp_path):
 
 
 def test_the_augmentation_keys_stand_in_the_data_section(tmp_path):
-    path = write(tmp_path, "data: {augment: true, controls: 0.25, remap_split: voices, pitch_shift: [-3, 3]}\n")
+    path = write(tmp_path, "data: {augment: true, controls: 0.25, remap_split: voices, remap_order: true, "
+                           "pitch_shift: [-3, 3]}\n")
     data = load_config(path).data
-    assert data.augmentation == Augmentation(controls=0.25, remap_split="voices", pitch_shift=(-3, 3))
+    assert data.augmentation == Augmentation(controls=0.25, remap_split="voices", remap_order=True, pitch_shift=(-3, 3))
     assert data.item_augmentation is data.augmentation
     assert load_config(path).to_dict()["data"] == {
         "path": None, "max_seq_len": None, "max_beat": None, "augment": True, "train_split": "train",
         "valid_split": "valid", "anticipation": 4.0, "pitch_shift": [-3, 3], "controls": 0.25,
-        "regions": 0.0, "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "rests": 0.0,
+        "regions": 0.0, "instrument_remap": 0.0, "remap_ensemble": 0.0, "remap_split": "voices", "remap_order": True,
+        "rests": 0.0,
         "takeover": 0.0, "takeover_share": [0.2, 0.6], "mix": None}
     assert load_config(write(tmp_path, "data: {augment: false}\n")).data.item_augmentation is None
     with pytest.raises(ConfigError, match=r"exp\.yaml: unknown key 'data\.augmentation'"):

@@ -422,6 +422,29 @@ def test_remap_relabels_monophonic_parts_within_their_registers_and_never_shares
     assert {"flute", "clarinet", "bassoon", "trombone", "cello"} <= names
 
 
+def test_remap_in_register_order_puts_the_cello_under_the_viola_under_the_violin(encoding):
+    """A chorale's voices relabelled from the string quartet: drawn freely, some seed puts a lower
+    voice on a higher string (a cello above the viola); in register order, none does, and the draws
+    are otherwise the same (the same instruments)."""
+    strings = {name: INSTRUMENT_REGISTERS[name] for name in ("violin", "viola", "cello")}
+    place = {40: 2, 41: 1, 42: 0}  # violin, viola, cello: lowest first
+
+    def crossed(remapped) -> bool:
+        means = {program: remapped[remapped[:, 4] == program, 2].mean() for program in np.unique(remapped[:, 4])
+                 if program in place}
+        ranked = sorted(means, key=means.get)
+        return ranked != sorted(ranked, key=place.get)
+
+    free = ordered = 0
+    for seed in range(30):
+        loose = remap_instruments(CHORALE, encoding, np.random.default_rng(seed), strings, split="voices")
+        kept = remap_instruments(CHORALE, encoding, np.random.default_rng(seed), strings, split="voices", order=True)
+        assert sorted(np.unique(loose[:, 4])) == sorted(np.unique(kept[:, 4]))
+        free += crossed(loose)
+        ordered += crossed(kept)
+    assert free > 0 and ordered == 0
+
+
 def test_remap_leaves_drums_and_unplayable_parts_alone(encoding):
     notes = np.array([[0, 0, 21, 12, 0], [1, 0, 108, 12, 0], [0, 0, 36, 1, 128], [1, 0, 42, 1, 128]])
     for seed in range(20):  # no instrument but the piano spans 21..108; drums stay drums, no part is drummed

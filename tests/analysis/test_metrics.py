@@ -249,3 +249,22 @@ def test_table_muspy_metrics_equal_muspy_functions(time_signature, ticks):
     # and our H over a window spanning the whole piece equals muspy's whole-piece entropy
     n_bars = len(bars(music)[0])
     assert pitch_class_entropy_bars(music, n_bars) == pytest.approx(muspy.pitch_class_entropy(music))
+
+
+def test_crossing_rates_count_onsets_where_a_lower_part_sounds_above_its_upper_neighbour():
+    """Cello, viola, violin (lowest first) over 4 beats: the viola's E4 on beat 1 crosses the violin's
+    D4 (one of the 4 onsets where both sound); the cello's G4 on beat 2 crosses the viola's C4
+    (one of its 4); a unison (beat 3, viola and violin on C5) is no crossing."""
+    from mmt.analysis.metrics import crossing_rates
+
+    def track(pitches):
+        return muspy.Track(notes=[muspy.Note(time=12 * beat, pitch=p, duration=12) for beat, p in enumerate(pitches)])
+
+    music = muspy.Music(resolution=12, tracks=[
+        track([74, 62, 76, 72]),  # violin
+        track([60, 64, 60, 72]),  # viola
+        track([48, 48, 67, 48]),  # cello
+    ])
+    pairs, any_pair = crossing_rates(music, [2, 1, 0])
+    assert pairs == [0.25, 0.25] and any_pair == 0.5
+    assert crossing_rates(music, [2]) == ([], math.nan)
