@@ -329,7 +329,7 @@ def empty_bar_rate(music: muspy.Music) -> float:
 # ---------------------------------------------------------------------- parts
 def crossing_rates(music: muspy.Music, order: list[int]) -> tuple[list[float], float]:
     r"""How often parts cross their neighbours: per adjacent pair of `order` (track indices, the
-    lowest part first), and for any pair.
+    lowest part first), and over all pairs.
 
     At each onset `t` of the piece (a note of any of these tracks starts), a part sounds the
     pitches of its notes with `onset <= t < offset`. For parts `i` (lower) and `i + 1` (upper)
@@ -338,12 +338,12 @@ def crossing_rates(music: muspy.Music, order: list[int]) -> tuple[list[float], f
 
     .. math:: r_i = \#(\text{onsets where } i, i+1 \text{ sound and cross}) / \#(\text{onsets where both sound})
 
-    and the rate for any pair is the share, among the onsets where some adjacent pair both
-    sound, of those where some such pair crosses. NaN where no onset has the pair (or any
-    pair) sounding.
+    and the rate over all pairs pools them: crossed (pair, onset) cases over the cases where
+    the pair sounds, summed over the pairs. NaN where no onset has the pair (or any pair)
+    sounding.
 
     Returns:
-        ([r_0, ..., r_{k-2}], any-pair rate).
+        ([r_0, ..., r_{k-2}], the pooled rate).
     """
     tracks = [music.tracks[index] for index in order]
     spans = [np.array([(n.time, n.time + max(n.duration, 1), n.pitch) for n in track.notes], dtype=np.int64)
@@ -360,8 +360,7 @@ def crossing_rates(music: muspy.Music, order: list[int]) -> tuple[list[float], f
     both = sounding[:-1] & sounding[1:]
     crossed = both & (high[:-1] > low[1:])
     pairs = [float(crossed[i].sum() / both[i].sum()) if both[i].any() else math.nan for i in range(len(both))]
-    some = both.any(0)
-    return pairs, float(crossed.any(0)[some].mean()) if some.any() else math.nan
+    return pairs, float(crossed.sum() / both.sum()) if both.any() else math.nan
 
 
 # ---------------------------------------------------------------------- the whole row

@@ -1,8 +1,8 @@
 """How often parts cross: music21's string quartets against the bundled model's string trios.
 
 `mmt.analysis.metrics.crossing_rates`: at the onsets where two adjacent parts both sound, the
-share where the lower one sounds above the upper one; and, for any adjacent pair, the share of
-the onsets where some pair sounding crosses.
+share where the lower one sounds above the upper one; and the same pooled over every adjacent
+pair ("all pairs").
 
 - The quartets: every .mxl of music21's corpus under beethoven, haydn, mozart and
   schumann_robert with four string parts (violin, violin, viola, cello, in score order, the
@@ -42,7 +42,7 @@ def quartet_rates(limit: int) -> dict:
     from mmt.analysis.metrics import crossing_rates
     from mmt.data_prep.music21_corpus import list_sources
 
-    pairs, any_pair, names = [], [], []
+    pairs, pooled, names = [], [], []
     for source in list_sources("-"):
         if len(names) == limit:
             break
@@ -56,13 +56,13 @@ def quartet_rates(limit: int) -> dict:
         tracks = [k for k, track in enumerate(music.tracks) if track.notes]
         if len(tracks) != 4 or {music.tracks[k].program for k in tracks} - STRINGS:
             continue
-        rates, any_rate = crossing_rates(music, tracks[::-1])
+        rates, pooled_rate = crossing_rates(music, tracks[::-1])
         pairs.append(rates)
-        any_pair.append(any_rate)
+        pooled.append(pooled_rate)
         names.append(source.rel)
     return {"pieces": len(names), "cello/viola": percent(p[0] for p in pairs),
             "viola/violin II": percent(p[1] for p in pairs), "violin II/violin I": percent(p[2] for p in pairs),
-            "any pair": percent(any_pair)}
+            "all pairs": percent(pooled)}
 
 
 def trio_rates(model, samples: int, bars: int, seed: int, constraints: dict) -> dict:
@@ -73,18 +73,18 @@ def trio_rates(model, samples: int, bars: int, seed: int, constraints: dict) -> 
 
     request = GenerationRequest(mode="instrument", instruments=("violin", "viola", "cello"), bars=bars,
                                 n_samples=samples, seed=seed, constraints=constraints)
-    pairs, any_pair = [], []
+    pairs, pooled = [], []
     for codes in run(model, request).samples:
         music = decode(codes, model.encoding)
         by_name = {track.name: k for k, track in enumerate(music.tracks)}
         order = [by_name[name] for name in ("cello", "viola", "violin") if name in by_name]
         if len(order) < 3:
             continue
-        rates, any_rate = crossing_rates(music, order)
+        rates, pooled_rate = crossing_rates(music, order)
         pairs.append(rates)
-        any_pair.append(any_rate)
+        pooled.append(pooled_rate)
     return {"samples": len(pairs), "cello/viola": percent(p[0] for p in pairs),
-            "viola/violin": percent(p[1] for p in pairs), "any pair": percent(any_pair)}
+            "viola/violin": percent(p[1] for p in pairs), "all pairs": percent(pooled)}
 
 
 def main(argv: list[str] | None = None) -> dict:
